@@ -1,0 +1,153 @@
+"""The Python API. The CLI is a thin shell over these functions."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalfleet.exceptions import NotAvailableError, UsageError
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A validated config, the invocation planned from it, and the executor's plan."""
+
+    config: dict[str, Any]  # resolved, with defaults, secrets redacted
+    invocation: Any  # executors.base.Invocation
+    plan: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "plan": self.plan}
+
+
+def plan_run(
+    config: str | Path | None = None,
+    *,
+    config_dir: str | Path | None = None,
+    config_name: str | None = None,
+    overrides: list[str] | None = None,
+    tasks: list[str] | None = None,
+    invocation_id: str | None = None,
+) -> RunPlan:
+    """Load and validate a config and plan it; contacts nothing and records nothing."""
+    from evalfleet.config import load_config
+    from evalfleet.config.redact import redact
+    from evalfleet.executors import get_executor
+    from evalfleet.planner import plan_invocation, with_derived_defaults
+
+    loaded = load_config(config, config_dir=config_dir, config_name=config_name, overrides=overrides)
+    model = with_derived_defaults(loaded.model)
+    if tasks:
+        model = _select_tasks(model, tasks)
+    invocation = plan_invocation(model, invocation_id)
+    plan = get_executor(model.execution.type).plan(invocation)
+    shown = redact(model.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return RunPlan(config=shown, invocation=invocation, plan=redact(plan))
+
+
+def _select_tasks(model: Any, wanted: list[str]) -> Any:
+    from evalfleet.tasks.catalog import resolve_task_name
+
+    available = {resolve_task_name(t.name).name: t for t in model.evaluation.tasks}
+    chosen = []
+    for name in wanted:
+        try:
+            key = resolve_task_name(name).name
+        except ValueError as exc:
+            raise UsageError(f"--tasks: {exc}") from None
+        if key not in available:
+            raise UsageError(
+                f"--tasks: {name!r} is not in evaluation.tasks (configured: {', '.join(available)})"
+            )
+        chosen.append(available[key])
+    evaluation = model.evaluation.model_copy(update={"tasks": chosen})
+    return model.model_copy(update={"evaluation": evaluation})
+
+
+def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
+    """Write `plan.json` (config + plan) atomically; default `<output_dir>/<id>/plan.json`."""
+    target = Path(path) if path else Path(run_plan.invocation.output_dir) / "plan.json"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(run_plan.as_dict(), indent=2) + "\n", encoding="utf-8")
+        temporary.replace(target)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the plan to {target}: {exc.strerror}; choose a place with --plan-out FILE"
+        ) from None
+    return target
+
+
+def launch(run_plan: RunPlan) -> str:
+    """Create what the plan describes. Not in this release: nothing is created or recorded."""
+    kind = run_plan.plan["executor"]
+    raise NotAvailableError(
+        f"launching on {kind} is not available yet; add --dry-run to see the exact plan"
+    )
+
+
+def list_runs(
+    *, limit: int | None = None, executor: str | None = None, since: float | None = None
+) -> list[dict[str, Any]]:
+    from evalfleet.store import InvocationStore
+
+    store = InvocationStore()
+    try:
+        records = store.list_invocations(limit=limit, executor=executor, since=since)
+    finally:
+        store.close()
+    return [invocation_summary(record) for record in records]
+
+
+def invocation_summary(record: Any) -> dict[str, Any]:
+    return {
+        "invocation_id": record.invocation_id,
+        "created_at": record.created_at,
+        "executor": record.executor,
+        "deployment_type": record.deployment_type,
+        "model": record.model,
+        "tasks": list(record.tasks),
+        "output_dir": record.output_dir,
+    }
+
+
+def get_invocation(id_or_prefix: str) -> Any:
+    from evalfleet.store import InvocationStore
+
+    store = InvocationStore()
+    try:
+        return store.get(id_or_prefix)
+    finally:
+        store.close()
+
+
+def status(ids: list[str]) -> list[dict[str, str]]:
+    """One row per job. Until executors can answer, the state is UNKNOWN, never a guess."""
+    rows: list[dict[str, str]] = []
+    for id_or_prefix in ids:
+        record = get_invocation(id_or_prefix)
+        wanted_job = id_or_prefix.lower() if "." in id_or_prefix else None
+        for job in record.jobs:
+            if wanted_job and not job.job_id.startswith(wanted_job.split(".")[0]) or (
+                wanted_job and job.job_id.split(".")[1] != wanted_job.split(".")[1]
+            ):
+                continue
+            rows.append(
+                {
+                    "invocation_id": record.invocation_id,
+                    "job_id": job.job_id,
+                    "task": job.task,
+                    "state": "UNKNOWN",
+                    "detail": f"the {record.executor} executor cannot report status in this "
+                    f"release (last recorded state: {job.state})",
+                }
+            )
+    return rows
+
+
+def not_available(what: str, needs: str) -> NotAvailableError:
+    return NotAvailableError(f"{what} is not available yet: it needs {needs}")

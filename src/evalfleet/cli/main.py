@@ -1,0 +1,256 @@
+"""The `evalfleet` command line.
+
+Only click is imported at start-up so that `--help` and `ls runs` stay instant; each
+command imports what it needs. Commands raise `EvalFleetError`; `main()` alone prints it
+(one line per problem, no traceback) and turns it into the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from evalfleet import __version__
+from evalfleet.exceptions import EvalFleetError, NotAvailableError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="evalfleet")
+def cli() -> None:
+    """Deploy a model where your GPUs are, benchmark it, track and export every run."""
+
+
+@cli.command()
+@click.option("-c", "--config", "config_file", metavar="FILE", help="The run config (YAML).")
+@click.option("--config-dir", metavar="DIR", help="Directory holding --config-name.")
+@click.option("--config-name", metavar="NAME", help="Config file name in --config-dir, .yaml optional.")
+@click.option(
+    "-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Hydra-style override, repeatable: a.b=c, +a.b=c, ~a.b, deployment=sglang.",
+)  # fmt: skip
+@click.option("-t", "--tasks", "tasks", multiple=True, metavar="NAME", help="Run only these tasks.")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the resolved config and exact plan; create nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {config, plan} as JSON.")
+@click.option("--plan-out", metavar="FILE", help="Where --dry-run writes plan.json.")
+def run(
+    config_file: str | None,
+    config_dir: str | None,
+    config_name: str | None,
+    overrides: tuple[str, ...],
+    tasks: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    plan_out: str | None,
+) -> None:
+    """Deploy (if configured) and evaluate; prints the invocation id."""
+    from evalfleet import api
+
+    run_plan = api.plan_run(
+        config_file,
+        config_dir=config_dir,
+        config_name=config_name,
+        overrides=list(overrides),
+        tasks=list(tasks),
+    )
+    if not dry_run:
+        api.launch(run_plan)
+        return
+    path = api.write_plan(run_plan, plan_out)
+    if as_json:
+        click.echo(json.dumps(run_plan.as_dict(), indent=2))
+        return
+    from evalfleet.cli.render import print_dry_run
+
+    print_dry_run(run_plan, path)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def status(ids: tuple[str, ...], as_json: bool) -> None:
+    """State of every job of the given invocations (ids or unique prefixes)."""
+    from evalfleet import api
+
+    rows = api.status(list(ids))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from evalfleet.cli.render import print_table
+
+    print_table(rows, ["job_id", "task", "state", "detail"])
+
+
+@cli.command()
+@click.argument("id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+def logs(id: str, follow: bool) -> None:
+    """Show a job's or invocation's logs."""
+    _known(id)
+    raise NotAvailableError("logs are not available yet: no executor can launch in this release")
+
+
+@cli.command()
+@click.argument("id")
+def kill(id: str) -> None:
+    """Stop an invocation's jobs and tear down its deployment."""
+    _known(id)
+    raise NotAvailableError("kill is not available yet: no executor can launch in this release")
+
+
+@cli.command()
+@click.argument("id")
+def resume(id: str) -> None:
+    """Rerun what did not finish, reusing each task's response cache."""
+    _known(id)
+    raise NotAvailableError("resume is not available yet: no executor can launch in this release")
+
+
+@cli.command()
+@click.argument("id")
+@click.option("--json", "as_json", is_flag=True)
+def info(id: str, as_json: bool) -> None:
+    """Where an invocation's config, results and logs are."""
+    from evalfleet import api
+
+    record = api.get_invocation(id)
+    summary = api.invocation_summary(record)
+    summary["jobs"] = [
+        {"job_id": j.job_id, "task": j.task, "state": j.state, "output_dir": j.output_dir}
+        for j in record.jobs
+    ]
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for key in ("invocation_id", "executor", "deployment_type", "model", "output_dir"):
+        click.echo(f"{key:16} {summary[key]}")
+    for job in summary["jobs"]:
+        click.echo(f"  {job['job_id']:12} {job['task']:14} {job['state']:8} {job['output_dir']}")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1)
+@click.option("--invocation-id", "invocation_ids", multiple=True, help="Invocation to export.")
+@click.option("--exporter", "--dest", "dest", type=click.Choice(["mlflow", "wandb", "local"]))
+@click.option("--tracking-uri", help="MLflow tracking server.")
+@click.option("--experiment-name", help="MLflow experiment.")
+def export(
+    ids: tuple[str, ...],
+    invocation_ids: tuple[str, ...],
+    dest: str | None,
+    tracking_uri: str | None,
+    experiment_name: str | None,
+) -> None:
+    """Export results to MLflow, W&B or local JSON/CSV files."""
+    wanted = [*ids, *invocation_ids]
+    if not wanted:
+        raise click.UsageError("give invocation ids, or --invocation-id ID")
+    for id_or_prefix in wanted:
+        _known(id_or_prefix)
+    raise NotAvailableError(
+        f"export to {dest or 'local'} is not available yet: exporters arrive in a later release"
+    )
+
+
+@cli.command("eval")
+@click.option("--job", "job_file", required=True, metavar="JOB_JSON", help="The job spec.")
+@click.option("--rescore", is_flag=True, help="Recompute scores from the response cache.")
+def eval_(job_file: str, rescore: bool) -> None:
+    """Run one task against one endpoint (what every executor runs)."""
+    raise NotAvailableError("evalfleet eval is not available yet: the evaluation engine is not built")
+
+
+@cli.group("ls")
+def ls() -> None:
+    """List tasks or runs."""
+
+
+@ls.command("tasks")
+@click.option("--json", "as_json", is_flag=True)
+def ls_tasks(as_json: bool) -> None:
+    """The benchmarks evalfleet knows by name."""
+    from evalfleet.tasks.catalog import TASK_CATALOG
+
+    rows = [
+        {
+            "name": t.name,
+            "endpoint_type": t.endpoint_type,
+            "headline_metric": t.headline_metric,
+            "description": t.description,
+        }
+        for t in TASK_CATALOG.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from evalfleet.cli.render import print_table
+
+    print_table(rows, ["name", "endpoint_type", "headline_metric", "description"])
+
+
+@ls.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N runs.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "lepton"]))
+@click.option("--since", metavar="WHEN", help="ISO date, or an age such as 7d or 12h.")
+def ls_runs(as_json: bool, limit: int | None, executor: str | None, since: str | None) -> None:
+    """Invocations recorded on this machine, newest first."""
+    from evalfleet import api
+
+    rows = api.list_runs(limit=limit, executor=executor, since=_parse_since(since))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from evalfleet.cli.render import print_runs
+
+    print_runs(rows)
+
+
+def _parse_since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    import time
+    from datetime import datetime
+
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: expected an ISO date (2026-11-01) or an age (30m, 12h, 7d, 2w)",
+            param_hint="--since",
+        ) from None
+
+
+def _known(id_or_prefix: str) -> Any:
+    from evalfleet import api
+
+    return api.get_invocation(id_or_prefix)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="evalfleet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except EvalFleetError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"error: {line}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""The validated shape of a run configuration.
+
+Every model forbids unknown keys: a typo must stop the run before anything is created,
+not be silently ignored (the reference launcher validates only `evaluation`). Defaults
+here mirror the YAML config groups in `groups/`; a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from evalfleet.tasks.catalog import TASK_CATALOG, resolve_task_name
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+
+
+# --------------------------------------------------------------------------- secrets
+
+class SecretNameRef(Strict):
+    """`secret_name_ref`: the name of a Lepton workspace secret (never its value)."""
+
+    secret_name_ref: str = Field(min_length=1)
+
+
+class SecretEnvValue(Strict):
+    """An env var whose value comes from a secret, as Lepton writes it."""
+
+    value_from: SecretNameRef
+
+
+def _env_kind(value: Any) -> str:
+    return "<secret>" if isinstance(value, (dict, SecretEnvValue)) else "<plain>"
+
+
+def _plain_env_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+PlainEnvValue = Annotated[str, BeforeValidator(_plain_env_text)]
+
+# A literal value, or `{value_from: {secret_name_ref: NAME}}`.
+EnvValue = Annotated[
+    Union[Annotated[SecretEnvValue, Tag("<secret>")], Annotated[PlainEnvValue, Tag("<plain>")]],
+    Discriminator(_env_kind),
+]
+
+
+class TokenNameRef(Strict):
+    token_name_ref: str = Field(min_length=1, description="Lepton secret holding the token")
+
+
+class ApiTokenRef(Strict):
+    """An endpoint API token, referenced by the name of the Lepton secret holding it."""
+
+    value_from: TokenNameRef
+
+
+# --------------------------------------------------------------------------- generation
+
+class Params(Strict):
+    """Generation and client parameters; unset (null) means the task's own default."""
+
+    temperature: Annotated[float, Field(ge=0)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_new_tokens: PositiveInt | None = None
+    n_samples: PositiveInt | None = Field(None, description="repeats of every sample")
+    seed: int | None = None
+    stop: list[str] | None = None
+    parallelism: PositiveInt | None = Field(None, description="concurrent requests")
+    limit_samples: PositiveInt | None = Field(None, description="evaluate only the first N")
+    request_timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="seconds")
+    max_retries: NonNegativeInt | None = None
+    extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
+
+
+class TaskConfig(Strict):
+    name: str = Field(description="benchmark name, e.g. ifeval (a 'harness.' prefix is accepted)")
+    params: Params = Field(default_factory=Params)
+    endpoint_type: Literal["chat", "completions"] | None = None
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    nemo_evaluator_config: dict[str, Any] | None = Field(
+        None, description="NeMo-Evaluator-Launcher-style settings, mapped onto params"
+    )
+    overrides: dict[str, Any] | None = Field(
+        None, description="NeMo-Evaluator-Launcher-style dotted overrides, mapped onto params"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        resolve_task_name(name)  # raises ValueError with a "did you mean"
+        return name
+
+
+class EvaluationConfig(Strict):
+    params: Params = Field(default_factory=Params)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    nemo_evaluator_config: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- target
+
+class ApiEndpoint(Strict):
+    url: str | None = Field(None, description="base URL or full .../v1/chat/completions URL")
+    model_id: str | None = None
+    api_key_name: EnvName | None = Field(
+        None, description="name of the env var holding the endpoint's API key"
+    )
+    type: Literal["chat", "completions"] | None = None
+    adapter_config: dict[str, Any] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        return url
+
+
+class TargetConfig(Strict):
+    api_endpoint: ApiEndpoint = Field(default_factory=ApiEndpoint)
+
+
+# --------------------------------------------------------------------------- lepton spec
+
+class ScaleDown(Strict):
+    no_traffic_timeout: NonNegativeInt | None = Field(
+        None, description="seconds without traffic before Lepton scales the endpoint down"
+    )
+    not_ready_timeout: NonNegativeInt | None = None
+    scale_from_zero: bool | None = Field(
+        None,
+        description="accepted for compatibility; Lepton has no such field, so it is not sent "
+        "(min_replicas decides whether the endpoint may sit at zero)",
+    )
+
+
+class TargetThroughput(Strict):
+    qpm: Annotated[float, Field(gt=0)] | None = None
+    paths: list[str] | None = None
+    methods: list[str] | None = None
+
+
+class AutoScaler(Strict):
+    scale_down: ScaleDown | None = None
+    target_gpu_utilization_percentage: Annotated[int, Field(ge=0, le=100)] | None = None
+    target_throughput: TargetThroughput | None = None
+
+
+class LeptonCacheMount(Strict):
+    """The guide's `mounts` block: one shared-storage path mounted into the endpoint."""
+
+    enabled: bool = False
+    cache_path: str | None = Field(None, description="path on the shared storage")
+    mount_path: str | None = Field(None, description="path inside the container")
+    from_: str = Field("node-nfs:lepton-shared-fs", alias="from")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _paths_when_enabled(self) -> LeptonCacheMount:
+        if self.enabled and not (self.cache_path and self.mount_path):
+            raise ValueError("enabled mounts need both cache_path and mount_path")
+        return self
+
+
+class LeptonDeploymentConfig(Strict):
+    """`deployment.lepton_config`: how the endpoint is shaped on Lepton."""
+
+    endpoint_name: str | None = Field(
+        None, description="endpoint name; default <type>-<model>-<invocation id>"
+    )
+    resource_shape: str | None = Field(None, description="e.g. gpu.1xh200")
+    min_replicas: NonNegativeInt = 1
+    max_replicas: PositiveInt = 1
+    auto_scaler: AutoScaler | None = None
+    envs: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    mounts: LeptonCacheMount = Field(default_factory=LeptonCacheMount)
+    health: dict[str, Any] | None = None
+    api_tokens: list[ApiTokenRef] = Field(
+        default_factory=lambda: [ApiTokenRef(value_from=TokenNameRef(token_name_ref="ENDPOINT_API_KEY"))],
+        description="endpoint tokens, each the name of a Lepton secret",
+    )
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    node_group: str | None = None
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _no_literal_tokens(cls, tokens: Any) -> Any:
+        if isinstance(tokens, list):
+            for token in tokens:
+                if isinstance(token, dict) and "value" in token:
+                    raise ValueError(
+                        "literal token values are not accepted (they would be written to "
+                        "disk); use value_from.token_name_ref with a Lepton secret name"
+                    )
+        return tokens
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> LeptonDeploymentConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- deployments
+
+class Endpoints(Strict):
+    chat: str = "/v1/chat/completions"
+    completions: str = "/v1/completions"
+    health: str = "/health"
+    models: str = "/v1/models"
+
+
+class DeploymentBase(Strict):
+    image: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    served_model_name: str | None = Field(None, description="default: derived from the model")
+    extra_args: str = ""
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    lepton_config: LeptonDeploymentConfig = Field(default_factory=LeptonDeploymentConfig)
+
+
+class NoDeployment(Strict):
+    type: Literal["none"] = "none"
+
+
+class VllmDeployment(DeploymentBase):
+    type: Literal["vllm"] = "vllm"
+    image: str | None = "vllm/vllm-openai:latest"
+    checkpoint_path: str = Field(description="HF model id or path of the checkpoint")
+    hf_model_handle: str | None = None
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+    data_parallel_size: PositiveInt = 1
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+
+
+class SglangDeployment(DeploymentBase):
+    type: Literal["sglang"] = "sglang"
+    image: str | None = "lmsysorg/sglang:latest"
+    checkpoint_path: str
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+    data_parallel_size: PositiveInt = 1
+
+
+class TrtllmDeployment(DeploymentBase):
+    type: Literal["trtllm"] = "trtllm"
+    image: str | None = "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"
+    checkpoint_path: str
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+
+
+class NimDeployment(DeploymentBase):
+    type: Literal["nim"] = "nim"
+    image: str = Field(description="NIM container image")
+    endpoints: Endpoints = Field(default_factory=lambda: Endpoints(health="/v1/health/ready"))
+
+
+class LlamacppDeployment(DeploymentBase):
+    type: Literal["llamacpp"] = "llamacpp"
+    checkpoint_path: str = Field(description="path of the GGUF file")
+    n_ctx: PositiveInt = 4096
+    n_threads: PositiveInt | None = None
+    n_parallel: PositiveInt = 1
+
+
+class GenericDeployment(DeploymentBase):
+    type: Literal["generic"] = "generic"
+    command: str = Field(description="server command line; may use {port} and {served_model_name}")
+    checkpoint_path: str | None = None
+
+
+DeploymentConfig = Annotated[
+    Union[
+        NoDeployment,
+        VllmDeployment,
+        SglangDeployment,
+        TrtllmDeployment,
+        NimDeployment,
+        LlamacppDeployment,
+        GenericDeployment,
+    ],
+    Field(discriminator="type"),
+]
+
+DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "generic")
+LEPTON_DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim")
+
+
+# --------------------------------------------------------------------------- executions
+
+class AutoExport(Strict):
+    destinations: list[Literal["mlflow", "wandb", "local"]] = Field(default_factory=list)
+
+
+class ExecutionBase(Strict):
+    output_dir: str = Field("evalfleet_results", description="where results land")
+    auto_export: AutoExport = Field(default_factory=AutoExport)
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+
+
+class LocalExecution(ExecutionBase):
+    type: Literal["local"] = "local"
+    mode: Literal["sequential", "parallel"] = "sequential"
+    use_docker: bool = False
+    extra_docker_args: str = ""
+    endpoint_readiness_timeout: PositiveInt = 600
+    cuda_visible_devices: str | None = None
+
+
+class SlurmExecution(ExecutionBase):
+    type: Literal["slurm"] = "slurm"
+    hostname: str | None = Field(None, description="login node; empty or localhost = local sbatch")
+    username: str | None = None
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    num_nodes: PositiveInt = 1
+    ntasks_per_node: PositiveInt = 1
+    gres: str | None = None
+    gpus_per_node: PositiveInt | None = None
+    walltime: str = "01:00:00"
+    max_walltime: str | None = "24:00:00"
+    job_name_prefix: str = "evalfleet"
+    sbatch_extra_flags: dict[str, str | int | bool | None] = Field(default_factory=dict)
+    container_image: str | None = Field(None, description="pyxis/enroot image for the server")
+    mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
+    job_per_task: bool = False
+    endpoint_readiness_timeout: PositiveInt = 1800
+    evalfleet_command: str = Field(
+        "evalfleet", description="how the batch job invokes evalfleet on the compute node"
+    )
+
+    @field_validator("walltime", "max_walltime")
+    @classmethod
+    def _walltime_format(cls, value: str | None) -> str | None:
+        if value is not None and not _WALLTIME.match(value):
+            raise ValueError(f"expected [D-]HH:MM:SS, got {value!r}")
+        return value
+
+
+class LeptonMount(Strict):
+    from_: str = Field(alias="from")
+    path: str
+    mount_path: str
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LeptonEvaluationTasks(Strict):
+    resource_shape: str = "cpu.small"
+    timeout: PositiveInt = Field(3600, description="seconds a task's job may run")
+    image: str = "python:3.12-slim"
+    install_command: str = Field(
+        "pip install --quiet --no-cache-dir evalfleet=={version}",
+        description="run before `evalfleet eval` in the job container ({version} is ours)",
+    )
+    use_shared_storage: bool = True
+
+
+class LeptonPlatformDeployment(Strict):
+    node_group: str | None = None
+    endpoint_readiness_timeout: PositiveInt = 1200
+    queue_priority: str | None = Field(None, description="e.g. mid-4000")
+    platform_defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeptonPlatformTasks(Strict):
+    node_group: str | None = None
+    env_vars: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    mounts: list[LeptonMount] = Field(default_factory=list)
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    api_key_secret: str = Field(
+        "ENDPOINT_API_KEY", description="Lepton secret the jobs use to call the endpoint"
+    )
+
+
+class LeptonPlatform(Strict):
+    deployment: LeptonPlatformDeployment = Field(default_factory=LeptonPlatformDeployment)
+    tasks: LeptonPlatformTasks = Field(default_factory=LeptonPlatformTasks)
+
+
+class LeptonExecution(ExecutionBase):
+    type: Literal["lepton"] = "lepton"
+    evaluation_tasks: LeptonEvaluationTasks = Field(default_factory=LeptonEvaluationTasks)
+    lepton_platform: LeptonPlatform = Field(default_factory=LeptonPlatform)
+    env_var_names: list[str] = Field(default_factory=list)
+
+
+ExecutionConfig = Annotated[
+    Union[LocalExecution, SlurmExecution, LeptonExecution], Field(discriminator="type")
+]
+
+EXECUTION_TYPES = ("local", "slurm", "lepton")
+
+
+# --------------------------------------------------------------------------- export
+
+class ExportConfig(Strict):
+    mlflow: dict[str, Any] = Field(default_factory=dict)
+    wandb: dict[str, Any] = Field(default_factory=dict)
+    local: dict[str, Any] = Field(default_factory=dict)
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- root
+
+class RunConfig(Strict):
+    """The whole merged configuration of one `evalfleet run`."""
+
+    name: str | None = None
+    execution: ExecutionConfig
+    deployment: DeploymentConfig
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    evaluation: EvaluationConfig
+    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        problems: list[tuple[str, str]] = []
+        endpoint = self.target.api_endpoint
+        if self.deployment.type == "none":
+            if not endpoint.url:
+                problems.append(("target.api_endpoint.url", "required when deployment.type is none"))
+            if not endpoint.model_id:
+                problems.append(
+                    ("target.api_endpoint.model_id", "required when deployment.type is none")
+                )
+        else:
+            if endpoint.url:
+                problems.append(
+                    (
+                        "target.api_endpoint.url",
+                        f"must not be set when deployment.type is {self.deployment.type} "
+                        "(the endpoint comes from the deployment); remove it with "
+                        "-o ~target.api_endpoint.url",
+                    )
+                )
+        if self.execution.type == "lepton":
+            if self.deployment.type not in LEPTON_DEPLOYMENT_TYPES:
+                problems.append(
+                    (
+                        "deployment.type",
+                        f"{self.deployment.type!r} cannot run on lepton; expected one of "
+                        + ", ".join(LEPTON_DEPLOYMENT_TYPES),
+                    )
+                )
+            elif self.deployment.type != "none" and not self.deployment.lepton_config.resource_shape:
+                problems.append(
+                    ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
+                )
+        if self.deployment.type == "nim" and self.execution.type == "local":
+            if not self.execution.use_docker:
+                problems.append(
+                    ("execution.use_docker", "must be true for a nim deployment (NIM is a container)")
+                )
+        if problems:
+            raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))
+        return self
+
+
+def task_catalog_names() -> list[str]:
+    return sorted(TASK_CATALOG)

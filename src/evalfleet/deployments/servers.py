@@ -1,0 +1,152 @@
+"""What each deployment type runs: its command line, port, health path and endpoints.
+
+Pure functions of the config: every executor renders the same command, and `--dry-run`
+shows exactly what would be started.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A model server as an executor needs to know it."""
+
+    type: str
+    argv: list[str]  # empty: the image's own entrypoint starts the server (NIM)
+    port: int
+    health_path: str
+    chat_path: str
+    completions_path: str
+    served_model_name: str
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def base_url(self, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "argv": self.argv,
+            "command": shlex.join(self.argv),
+            "port": self.port,
+            "health_path": self.health_path,
+            "chat_path": self.chat_path,
+            "completions_path": self.completions_path,
+            "served_model_name": self.served_model_name,
+            "image": self.image,
+            "env": self.env,
+        }
+
+
+def served_model_name(deployment: Any) -> str:
+    """The name clients send as `model`; defaults follow what each server does itself."""
+    if getattr(deployment, "served_model_name", None):
+        return str(deployment.served_model_name)
+    kind = deployment.type
+    if kind == "nim":
+        # nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.6 serves "meta/llama-3.1-8b-instruct"
+        path = deployment.image.split("@", 1)[0]
+        repo = path.rsplit(":", 1)[0] if ":" in path.rsplit("/", 1)[-1] else path
+        parts = repo.split("/")
+        return "/".join(parts[-2:]) if len(parts) >= 3 else parts[-1]
+    if kind == "llamacpp":
+        return PurePosixPath(deployment.checkpoint_path).stem
+    model = getattr(deployment, "hf_model_handle", None) or getattr(deployment, "checkpoint_path", None)
+    return str(model or "model")
+
+
+def server_spec(deployment: Any, host: str = "0.0.0.0") -> ServerSpec | None:
+    """The server command for `deployment`, or None for `type: none`."""
+    kind = deployment.type
+    if kind == "none":
+        return None
+    name = served_model_name(deployment)
+    port = deployment.port
+    extra = shlex.split(deployment.extra_args) if deployment.extra_args else []
+    health = deployment.endpoints.health
+    if kind == "vllm":
+        argv = [
+            "vllm", "serve", deployment.hf_model_handle or deployment.checkpoint_path,
+            "--host", host, "--port", str(port),
+            "--served-model-name", name,
+            "--tensor-parallel-size", str(deployment.tensor_parallel_size),
+            "--pipeline-parallel-size", str(deployment.pipeline_parallel_size),
+            "--data-parallel-size", str(deployment.data_parallel_size),
+            "--gpu-memory-utilization", str(deployment.gpu_memory_utilization),
+            *extra,
+        ]  # fmt: skip
+    elif kind == "sglang":
+        argv = [
+            "python3", "-m", "sglang.launch_server",
+            "--model-path", deployment.checkpoint_path,
+            "--host", host, "--port", str(port),
+            "--served-model-name", name,
+            "--tp-size", str(deployment.tensor_parallel_size),
+            "--dp-size", str(deployment.data_parallel_size),
+            "--pp-size", str(deployment.pipeline_parallel_size),
+            *extra,
+        ]  # fmt: skip
+    elif kind == "trtllm":
+        argv = [
+            "trtllm-serve", "serve", deployment.checkpoint_path,
+            "--host", host, "--port", str(port),
+            "--tp_size", str(deployment.tensor_parallel_size),
+            "--pp_size", str(deployment.pipeline_parallel_size),
+            "--backend", "pytorch",
+            *extra,
+        ]  # fmt: skip
+    elif kind == "nim":
+        argv = []
+    elif kind == "llamacpp":
+        argv, health = _llamacpp_argv(deployment, host, name, extra)
+    elif kind == "generic":
+        command = deployment.command.format(port=port, served_model_name=name)
+        argv = ["bash", "-c", command]
+    else:  # pragma: no cover - the schema admits no other type
+        raise ValueError(f"unknown deployment type {kind!r}")
+    env = dict(deployment.env_vars)
+    if kind == "nim":
+        env.setdefault("NIM_SERVED_MODEL_NAME", name)
+        env.setdefault("NIM_SERVER_PORT", str(port))
+    return ServerSpec(
+        type=kind,
+        argv=argv,
+        port=port,
+        health_path=health,
+        chat_path=deployment.endpoints.chat,
+        completions_path=deployment.endpoints.completions,
+        served_model_name=name,
+        image=deployment.image,
+        env=env,
+    )
+
+
+def _llamacpp_argv(
+    deployment: Any, host: str, name: str, extra: list[str]
+) -> tuple[list[str], str]:
+    """llama.cpp's own `llama-server` when installed, else llama-cpp-python's server."""
+    threads = [] if deployment.n_threads is None else ["--threads", str(deployment.n_threads)]
+    if shutil.which("llama-server"):
+        argv = [
+            "llama-server", "--model", deployment.checkpoint_path,
+            "--host", host, "--port", str(deployment.port),
+            "--alias", name, "--ctx-size", str(deployment.n_ctx),
+            "--parallel", str(deployment.n_parallel), *threads, *extra,
+        ]  # fmt: skip
+        return argv, deployment.endpoints.health
+    argv = [
+        "python3", "-m", "llama_cpp.server", "--model", deployment.checkpoint_path,
+        "--host", host, "--port", str(deployment.port),
+        "--model_alias", name, "--n_ctx", str(deployment.n_ctx),
+        *(["--n_threads", str(deployment.n_threads)] if deployment.n_threads else []),
+        *extra,
+    ]  # fmt: skip
+    # llama-cpp-python's server has no /health; /v1/models answers once the model is loaded.
+    return argv, deployment.endpoints.models

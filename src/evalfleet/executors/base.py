@@ -1,0 +1,80 @@
+"""The seam between the launcher and its backends.
+
+An `Invocation` is what the planner made of a RunConfig: an id, an output dir and one
+`Job` per task, each carrying the `job.json` that `evalfleet eval` will read. An executor
+turns an invocation into a plan (pure, for `--dry-run`) and, in later releases, launches,
+watches and tears it down.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class JobState(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    UNKNOWN = "UNKNOWN"  # the backend did not answer: never shown as running or failed
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCESS, JobState.FAILED, JobState.KILLED)
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    job_id: str  # "<invocation_id>.<index>"
+    task: str
+    endpoint_type: str  # chat | completions
+    output_dir: str  # <invocation output dir>/<task>
+    spec: dict[str, Any]  # the content of job.json
+
+    @property
+    def job_file(self) -> str:
+        return f"{self.output_dir}/job.json"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    invocation_id: str
+    config: Any  # RunConfig
+    output_dir: str  # <execution.output_dir>/<invocation_id>, absolute
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    invocation_id: str
+    job_id: str
+    task: str
+    state: JobState
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "invocation_id": self.invocation_id,
+            "job_id": self.job_id,
+            "task": self.task,
+            "state": self.state.value,
+            "detail": self.detail,
+        }
+
+
+class Executor(Protocol):
+    def plan(self, invocation: Invocation) -> dict[str, Any]:
+        """What launching would create, as JSON-able data; contacts nothing."""
+
+    def launch(self, invocation: Invocation) -> None: ...
+
+    def status(self, invocation: Invocation) -> list[JobStatus]: ...
+
+    def logs(self, job: Job, follow: bool) -> Iterator[str]: ...
+
+    def kill(self, invocation: Invocation) -> None: ...

@@ -1,0 +1,210 @@
+"""RunConfig → Invocation: one job per task, each with the `job.json` its engine will read.
+
+The job file names the env var holding the API key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from evalfleet.deployments.servers import server_spec
+from evalfleet.exceptions import ConfigError
+from evalfleet.executors.base import Invocation, Job
+from evalfleet.tasks.catalog import resolve_task_name
+
+JOB_SCHEMA_VERSION = 1
+
+# Environment variable through which a Lepton job learns its endpoint's URL and token.
+LEPTON_ENDPOINT_URL_ENV = "EVALFLEET_ENDPOINT_URL"
+LEPTON_ENDPOINT_TOKEN_ENV = "EVALFLEET_ENDPOINT_TOKEN"
+
+# NeMo Evaluator Launcher's `config.params.*` names that mean the same as ours.
+_NEL_PARAMS = {
+    "parallelism", "request_timeout", "limit_samples", "temperature", "top_p",
+    "max_new_tokens", "max_retries",
+}  # fmt: skip
+_NEL_EXTRA_PARAMS = {"n_samples", "seed", "stop", "extra_body"}
+
+
+def new_invocation_id() -> str:
+    return secrets.token_hex(4)
+
+
+def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation:
+    invocation_id = invocation_id or new_invocation_id()
+    output_dir = _invocation_dir(config, invocation_id)
+    jobs = []
+    for index, task in enumerate(config.evaluation.tasks):
+        info = resolve_task_name(task.name)
+        endpoint_type = task.endpoint_type or config.target.api_endpoint.type or info.endpoint_type
+        job_dir = f"{_job_root(config, output_dir, invocation_id)}/{info.name}"
+        spec = {
+            "schema_version": JOB_SCHEMA_VERSION,
+            "invocation_id": invocation_id,
+            "job_id": f"{invocation_id}.{index}",
+            "task": info.name,
+            "endpoint": _endpoint(config, endpoint_type),
+            "params": effective_params(config.evaluation, task, index),
+            "interceptors": _interceptors(config),
+            "output_dir": job_dir,
+        }
+        jobs.append(
+            Job(
+                index=index,
+                job_id=f"{invocation_id}.{index}",
+                task=info.name,
+                endpoint_type=endpoint_type,
+                output_dir=job_dir,
+                spec=spec,
+            )
+        )
+    names = [job.task for job in jobs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"evaluation.tasks: {', '.join(duplicates)} listed more than once "
+            "(each task writes to its own directory; merge their params instead)"
+        )
+    return Invocation(invocation_id, config, output_dir, tuple(jobs))
+
+
+def with_derived_defaults(config: Any) -> Any:
+    """Fill what the user may leave out, so that `--dry-run` shows the values used."""
+    update: dict[str, Any] = {}
+    deployment = config.deployment
+    if deployment.type != "none" and not deployment.served_model_name:
+        from evalfleet.deployments.servers import served_model_name
+
+        update["deployment"] = deployment.model_copy(
+            update={"served_model_name": served_model_name(deployment)}
+        )
+    execution = config.execution
+    remote = execution.type == "slurm" and (execution.hostname or "localhost") != "localhost"
+    if not remote:
+        absolute = str(Path(os.path.expanduser(execution.output_dir)).absolute())
+        update["execution"] = execution.model_copy(update={"output_dir": absolute})
+    return config.model_copy(update=update)
+
+
+def _invocation_dir(config: Any, invocation_id: str) -> str:
+    base = Path(os.path.expanduser(config.execution.output_dir))
+    if config.execution.type == "slurm" and (config.execution.hostname or "localhost") != "localhost":
+        if not base.is_absolute():
+            raise ConfigError(
+                f"execution.output_dir: must be an absolute path on the cluster when "
+                f"execution.hostname is {config.execution.hostname!r} (got {str(base)!r})"
+            )
+        return f"{base}/{invocation_id}"
+    return str(base.absolute() / invocation_id)
+
+
+def _job_root(config: Any, output_dir: str, invocation_id: str) -> str:
+    """Where a job writes, as seen by the job itself."""
+    if config.execution.type != "lepton":
+        return output_dir
+    mounts = config.execution.lepton_platform.tasks.mounts
+    if mounts and config.execution.evaluation_tasks.use_shared_storage:
+        return f"{mounts[0].mount_path.rstrip('/')}/evalfleet/{invocation_id}"
+    return f"/tmp/evalfleet/{invocation_id}"
+
+
+def _endpoint(config: Any, endpoint_type: str) -> dict[str, Any]:
+    deployment = config.deployment
+    if deployment.type == "none":
+        target = config.target.api_endpoint
+        return {
+            "url": endpoint_url(target.url, endpoint_type),
+            "model_id": target.model_id,
+            "api_key_name": target.api_key_name,
+            "type": endpoint_type,
+        }
+    server = server_spec(deployment)
+    assert server is not None
+    path = server.chat_path if endpoint_type == "chat" else server.completions_path
+    if config.execution.type == "lepton":
+        base, key = "${" + LEPTON_ENDPOINT_URL_ENV + "}", LEPTON_ENDPOINT_TOKEN_ENV
+    else:
+        base, key = f"http://127.0.0.1:{server.port}", None
+    return {
+        "url": base.rstrip("/") + path,
+        "model_id": server.served_model_name,
+        "api_key_name": key,
+        "type": endpoint_type,
+    }
+
+
+def endpoint_url(url: str, endpoint_type: str) -> str:
+    """The full URL for `endpoint_type`, from a base URL or a full endpoint URL."""
+    base = url.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    else:
+        if not base.endswith("/v1"):
+            base += "/v1"
+    return base + ("/chat/completions" if endpoint_type == "chat" else "/completions")
+
+
+def effective_params(evaluation: Any, task: Any, index: int) -> dict[str, Any]:
+    """Global params, then NEL-style settings, then the task's own (the task wins)."""
+    params: dict[str, Any] = {}
+    layers = [
+        ("evaluation", evaluation.nemo_evaluator_config, evaluation.overrides, evaluation.params),
+        (f"evaluation.tasks[{index}]", task.nemo_evaluator_config, task.overrides, task.params),
+    ]
+    for where, nel_config, overrides, own in layers:
+        params.update(_nel_params(nel_config or {}, f"{where}.nemo_evaluator_config"))
+        params.update(_nel_params(_undot(overrides or {}), f"{where}.overrides"))
+        params.update(own.model_dump(exclude_none=True))
+    from pydantic import ValidationError
+
+    from evalfleet.config.schema import Params
+
+    try:
+        Params.model_validate(params)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"evaluation.tasks[{index}] params.{key}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
+    return params
+
+
+def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
+    config_section = nel.get("config") or {}
+    raw = dict(config_section.get("params") or {})
+    extra = raw.pop("extra", None) or {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _NEL_PARAMS:
+            raise ConfigError(
+                f"{where}.config.params.{key}: not supported (supported: "
+                f"{', '.join(sorted(_NEL_PARAMS))}, extra.{{{','.join(sorted(_NEL_EXTRA_PARAMS))}}})"
+            )
+        out[key] = value
+    for key, value in extra.items():
+        if key not in _NEL_EXTRA_PARAMS:
+            raise ConfigError(f"{where}.config.params.extra.{key}: not supported")
+        out[key] = value
+    return out
+
+
+def _undot(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = str(dotted).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _interceptors(config: Any) -> dict[str, Any]:
+    adapter = config.target.api_endpoint.adapter_config
+    return dict(adapter) if adapter else {}
