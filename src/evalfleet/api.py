@@ -34,7 +34,7 @@ def plan_run(
 ) -> RunPlan:
     """Load and validate a config and plan it; contacts nothing and records nothing."""
     from evalfleet.config import load_config
-    from evalfleet.config.redact import redact
+    from evalfleet.config.redact import redact, scrub, secret_values
     from evalfleet.executors import get_executor
     from evalfleet.planner import plan_invocation, with_derived_defaults
 
@@ -44,8 +44,11 @@ def plan_run(
         model = _select_tasks(model, tasks)
     invocation = plan_invocation(model, invocation_id)
     plan = get_executor(model.execution.type).plan(invocation)
-    shown = redact(model.model_dump(mode="json", by_alias=True, exclude_none=True))
-    return RunPlan(config=shown, invocation=invocation, plan=redact(plan))
+    dumped = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Values a user put under secret-looking keys are hidden wherever they appear,
+    # including inside rendered scripts and base64-free command lines.
+    hidden = secret_values(dumped)
+    return RunPlan(config=scrub(redact(dumped), hidden), invocation=invocation, plan=scrub(plan, hidden))
 
 
 def _select_tasks(model: Any, wanted: list[str]) -> Any:
@@ -127,16 +130,14 @@ def get_invocation(id_or_prefix: str) -> Any:
 
 def status(ids: list[str]) -> list[dict[str, str]]:
     """One row per job. Until executors can answer, the state is UNKNOWN, never a guess."""
+    from evalfleet.store import InvocationStore
+
     rows: list[dict[str, str]] = []
-    for id_or_prefix in ids:
-        record = get_invocation(id_or_prefix)
-        wanted_job = id_or_prefix.lower() if "." in id_or_prefix else None
-        for job in record.jobs:
-            if wanted_job and not job.job_id.startswith(wanted_job.split(".")[0]) or (
-                wanted_job and job.job_id.split(".")[1] != wanted_job.split(".")[1]
-            ):
-                continue
-            rows.append(
+    with InvocationStore() as store:
+        for id_or_prefix in ids:
+            record = store.get(id_or_prefix)
+            jobs = [store.get_job(id_or_prefix)] if "." in id_or_prefix else record.jobs
+            rows += [
                 {
                     "invocation_id": record.invocation_id,
                     "job_id": job.job_id,
@@ -145,9 +146,6 @@ def status(ids: list[str]) -> list[dict[str, str]]:
                     "detail": f"the {record.executor} executor cannot report status in this "
                     f"release (last recorded state: {job.state})",
                 }
-            )
+                for job in jobs
+            ]
     return rows
-
-
-def not_available(what: str, needs: str) -> NotAvailableError:
-    return NotAvailableError(f"{what} is not available yet: it needs {needs}")

@@ -6,13 +6,13 @@ The job file names the env var holding the API key, never the key itself.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors.base import Invocation, Job
+from evalfleet.store import new_invocation_id
 from evalfleet.tasks.catalog import resolve_task_name
 
 JOB_SCHEMA_VERSION = 1
@@ -27,10 +27,6 @@ _NEL_PARAMS = {
     "max_new_tokens", "max_retries",
 }  # fmt: skip
 _NEL_EXTRA_PARAMS = {"n_samples", "seed", "stop", "extra_body"}
-
-
-def new_invocation_id() -> str:
-    return secrets.token_hex(4)
 
 
 def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation:

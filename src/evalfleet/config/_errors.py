@@ -54,10 +54,10 @@ def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> list[s
             got = error.get("input")
             shown = "" if isinstance(got, (dict, list)) or kind == "value_error" else f" (got {got!r})"
             lines.append(f"{path}: {message[:1].lower()}{message[1:]}{shown}")
-    return _drop_missing_explained_by_typos(lines)
+    return drop_missing_explained_by_typos(lines)
 
 
-def _drop_missing_explained_by_typos(lines: list[str]) -> list[str]:
+def drop_missing_explained_by_typos(lines: list[str]) -> list[str]:
     """`secret_ref: unknown key; did you mean 'secret_name_ref'?` already says why
     `secret_name_ref` is missing; one line per mistake is enough."""
     suggested = set()

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from evalfleet.config._overrides import GROUPS, Override, apply_override, parse_overrides
+from evalfleet.config._overrides import GROUPS, apply_override, parse_overrides
 from evalfleet.exceptions import ConfigError
 
 MISSING = "???"
@@ -117,11 +117,12 @@ def load_config(
     for override in parsed:
         if override.action == "select_group":
             selected[override.path[0]] = str(override.value)
-        elif override.path in (("execution", "type"), ("deployment", "type")) and isinstance(
-            override.value, str
+        elif (
+            override.path in (("execution", "type"), ("deployment", "type"))
+            and isinstance(override.value, str)
+            and override.action != "delete"
         ):
-            if override.action != "delete":
-                selected[override.path[0]] = override.value
+            selected[override.path[0]] = override.value
     merged: dict[str, Any] = {}
     present = _sections_present(layers)
     missing_types: list[str] = []
@@ -242,17 +243,20 @@ def _missing_keys(node: Any, prefix: str = "") -> list[str]:
 def _validate(resolved: dict[str, Any], problems: list[str]) -> Any:
     from pydantic import ValidationError
 
-    from evalfleet.config._errors import format_validation_error
+    from evalfleet.config._errors import drop_missing_explained_by_typos, format_validation_error
     from evalfleet.config.schema import RunConfig
 
-    missing = set(problems)
     try:
         model = RunConfig.model_validate(resolved)
     except ValidationError as exc:
-        lines = format_validation_error(exc, resolved)
         # A `???` value also fails its type check; report it once, as missing.
-        extra = [line for line in lines if not any(line.startswith(m.split(":")[0] + ":") for m in missing)]
-        raise ConfigError(_unique([*problems, *extra])) from None
+        missing = {line.split(":")[0] for line in problems}
+        lines = [
+            line
+            for line in format_validation_error(exc, resolved)
+            if line.split(":")[0] not in missing
+        ]
+        raise ConfigError(drop_missing_explained_by_typos(_unique([*problems, *lines]))) from None
     if problems:
         raise ConfigError(problems)
     return model

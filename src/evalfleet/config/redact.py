@@ -12,11 +12,14 @@ from typing import Any
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"(token|secret|passw|api_?key|credential|auth)", re.IGNORECASE)
 # Keys that hold the *name* of a secret, never its value.
-_NAME_KEY = re.compile(r"(_name|_ref|_names|_secret|_secrets|_env)$", re.IGNORECASE)
+_NAME_KEY = re.compile(r"(_name|_ref|_names)$", re.IGNORECASE)
+_NAME_KEYS = {"api_key_secret", "image_pull_secrets"}
 
 
 def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key)) and not _NAME_KEY.search(key)
+    if key.lower() in _NAME_KEYS or _NAME_KEY.search(key):
+        return False
+    return bool(_SECRET_KEY.search(key))
 
 
 def redact(node: Any, key: str = "") -> Any:
@@ -27,4 +30,35 @@ def redact(node: Any, key: str = "") -> Any:
         return [redact(v, key) for v in node]
     if isinstance(node, str) and node and is_secret_key(key):
         return REDACTED
+    return node
+
+
+def secret_values(node: Any, key: str = "") -> set[str]:
+    """Literal values found under secret-looking keys (including `{name, value}` env entries)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        name = node.get("name")
+        if isinstance(name, str) and is_secret_key(name) and isinstance(node.get("value"), str):
+            found.add(node["value"])
+        for k, v in node.items():
+            found |= secret_values(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            found |= secret_values(v, key)
+    elif isinstance(node, str) and node and node != REDACTED and is_secret_key(key):
+        found.add(node)
+    return found
+
+
+def scrub(node: Any, values: set[str]) -> Any:
+    """A copy of `node` where every occurrence of any of `values` in any string is ***."""
+    if not values:
+        return node
+    if isinstance(node, dict):
+        return {k: scrub(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [scrub(v, values) for v in node]
+    if isinstance(node, str):
+        for value in sorted(values, key=len, reverse=True):
+            node = node.replace(value, REDACTED)
     return node

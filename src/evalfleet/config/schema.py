@@ -8,7 +8,7 @@ here mirror the YAML config groups in `groups/`; a test keeps the two in agreeme
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -65,7 +65,7 @@ PlainEnvValue = Annotated[str, BeforeValidator(_plain_env_text)]
 
 # A literal value, or `{value_from: {secret_name_ref: NAME}}`.
 EnvValue = Annotated[
-    Union[Annotated[SecretEnvValue, Tag("<secret>")], Annotated[PlainEnvValue, Tag("<plain>")]],
+    Annotated[SecretEnvValue, Tag("<secret>")] | Annotated[PlainEnvValue, Tag("<plain>")],
     Discriminator(_env_kind),
 ]
 
@@ -305,15 +305,7 @@ class GenericDeployment(DeploymentBase):
 
 
 DeploymentConfig = Annotated[
-    Union[
-        NoDeployment,
-        VllmDeployment,
-        SglangDeployment,
-        TrtllmDeployment,
-        NimDeployment,
-        LlamacppDeployment,
-        GenericDeployment,
-    ],
+    NoDeployment | VllmDeployment | SglangDeployment | TrtllmDeployment | NimDeployment | LlamacppDeployment | GenericDeployment,
     Field(discriminator="type"),
 ]
 
@@ -422,7 +414,7 @@ class LeptonExecution(ExecutionBase):
 
 
 ExecutionConfig = Annotated[
-    Union[LocalExecution, SlurmExecution, LeptonExecution], Field(discriminator="type")
+    LocalExecution | SlurmExecution | LeptonExecution, Field(discriminator="type")
 ]
 
 EXECUTION_TYPES = ("local", "slurm", "lepton")
@@ -484,11 +476,14 @@ class RunConfig(Strict):
                 problems.append(
                     ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
                 )
-        if self.deployment.type == "nim" and self.execution.type == "local":
-            if not self.execution.use_docker:
-                problems.append(
-                    ("execution.use_docker", "must be true for a nim deployment (NIM is a container)")
-                )
+        if (
+            self.deployment.type == "nim"
+            and self.execution.type == "local"
+            and not self.execution.use_docker
+        ):
+            problems.append(
+                ("execution.use_docker", "must be true for a nim deployment (NIM is a container)")
+            )
         if problems:
             raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))
         return self

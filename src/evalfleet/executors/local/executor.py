@@ -31,15 +31,17 @@ def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
         *(["--gpus", f'"device={gpus}"'] if gpus else ["--gpus", "all"]),
         *[arg for name in sorted(server.env) for arg in ("--env", name)],
         *shlex.split(execution.extra_docker_args),
-        server.image,
-        *server.argv,
+        # The image's own entrypoint is replaced so that the same server argv works everywhere.
+        *(["--entrypoint", server.argv[0], server.image, *server.argv[1:]] if server.argv else [server.image]),
     ]  # fmt: skip
 
 
 class LocalExecutor:
     def plan(self, inv: Invocation) -> dict[str, Any]:
         execution = inv.config.execution
-        server = server_spec(inv.config.deployment, host="127.0.0.1")
+        # Inside a container the server must listen on all interfaces to be published.
+        host = "0.0.0.0" if execution.use_docker else "127.0.0.1"
+        server = server_spec(inv.config.deployment, host=host)
         env = {} if server is None else dict(server.env)
         if execution.cuda_visible_devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices

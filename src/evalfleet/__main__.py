@@ -1,0 +1,3 @@
+from evalfleet.cli.main import entry
+
+entry()

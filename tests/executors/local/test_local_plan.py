@@ -1,0 +1,93 @@
+"""The local plan: the exact server command, health URL and eval commands."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from evalfleet.config import load_config
+from evalfleet.executors.local.executor import LocalExecutor
+from evalfleet.planner import plan_invocation
+
+GOLDEN = Path(__file__).parent / "golden"
+
+CONFIGS = {
+    "vllm_gpu": """\
+deployment: {type: vllm, checkpoint_path: meta-llama/Llama-3.1-8B-Instruct,
+             tensor_parallel_size: 2, extra_args: "--max-model-len 8192"}
+execution: {type: local, output_dir: /data/results, cuda_visible_devices: "0,1"}
+evaluation: {tasks: [{name: gsm8k}, {name: humaneval, params: {n_samples: 5}}]}
+""",
+    "nim_docker": """\
+deployment: {type: nim, image: "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.6"}
+execution: {type: local, output_dir: /data/results, use_docker: true}
+evaluation: {tasks: [{name: ifeval}]}
+""",
+    "endpoint_only": """\
+target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m, api_key_name: MY_KEY}}
+execution: {type: local, output_dir: /data/results, mode: parallel}
+evaluation: {params: {parallelism: 8}, tasks: [{name: gsm8k}, {name: mbpp, endpoint_type: completions}]}
+""",
+}
+
+
+def _plan(write_yaml, name: str) -> dict:
+    config = load_config(write_yaml(CONFIGS[name])).model
+    invocation = plan_invocation(config, invocation_id="0123abcd")
+    return {
+        "plan": LocalExecutor().plan(invocation),
+        "job_specs": [job.spec for job in invocation.jobs],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_local_plan_matches_golden(write_yaml, name):
+    actual = json.dumps(_plan(write_yaml, name), indent=2, sort_keys=True) + "\n"
+    golden = GOLDEN / f"{name}.json"
+    if os.environ.get("EVALFLEET_UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    expected = golden.read_text()
+    diff = "".join(
+        difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(golden), "actual")
+    )
+    assert actual == expected, f"plan changed (EVALFLEET_UPDATE_GOLDEN=1 re-records):\n{diff}"
+
+
+def test_endpoint_urls_follow_each_tasks_endpoint_type(write_yaml):
+    specs = _plan(write_yaml, "endpoint_only")["job_specs"]
+    assert specs[0]["endpoint"]["url"] == "https://api.example.com/v1/chat/completions"
+    assert specs[1]["endpoint"]["url"] == "https://api.example.com/v1/completions"
+    assert specs[0]["endpoint"]["api_key_name"] == "MY_KEY"
+    assert specs[0]["params"] == {"parallelism": 8}
+
+
+@pytest.mark.parametrize(
+    ("given", "kind", "expected"),
+    [
+        ("https://h/v1/chat/completions", "chat", "https://h/v1/chat/completions"),
+        ("https://h/v1/chat/completions", "completions", "https://h/v1/completions"),
+        ("https://h/v1/", "chat", "https://h/v1/chat/completions"),
+        ("http://127.0.0.1:8000", "completions", "http://127.0.0.1:8000/v1/completions"),
+    ],
+)
+def test_endpoint_url_from_base_or_full_url(given, kind, expected):
+    from evalfleet.planner import endpoint_url
+
+    assert endpoint_url(given, kind) == expected
+
+
+def test_docker_server_listens_on_all_interfaces_behind_a_loopback_port(write_yaml):
+    config = load_config(
+        write_yaml(CONFIGS["vllm_gpu"]), overrides=["execution.use_docker=true"]
+    ).model
+    server = LocalExecutor().plan(plan_invocation(config, "0123abcd"))["server"]
+    argv = server["argv"]
+    assert argv[:2] == ["docker", "run"]
+    assert argv[argv.index("--publish") + 1] == "127.0.0.1:8000:8000"
+    assert argv[argv.index("--entrypoint") + 1 :][:3] == ["vllm", "vllm/vllm-openai:latest", "serve"]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--gpus") + 1] == '"device=0,1"'

@@ -1,0 +1,139 @@
+"""The command surface: every command exists, reads the store, and is honest about what is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalfleet.store import InvocationStore, NewJob
+
+
+def _record(invocation_id: str, executor: str = "lepton", tasks=("ifeval", "gsm8k")) -> None:
+    with InvocationStore() as store:
+        store.create_invocation(
+            invocation_id=invocation_id,
+            executor=executor,
+            deployment_type="vllm",
+            model="llama-3.1-8b-instruct",
+            output_dir=f"/results/{invocation_id}",
+            config={"execution": {"type": executor}},
+            jobs=[NewJob(task=t, output_dir=f"/results/{invocation_id}/{t}") for t in tasks],
+        )
+
+
+def test_help_lists_every_command(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("run", "status", "logs", "kill", "resume", "ls", "info", "export"):
+        assert f"  {command} " in result.out
+    ls_help = cli("ls", "--help")
+    assert "tasks" in ls_help.out and "runs" in ls_help.out
+
+
+def test_ls_runs_empty_store(cli, isolated):
+    result = cli("ls", "runs", "--json")
+    assert result.code == 0
+    assert json.loads(result.out) == []
+    assert not isolated.exists(), "listing must not create the store"
+
+
+def test_ls_runs_newest_first_with_required_fields(cli):
+    _record("aaaa1111", "local", ("gsm8k",))
+    _record("bbbb2222", "lepton")
+    result = cli("ls", "runs", "--json")
+    rows = json.loads(result.out)
+    assert [r["invocation_id"] for r in rows] == ["bbbb2222", "aaaa1111"]
+    assert rows[0]["executor"] == "lepton" and rows[0]["tasks"] == ["ifeval", "gsm8k"]
+    assert isinstance(rows[0]["created_at"], float)
+    table = cli("ls", "runs")
+    assert "bbbb2222" in table.out and "ifeval,gsm8k" in table.out
+    only_local = json.loads(cli("ls", "runs", "--json", "--executor", "local").out)
+    assert [r["invocation_id"] for r in only_local] == ["aaaa1111"]
+
+
+def test_ls_runs_since_rejects_garbage(cli):
+    result = cli("ls", "runs", "--since", "yesterday-ish")
+    assert result.code == 2
+    assert "--since" in result.err
+
+
+def test_status_json_by_prefix_and_job_id(cli):
+    _record("c0ffee01")
+    rows = json.loads(cli("status", "c0f", "--json").out)
+    assert [(r["job_id"], r["task"]) for r in rows] == [("c0ffee01.0", "ifeval"), ("c0ffee01.1", "gsm8k")]
+    assert {r["state"] for r in rows} == {"UNKNOWN"}
+    assert all(set(r) == {"invocation_id", "job_id", "task", "state", "detail"} for r in rows)
+    (one,) = json.loads(cli("status", "c0ffee01.1", "--json").out)
+    assert one["task"] == "gsm8k"
+
+
+def test_ambiguous_prefix_lists_candidates(cli):
+    _record("abc00001")
+    _record("abc00002")
+    result = cli("status", "abc")
+    assert result.code == 2
+    assert "ambiguous" in result.err
+    assert "abc00001" in result.err and "abc00002" in result.err
+
+
+def test_unknown_id(cli):
+    result = cli("info", "ffff")
+    assert result.code == 2
+    assert result.err.strip() == "error: no invocation matches 'ffff'"
+
+
+def test_info_shows_where_things_are(cli):
+    _record("dddd4444")
+    info = json.loads(cli("info", "dddd", "--json").out)
+    assert info["output_dir"] == "/results/dddd4444"
+    assert [j["output_dir"] for j in info["jobs"]] == [
+        "/results/dddd4444/ifeval", "/results/dddd4444/gsm8k",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["logs", "eeee5555"],
+        ["kill", "eeee5555"],
+        ["resume", "eeee5555"],
+        ["export", "--invocation-id", "eeee5555", "--exporter", "mlflow",
+         "--tracking-uri", "http://127.0.0.1:5000", "--experiment-name", "x"],
+        ["eval", "--job", "job.json"],
+    ],
+)  # fmt: skip
+def test_commands_of_later_releases_say_so_with_exit_2(cli, args):
+    _record("eeee5555")
+    result = cli(*args)
+    assert result.code == 2
+    assert "not available yet" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_run_without_dry_run_creates_and_records_nothing(cli, write_yaml, isolated):
+    path = write_yaml(
+        "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
+        "evaluation: {tasks: [{name: gsm8k}]}\n"
+    )
+    result = cli("run", "--config", str(path))
+    assert result.code == 2
+    assert "--dry-run" in result.err
+    assert not isolated.exists()
+
+
+def test_ls_tasks(cli):
+    rows = json.loads(cli("ls", "tasks", "--json").out)
+    names = {r["name"] for r in rows}
+    assert {"ifeval", "mmlu_pro", "gpqa_diamond", "gsm8k", "humaneval", "mbpp"} <= names
+
+
+def test_tasks_filter(cli, write_yaml):
+    path = write_yaml(
+        "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
+        "evaluation: {tasks: [{name: gsm8k}, {name: ifeval}]}\n"
+    )
+    plan = json.loads(cli("run", "--config", str(path), "-t", "ifeval", "--dry-run", "--json").out)
+    assert [t["task"] for t in plan["plan"]["tasks"]] == ["ifeval"]
+    missing = cli("run", "--config", str(path), "-t", "mbpp", "--dry-run")
+    assert missing.code == 2 and "not in evaluation.tasks" in missing.err
