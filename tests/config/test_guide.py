@@ -22,6 +22,8 @@ QUICK_START = [
     "-o", "deployment.checkpoint_path=meta-llama/Llama-3.1-8B-Instruct",
     "-o", "deployment.lepton_config.resource_shape=gpu.1xh200",
 ]  # fmt: skip
+# In-process tests run in a scratch directory: the same command with the examples' full path.
+QUICK_START_HERE = [str(EXAMPLES) if arg == "examples" else arg for arg in QUICK_START]
 
 
 def _env_entry(envs: list[dict], name: str) -> dict:
@@ -59,7 +61,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_quick_start_json_holds_the_exact_lepton_bodies(cli):
-    result = cli(*QUICK_START, "--dry-run", "--json", "--plan-out", "plan.json")
+    result = cli(*QUICK_START_HERE, "--dry-run", "--json", "--plan-out", "plan.json")
     assert result.code == 0, result.err
     document = json.loads(result.out)
     assert set(document) == {"config", "plan"}
@@ -114,7 +116,7 @@ def test_sglang_is_the_vllm_snippet_with_its_type(cli, tmp_path):
 
 
 def test_group_switch_to_sglang_from_the_vllm_example(cli):
-    result = cli(*QUICK_START, "-o", "deployment=sglang", "--dry-run", "--json")
+    result = cli(*QUICK_START_HERE, "-o", "deployment=sglang", "--dry-run", "--json")
     assert result.code == 0, result.err
     document = json.loads(result.out)
     assert document["config"]["deployment"]["type"] == "sglang"
@@ -168,7 +170,7 @@ def test_fragment_snippets_on_top_of_the_example_reach_the_deployment_body(
 
 def test_readiness_and_task_timeouts_from_the_guide_keys(cli):
     result = cli(
-        *QUICK_START,
+        *QUICK_START_HERE,
         "-o", "execution.lepton_platform.deployment.endpoint_readiness_timeout=2400",
         "-o", "execution.evaluation_tasks.timeout=7200",
         "--dry-run", "--json",
