@@ -195,7 +195,7 @@ class LeptonDeploymentConfig(Strict):
     """`deployment.lepton_config`: how the endpoint is shaped on Lepton."""
 
     endpoint_name: str | None = Field(
-        None, description="endpoint name; default <type>-<model>-<invocation id>"
+        None, description="endpoint name prefix; the invocation id is appended"
     )
     resource_shape: str | None = Field(None, description="e.g. gpu.1xh200")
     min_replicas: NonNegativeInt = 1

@@ -1,0 +1,436 @@
+"""The JSON bodies evalfleet POSTs to Lepton, built from an Invocation; no I/O, no network.
+
+Shapes follow `reference/lepton-api.md` §2.3 (legacy `/deployments` route family and
+`/jobs`). One endpoint serves the whole invocation; each task runs as one Lepton job that
+writes its `job.json` and runs `evalfleet eval` under `timeout`.
+
+What the Lepton server would refuse (§5 "Validation to mirror") is refused here first, as a
+`ConfigError` with one line per problem naming the config key to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import posixpath
+import re
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+import evalfleet
+from evalfleet.deployments.servers import server_spec
+from evalfleet.exceptions import ConfigError
+from evalfleet.executors.base import Invocation, Job
+from evalfleet.planner import LEPTON_ENDPOINT_TOKEN_ENV, LEPTON_ENDPOINT_URL_ENV
+
+MAX_NAME_LENGTH = 36
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# leptonai/config.py LEPTON_RESERVED_ENV_NAMES: set by Lepton inside every container.
+RESERVED_ENV_NAMES = frozenset({
+    "LEPTON_WORKSPACE_ID",
+    "LEPTON_DEPLOYMENT_NAME",
+    "LEPTON_JOB_NAME",
+    "LEPTON_RESOURCE_ACCELERATOR_TYPE",
+    "LEPTON_WORKSPACE_ORIGIN_URL",
+})  # fmt: skip
+
+# Exact paths (after normalisation) that may not be mount targets; descendants are fine.
+# The SDK's job_validation.LEPTON_RESERVED_MOUNT_PATHS plus /root.
+SYSTEM_MOUNT_PATHS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/media", "/opt", "/proc",
+    "/proc/bus", "/proc/sys", "/root", "/run", "/sbin", "/srv", "/sys", "/sys/fs/cgroup",
+    "/sys/kernel/security", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/var",
+})  # fmt: skip
+
+# Top-level fields of LeptonDeploymentUserSpec; platform_defaults may only use these.
+DEPLOYMENT_SPEC_FIELDS = (
+    "container", "resource_requirement", "auto_scaler", "api_tokens", "envs", "mounts",
+    "image_pull_secrets", "health", "queue_config", "storage_attachments",
+    "reservation_config", "is_pod", "user_security_context", "log", "metrics",
+    "routing_policy", "scheduling_policy", "auth_config", "allow_unauthenticated_access",
+    "ingress_enabled", "ingress_timeout_seconds", "load_balance_config",
+)  # fmt: skip
+
+ENDPOINT_URL_PLACEHOLDER = "<filled at launch: status.endpoint.external_endpoint>"
+# The `lep` CLI adds this scale-down when a spec has none; evalfleet POSTs directly, so it
+# adds it itself: an endpoint nobody calls must not keep its GPUs forever.
+DEFAULT_NO_TRAFFIC_TIMEOUT = 3600
+# Long enough for `evalfleet status` to read a finished job's final state (SDK default: 600).
+JOB_TTL_SECONDS = 86400
+KILL_AFTER_SECONDS = 60
+
+_PLATFORM_DEFAULTS = "execution.lepton_platform.deployment.platform_defaults"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _slug(text: str) -> str:
+    """Lowercase, every run of characters outside [a-z0-9] becomes one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _join(head: str, tail: str, keep: str) -> str:
+    """`head-tail` in at most MAX_NAME_LENGTH characters, shortening the part not kept."""
+    if keep == "tail":
+        room = MAX_NAME_LENGTH - len(tail) - 1
+        return f"{head[:room].rstrip('-')}-{tail}"
+    room = MAX_NAME_LENGTH - len(head) - 1
+    return f"{head}-{tail[:room].rstrip('-')}".rstrip("-")
+
+
+def endpoint_name(inv: Invocation) -> str:
+    """`<endpoint_name or type>-<invocation id>`, as Lepton accepts it (≤36, [a-z0-9-])."""
+    deployment = inv.config.deployment
+    lepton = getattr(deployment, "lepton_config", None)
+    prefix = _slug((lepton.endpoint_name if lepton else None) or deployment.type)
+    prefix = prefix.lstrip("0123456789-") or _slug(deployment.type)  # start with a letter
+    suffix = _slug(inv.invocation_id)[: MAX_NAME_LENGTH - 2] or "0"
+    return _join(prefix, suffix, keep="tail")
+
+
+def job_name(inv: Invocation, job: Job) -> str:
+    """`eval-<invocation id>-<task>`, as Lepton accepts it (≤36, [a-z0-9-]).
+
+    A task name too long to fit is cut and ends in `-<job index>`, so two long tasks of one
+    invocation never share a name.
+    """
+    head = f"eval-{_slug(inv.invocation_id)}"[: MAX_NAME_LENGTH - 3].rstrip("-")
+    tail = _slug(job.task) or str(job.index)
+    if len(head) + 1 + len(tail) > MAX_NAME_LENGTH:
+        index = f"-{job.index}"
+        room = MAX_NAME_LENGTH - len(head) - 1 - len(index)
+        tail = tail[:room].rstrip("-") + index
+    return _join(head, tail, keep="head")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _env_problems(name: str, key: str) -> list[str]:
+    if not name or not ENV_NAME_PATTERN.match(name):
+        return [f"{key}: not a valid Lepton env var name (letters, digits, '.', '_', '-')"]
+    if name[0].isdigit():
+        return [f"{key}: not a valid Lepton env var name (must not start with a digit)"]
+    if name in RESERVED_ENV_NAMES:
+        return [f"{key}: reserved by Lepton"]
+    return []
+
+
+def _mount_problems(mount: Any, key: str) -> list[str]:
+    if not isinstance(mount, dict):
+        return [f"{key}: expected a mapping with from, path and mount_path"]
+    problems = [f"{key}.{field}: required by Lepton" for field in ("from", "mount_path")
+                if not mount.get(field)]  # fmt: skip
+    path = mount.get("mount_path")
+    if isinstance(path, str) and path:
+        normal = posixpath.normpath(path)
+        normal = "/" + normal.lstrip("/") if normal.startswith("//") else normal
+        if normal in SYSTEM_MOUNT_PATHS:
+            problems.append(
+                f"{key}.mount_path: {path!r} is a system path Lepton refuses to mount over "
+                "(mount below it instead)"
+            )
+    return problems
+
+
+def _name_problems(name: str, key: str) -> list[str]:
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name) or name.endswith("-"):
+        return [
+            f"{key}: {name!r} is not a valid Lepton name (^[a-z][a-z0-9-]*$, ≤36, no trailing '-')"
+        ]
+    if name.endswith("by-lepton"):
+        return [f"{key}: {name!r} must not end in 'by-lepton'"]
+    return []
+
+
+# --------------------------------------------------------------------------- env entries
+
+
+def _env_entry(name: str, value: Any) -> dict[str, Any]:
+    """`{name, value}` for a literal, `{name, value_from: {secret_name_ref}}` for a secret."""
+    if hasattr(value, "value_from"):
+        return {"name": name, "value_from": {"secret_name_ref": value.value_from.secret_name_ref}}
+    return {"name": name, "value": str(value)}
+
+
+def _merge_envs(base: list[Any], top: list[dict[str, Any]]) -> list[Any]:
+    """Platform-default envs, then ours; ours replace a default of the same name."""
+    ours = {entry["name"] for entry in top}
+    kept = [e for e in base if not (isinstance(e, dict) and e.get("name") in ours)]
+    return [*kept, *top]
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        elif key == "envs" and isinstance(out.get(key), list):
+            out[key] = _merge_envs(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | None:
+    config = inv.config
+    deployment = config.deployment
+    if deployment.type == "none":
+        return None
+    lepton = deployment.lepton_config
+    platform = config.execution.lepton_platform
+    server = server_spec(deployment)  # default host 0.0.0.0: reachable from Lepton's proxy
+    assert server is not None
+    name = endpoint_name(inv)
+
+    if not server.image:
+        problems.append("deployment.image: required on lepton (the endpoint's container image)")
+    container: dict[str, Any] = {"image": server.image, "ports": [{"container_port": server.port}]}
+    if server.argv and deployment.type != "nim":  # NIM: the image's entrypoint starts the server
+        container["command"] = list(server.argv)
+
+    resources: dict[str, Any] = {
+        "resource_shape": (lepton.resource_shape or "").lower(),
+        "min_replicas": lepton.min_replicas,
+        "max_replicas": lepton.max_replicas,
+    }
+    node_group = lepton.node_group or platform.deployment.node_group
+    if node_group:
+        resources["affinity"] = {"allowed_dedicated_node_groups": [node_group]}
+
+    spec: dict[str, Any] = {"container": container, "resource_requirement": resources}
+
+    if lepton.auto_scaler is not None:
+        scaler = lepton.auto_scaler.model_dump(exclude_none=True)
+        scale_down = scaler.get("scale_down")
+        if scale_down is not None:
+            scale_down.pop("scale_from_zero", None)  # accepted in config, not a Lepton field
+            if not scale_down:
+                del scaler["scale_down"]
+        if scaler:
+            spec["auto_scaler"] = scaler
+
+    token_refs = [token.value_from.token_name_ref for token in lepton.api_tokens]
+    if token_refs:
+        spec["api_tokens"] = [{"value_from": {"token_name_ref": ref}} for ref in token_refs]
+        secret = platform.tasks.api_key_secret
+        if secret not in token_refs:
+            problems.append(
+                f"execution.lepton_platform.tasks.api_key_secret: {secret!r} is not one of "
+                f"deployment.lepton_config.api_tokens ({', '.join(token_refs)}); the jobs "
+                "would call the endpoint with a token it does not accept"
+            )
+    else:
+        problems.append(
+            "deployment.lepton_config.api_tokens: empty; Lepton would then make up a token "
+            "evalfleet never sees (or leave the endpoint open); name the Lepton secret "
+            "holding it: [{value_from: {token_name_ref: ENDPOINT_API_KEY}}]"
+        )
+
+    envs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add_env(entry: dict[str, Any], key: str | None) -> None:
+        if entry["name"] in seen:  # the first setting wins: lepton_config, user, derived
+            return
+        seen.add(entry["name"])
+        envs.append(entry)
+        if key is not None:
+            problems.extend(_env_problems(entry["name"], key))
+
+    for env, value in lepton.envs.items():
+        add_env(_env_entry(env, value), f"deployment.lepton_config.envs.{env}")
+    for env, value in deployment.env_vars.items():
+        add_env(_env_entry(env, value), f"deployment.env_vars.{env}")
+    for env, value in server.env.items():
+        add_env(_env_entry(env, value), None)
+    add_env({"name": "SERVED_MODEL_NAME", "value": server.served_model_name}, None)
+    add_env({"name": "MODEL_PORT", "value": str(server.port)}, None)
+    spec["envs"] = envs
+
+    if lepton.mounts.enabled:
+        mount = {
+            "path": lepton.mounts.cache_path,
+            "from": lepton.mounts.from_,
+            "mount_path": lepton.mounts.mount_path,
+            "mount_options": {},
+        }
+        problems.extend(_mount_problems(mount, "deployment.lepton_config.mounts"))
+        spec["mounts"] = [mount]
+    if lepton.image_pull_secrets:
+        spec["image_pull_secrets"] = list(lepton.image_pull_secrets)
+    if lepton.health is not None:
+        spec["health"] = copy.deepcopy(lepton.health)
+    if platform.deployment.queue_priority:
+        spec["queue_config"] = {"priority_class": platform.deployment.queue_priority}
+
+    defaults = copy.deepcopy(platform.deployment.platform_defaults)
+    problems.extend(_platform_default_problems(defaults))
+    spec = _deep_merge(defaults, spec)
+    scale_down = spec.setdefault("auto_scaler", {}).setdefault("scale_down", {})
+    if scale_down.get("no_traffic_timeout") is None:
+        scale_down["no_traffic_timeout"] = DEFAULT_NO_TRAFFIC_TIMEOUT
+    if spec.get("allow_unauthenticated_access") is True:
+        problems.append(
+            f"{_PLATFORM_DEFAULTS}.allow_unauthenticated_access: Lepton refuses it together "
+            "with api_tokens, and evalfleet's jobs always authenticate"
+        )
+    order = [key for key in DEPLOYMENT_SPEC_FIELDS if key in spec]
+    spec = {key: spec[key] for key in [*order, *(k for k in spec if k not in order)]}
+    return {"metadata": {"id": name, "name": name}, "spec": spec}
+
+
+def _platform_default_problems(defaults: dict[str, Any]) -> list[str]:
+    problems = [
+        f"{_PLATFORM_DEFAULTS}.{key}: not a field of a Lepton deployment spec (the API has no "
+        f"such field); expected one of {', '.join(sorted(DEPLOYMENT_SPEC_FIELDS))}"
+        for key in defaults
+        if key not in DEPLOYMENT_SPEC_FIELDS
+    ]
+    for index, env in enumerate(defaults.get("envs") or []):
+        key = f"{_PLATFORM_DEFAULTS}.envs[{index}]"
+        if not isinstance(env, dict) or not isinstance(env.get("name"), str):
+            problems.append(f"{key}: expected {{name, value}} or {{name, value_from}}")
+        else:
+            problems.extend(_env_problems(env["name"], f"{key}.name"))
+    for index, mount in enumerate(defaults.get("mounts") or []):
+        problems.extend(_mount_problems(mount, f"{_PLATFORM_DEFAULTS}.mounts[{index}]"))
+    return problems
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def job_script(inv: Invocation, job: Job) -> str:
+    """The bash script a job container runs: write job.json, install, run under timeout."""
+    tasks = inv.config.execution.evaluation_tasks
+    payload = base64.b64encode(json.dumps(job.spec, sort_keys=True).encode()).decode("ascii")
+    try:
+        install = tasks.install_command.format(version=evalfleet.__version__)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"execution.evaluation_tasks.install_command: cannot fill in {{version}}: {exc!r} "
+            "(write literal braces as {{ and }})"
+        ) from None
+    lines = [
+        "set -euo pipefail",
+        f"mkdir -p {shlex.quote(job.output_dir)}",
+        f"printf '%s' {shlex.quote(payload)} | base64 -d > {shlex.quote(job.job_file)}",
+        *([install] if install.strip() else []),
+        f"exec timeout --signal=TERM --kill-after={KILL_AFTER_SECONDS} {tasks.timeout} "
+        f"evalfleet eval --job {shlex.quote(job.job_file)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _job_env_sources(inv: Invocation, job: Job) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(config key, items) for every source of a job's env, weakest first."""
+    config = inv.config
+    yield "execution.env_vars", config.execution.env_vars
+    yield "env_vars", config.env_vars
+    yield "evaluation.env_vars", config.evaluation.env_vars
+    yield f"evaluation.tasks[{job.index}].env_vars", config.evaluation.tasks[job.index].env_vars
+    yield (
+        "execution.lepton_platform.tasks.env_vars",
+        config.execution.lepton_platform.tasks.env_vars,
+    )
+
+
+def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
+    config = inv.config
+    execution = config.execution
+    tasks = execution.lepton_platform.tasks
+    has_deployment = config.deployment.type != "none"
+    name = job_name(inv, job)
+    problems.extend(_name_problems(name, f"evaluation.tasks[{job.index}]"))
+
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for where, items in _job_env_sources(inv, job):
+        for env, value in items.items():
+            chosen[env] = (f"{where}.{env}", _env_entry(env, value))  # later wins
+    for key, entry in chosen.values():
+        if has_deployment and entry["name"] in (LEPTON_ENDPOINT_URL_ENV, LEPTON_ENDPOINT_TOKEN_ENV):
+            problems.append(f"{key}: set by evalfleet on Lepton (the endpoint's URL and token)")
+        else:
+            problems.extend(_env_problems(entry["name"], key))
+    envs = [entry for _, entry in chosen.values()]
+    if has_deployment:
+        envs.append({"name": LEPTON_ENDPOINT_URL_ENV, "value": ENDPOINT_URL_PLACEHOLDER})
+        envs.append(
+            {"name": LEPTON_ENDPOINT_TOKEN_ENV,
+             "value_from": {"secret_name_ref": tasks.api_key_secret}}
+        )  # fmt: skip
+    else:
+        key_name = job.spec["endpoint"].get("api_key_name")
+        if key_name and key_name not in chosen:
+            problems.append(
+                f"target.api_endpoint.api_key_name: {key_name} is not in the Lepton job's "
+                f"environment; set execution.lepton_platform.tasks.env_vars.{key_name}: "
+                "{value_from: {secret_name_ref: <Lepton secret>}}"
+            )
+
+    mounts = []
+    for index, mount in enumerate(tasks.mounts):
+        entry = {"path": mount.path, "from": mount.from_, "mount_path": mount.mount_path,
+                 "mount_options": {}}  # fmt: skip
+        problems.extend(_mount_problems(entry, f"execution.lepton_platform.tasks.mounts[{index}]"))
+        mounts.append(entry)
+
+    spec: dict[str, Any] = {"resource_shape": execution.evaluation_tasks.resource_shape.lower()}
+    if tasks.node_group:
+        spec["affinity"] = {"allowed_dedicated_node_groups": [tasks.node_group]}
+    spec["container"] = {
+        "image": execution.evaluation_tasks.image,
+        "command": ["bash", "-c", job_script(inv, job)],
+    }
+    spec["envs"] = envs
+    spec["mounts"] = mounts
+    spec["image_pull_secrets"] = list(tasks.image_pull_secrets)
+    spec["completions"] = 1
+    spec["parallelism"] = 1
+    spec["max_job_failure_retry"] = 0
+    spec["ttl_seconds_after_finished"] = JOB_TTL_SECONDS
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+# --------------------------------------------------------------------------- public
+
+
+def bodies(inv: Invocation) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The deployment body (None for `type: none`) and one job body per job.
+
+    Raises ConfigError listing every problem Lepton would refuse, one line each.
+    """
+    problems: list[str] = []
+    deployment = _deployment_body(inv, problems)
+    jobs = [_job_body(inv, job, problems) for job in inv.jobs]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return deployment, jobs
+
+
+def deployment_body(inv: Invocation) -> dict[str, Any] | None:
+    """The `POST /deployments` body, or None when the invocation deploys nothing."""
+    problems: list[str] = []
+    body = _deployment_body(inv, problems)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return body
+
+
+def job_bodies(inv: Invocation) -> list[dict[str, Any]]:
+    """One `POST /jobs` body per job of the invocation."""
+    problems: list[str] = []
+    jobs = [_job_body(inv, job, problems) for job in inv.jobs]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return jobs
