@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,30 @@ def status(ids: list[str]) -> list[dict[str, str]]:
                 for job in jobs
             ]
     return rows
+
+
+def evaluate_job(
+    job_file: str | Path,
+    *,
+    rescore: bool = False,
+    display: Callable[[Any], Awaitable[None]] | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Run one job file (`evalfleet eval`). Returns (results, exit code)."""
+    import asyncio
+
+    from evalfleet.engine.jobspec import read_job
+    from evalfleet.engine.runner import RunProgress, evaluate
+
+    job = read_job(job_file)
+    progress = RunProgress(task=job.task)
+
+    async def main() -> tuple[dict[str, Any], int]:
+        shown = asyncio.ensure_future(display(progress)) if display else None
+        try:
+            return await evaluate(job, rescore=rescore, progress=progress)
+        finally:
+            if shown is not None:
+                shown.cancel()
+                await asyncio.gather(shown, return_exceptions=True)
+
+    return asyncio.run(main())

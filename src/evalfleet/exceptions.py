@@ -8,7 +8,9 @@ EvalFleetError                  exit_code 1
 │   └── AmbiguousIdError                     a prefix matches several invocations
 ├── NotAvailableError           exit_code 2  a part that a later release provides
 ├── StoreError                  exit_code 1  the invocation database cannot be read/written
-└── DeploymentError             exit_code 1  a backend refused or failed
+├── DeploymentError             exit_code 1  a backend refused or failed
+└── EngineError                 exit_code 1  an evaluation could not finish
+    └── EndpointUnreachable                  the endpoint did not answer within the retry budget
 ```
 
 The CLI shows an `EvalFleetError` as one line on stderr and exits with its `exit_code`;
@@ -72,3 +74,11 @@ class StoreError(EvalFleetError):
 
 class DeploymentError(EvalFleetError):
     """A backend (local process, Slurm, Lepton) refused or failed an operation."""
+
+
+class EngineError(EvalFleetError):
+    """An evaluation stopped before it could finish (answers so far stay cached)."""
+
+
+class EndpointUnreachable(EngineError):
+    """The endpoint could not be reached within the retry budget."""

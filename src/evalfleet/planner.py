@@ -34,24 +34,31 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
     output_dir = _invocation_dir(config, invocation_id)
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
-        info = resolve_task_name(task.name)
-        endpoint_type = task.endpoint_type or config.target.api_endpoint.type or info.endpoint_type
-        job_dir = f"{_job_root(config, output_dir, invocation_id)}/{info.name}"
+        if task.dataset is not None:
+            name, default_type = task.name, "chat"
+        else:
+            info = resolve_task_name(task.name)
+            name, default_type = info.name, info.endpoint_type
+        endpoint_type = task.endpoint_type or config.target.api_endpoint.type or default_type
+        job_dir = f"{_job_root(config, output_dir, invocation_id)}/{name}"
         spec = {
             "schema_version": JOB_SCHEMA_VERSION,
             "invocation_id": invocation_id,
             "job_id": f"{invocation_id}.{index}",
-            "task": info.name,
+            "task": name,
             "endpoint": _endpoint(config, endpoint_type),
             "params": effective_params(config.evaluation, task, index),
-            "interceptors": _interceptors(config),
+            "interceptors": _interceptors(config, task, index),
             "output_dir": job_dir,
         }
+        if task.dataset is not None:
+            spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
+            spec["scorer"] = task.scorer.model_dump(exclude_none=True)
         jobs.append(
             Job(
                 index=index,
                 job_id=f"{invocation_id}.{index}",
-                task=info.name,
+                task=name,
                 endpoint_type=endpoint_type,
                 output_dir=job_dir,
                 spec=spec,
@@ -201,6 +208,19 @@ def _undot(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _interceptors(config: Any) -> dict[str, Any]:
-    adapter = config.target.api_endpoint.adapter_config
-    return dict(adapter) if adapter else {}
+def _interceptors(config: Any, task: Any, index: int) -> dict[str, Any]:
+    """target adapter_config < evaluation.interceptors < the task's own; validated here so
+    that a mistake stops the run before anything is created."""
+    from evalfleet.config.interceptors import (
+        canonical_interceptors,
+        merge_interceptors,
+        parse_interceptors,
+    )
+
+    merged = merge_interceptors(
+        canonical_interceptors(config.target.api_endpoint.adapter_config, "target.api_endpoint.adapter_config"),
+        canonical_interceptors(config.evaluation.interceptors, "evaluation.interceptors"),
+        canonical_interceptors(task.interceptors, f"evaluation.tasks[{index}].interceptors"),
+    )
+    parse_interceptors(merged, f"evaluation.tasks[{index}].interceptors")
+    return merged

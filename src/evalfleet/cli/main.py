@@ -159,9 +159,26 @@ def export(
 @cli.command("eval")
 @click.option("--job", "job_file", required=True, metavar="JOB_JSON", help="The job spec.")
 @click.option("--rescore", is_flag=True, help="Recompute scores from the response cache.")
-def eval_(job_file: str, rescore: bool) -> None:
-    """Run one task against one endpoint (what every executor runs)."""
-    raise NotAvailableError("evalfleet eval is not available yet: the evaluation engine is not built")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def eval_(job_file: str, rescore: bool, quiet: bool) -> None:
+    """Run one task against one endpoint (what every executor runs).
+
+    Exit code 0: all answered and scored; 3: results written, some samples failed after
+    their retries (run again to retry only those); 1: stopped early, answers so far cached.
+    """
+    from evalfleet import api
+    from evalfleet.cli.progress import show_progress
+
+    results, code = api.evaluate_job(job_file, rescore=rescore, display=None if quiet else show_progress)
+    headline = results["metrics"].get(results["headline_metric"])
+    counts = results["counts"]
+    value = f"{headline['value']:.4f} ± {headline['stderr']:.4f}" if headline else "n/a"
+    click.echo(
+        f"{results['task']}: {results['headline_metric']} {value} "
+        f"(n={counts['scored_samples']}, errors {counts['errors']}) -> {results['output_dir']}"
+    )
+    if code:
+        raise SystemExit(code)
 
 
 @cli.group("ls")
@@ -249,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 

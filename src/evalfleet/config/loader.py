@@ -128,7 +128,9 @@ def load_config(
     missing_types: list[str] = []
     for group in GROUPS:
         option = selected.get(group)
-        if option is None and group in present:
+        # execution's keys mostly mean the same on every backend, so it defaults to local
+        # as in the reference launcher; deployment keys (lepton_config…) imply a server type.
+        if option is None and group == "deployment" and group in present:
             missing_types.append(group)
             continue
         option = option or _DEFAULT_TYPES[group]

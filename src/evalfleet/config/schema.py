@@ -17,6 +17,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -98,9 +99,41 @@ class Params(Strict):
     extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
 
 
+class DatasetConfig(Strict):
+    path: str = Field(description="JSONL file: prompt or messages, and answer, per line")
+
+
+class ScorerConfig(Strict):
+    name: Literal["exact_match", "contains", "regex", "numeric"]
+    pattern: str | None = Field(None, description="regex scorer: the answer is group 1, or the match")
+    ignore_case: bool = True
+
+    @model_validator(mode="after")
+    def _pattern_for_regex(self) -> ScorerConfig:
+        if self.name == "regex" and not self.pattern:
+            raise ValueError("the regex scorer needs a pattern")
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return self
+
+
+def _scorer_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
 class TaskConfig(Strict):
+    dataset: DatasetConfig | None = Field(None, description="your own data: makes a custom task")
+    scorer: Annotated[ScorerConfig, BeforeValidator(_scorer_shorthand)] | None = Field(
+        None, description="custom tasks: exact_match, contains, regex or numeric"
+    )
     name: str = Field(description="benchmark name, e.g. ifeval (a 'harness.' prefix is accepted)")
     params: Params = Field(default_factory=Params)
+    interceptors: dict[str, Any] | None = Field(
+        None, description="system_prompt, reasoning, request_params, log_samples"
+    )
     endpoint_type: Literal["chat", "completions"] | None = None
     env_vars: dict[EnvName, str] = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = Field(
@@ -112,13 +145,25 @@ class TaskConfig(Strict):
 
     @field_validator("name")
     @classmethod
-    def _known_task(cls, name: str) -> str:
-        resolve_task_name(name)  # raises ValueError with a "did you mean"
+    def _known_task(cls, name: str, info: ValidationInfo) -> str:
+        if info.data.get("dataset") is None:
+            resolve_task_name(name)  # raises ValueError with a "did you mean"
+        elif not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            raise ValueError("a custom task's name must be letters, digits, '_', '.' or '-'")
         return name
+
+    @model_validator(mode="after")
+    def _custom_task_needs_scorer(self) -> TaskConfig:
+        if self.dataset is not None and self.scorer is None:
+            raise ValueError("a task with dataset.path needs a scorer (exact_match, contains, regex, numeric)")
+        if self.dataset is None and self.scorer is not None:
+            raise ValueError("scorer is only for custom tasks (with dataset.path)")
+        return self
 
 
 class EvaluationConfig(Strict):
     params: Params = Field(default_factory=Params)
+    interceptors: dict[str, Any] | None = Field(None, description="for every task; a task's own win")
     tasks: list[TaskConfig] = Field(min_length=1)
     env_vars: dict[EnvName, str] = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = None

@@ -1,0 +1,301 @@
+"""The async client for OpenAI-compatible endpoints: one shared aiohttp session, retries
+with jittered exponential backoff that honour `Retry-After`, and a concurrency limit that
+halves on 429 and grows back as answers succeed.
+
+Every failure that reaches the caller is a `RequestFailed` with a one-line reason; the
+foreign exceptions (aiohttp, asyncio, json) stop here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
+# These mean every request will fail the same way: stop the run, don't grind through it.
+FATAL_STATUS = frozenset({401, 403, 404})
+MAX_RETRY_AFTER_S = 300.0
+
+
+class RequestFailed(Exception):
+    """A request that did not produce an answer; `reason` is one line for samples.jsonl."""
+
+    def __init__(self, reason: str, *, kind: str, status: int | None = None, fatal: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind  # http | connection | timeout | malformed
+        self.status = status
+        self.fatal = fatal
+
+
+@dataclass
+class Reply:
+    text: str
+    finish_reason: str | None
+    usage: dict[str, int]
+    latency_s: float
+    reasoning: str | None = None
+    logprobs: Any = None
+    attempts: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
+            "latency_s": self.latency_s,
+            "reasoning": self.reasoning,
+            "logprobs": self.logprobs,
+        }
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+class AdaptiveLimit:
+    """How many requests may be in flight: halves on throttling, recovers additively.
+
+    Waiters are woken in FIFO order; the common path (a free slot) costs two comparisons.
+    """
+
+    def __init__(self, maximum: int, get_time: Callable[[], float] = time.monotonic) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._get_time = get_time
+        self._last_cut = -1e9
+
+    async def acquire(self) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # the slot was handed to us as we were cancelled
+            else:
+                self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    def on_success(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(self.maximum, self.limit + 1.0 / max(1.0, self.limit) * 4)
+            self.release_waiters()
+
+    def on_throttle(self) -> None:
+        now = self._get_time()
+        if now - self._last_cut >= 1.0:  # one cut per burst of 429s, not one per request
+            self.limit = max(1.0, self.limit / 2)
+            self._last_cut = now
+
+    def release_waiters(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 8
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = min(self.cap_s, self.base_s * (2**attempt)) * self.rng.uniform(0.5, 1.0)
+        return max(backoff, retry_after) if retry_after is not None else backoff
+
+
+class EndpointClient:
+    """Sends request bodies to one URL; use as `async with EndpointClient(...) as client`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None,
+        parallelism: int,
+        timeout_s: float,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self.parallelism = parallelism
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.limit = AdaptiveLimit(parallelism)
+        self.stats = ClientStats()
+        self._sleep = sleep
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> EndpointClient:
+        connector = aiohttp.TCPConnector(
+            limit=self.parallelism, limit_per_host=self.parallelism, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            skip_auto_headers=("User-Agent",),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """POST `body`, retrying what may succeed later; raises RequestFailed otherwise."""
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        attempt = 0
+        while True:
+            try:
+                reply = await self._attempt(payload)
+                reply.attempts = attempt + 1
+                self.limit.on_success()
+                return reply
+            except _Retryable as exc:
+                if attempt >= self.retry.max_retries:
+                    raise RequestFailed(
+                        f"{exc.reason} (gave up after {attempt + 1} attempts)",
+                        kind=exc.kind,
+                        status=exc.status,
+                    ) from None
+                if exc.status == 429:
+                    self.stats.throttled += 1
+                    self.limit.on_throttle()
+                self.stats.retries += 1
+                await self._sleep(self.retry.delay(attempt, exc.retry_after))
+                attempt += 1
+
+    async def _attempt(self, payload: bytes) -> Reply:
+        assert self._session is not None, "use EndpointClient as an async context manager"
+        await self.limit.acquire()
+        started = time.perf_counter()
+        self.stats.requests += 1
+        try:
+            async with self._session.post(self.url, data=payload) as response:
+                status = response.status
+                raw = await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            raise _Retryable(f"timed out after {self.timeout_s:g} s", "timeout") from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection error: {_describe(exc)}", "connection") from None
+        finally:
+            self.limit.release()
+        latency = time.perf_counter() - started
+        if status == 200:
+            return _parse_reply(raw, latency)
+        message = _error_message(raw)
+        if status in RETRYABLE_STATUS:
+            raise _Retryable(f"HTTP {status}: {message}", "http", status, _retry_after(retry_after))
+        raise RequestFailed(
+            f"HTTP {status}: {message}", kind="http", status=status, fatal=status in FATAL_STATUS
+        )
+
+
+class _Retryable(Exception):
+    def __init__(
+        self, reason: str, kind: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _parse_reply(raw: bytes, latency: float) -> Reply:
+    try:
+        data = json.loads(raw)
+        choice = data["choices"][0]
+    except json.JSONDecodeError:
+        raise _Retryable(f"malformed response: not JSON ({_snippet(raw)})", "malformed") from None
+    except (KeyError, IndexError, TypeError):
+        raise _Retryable(f"malformed response: no choices ({_snippet(raw)})", "malformed") from None
+    try:
+        message = choice.get("message")
+        if message is not None:
+            text = message.get("content") or ""
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+        else:
+            text, reasoning = choice["text"], None
+        if not isinstance(text, str):
+            raise TypeError
+    except (KeyError, TypeError, AttributeError):
+        raise _Retryable(f"malformed response: no text ({_snippet(raw)})", "malformed") from None
+    usage = data.get("usage") or {}
+    return Reply(
+        text=text,
+        finish_reason=choice.get("finish_reason"),
+        usage={k: v for k, v in usage.items() if isinstance(v, int)},
+        latency_s=latency,
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+        logprobs=choice.get("logprobs"),
+    )
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return " ".join(str(message).split())[:300]
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return _snippet(raw) or "(empty body)"
+
+
+def _snippet(raw: bytes, limit: int = 120) -> str:
+    text = raw[:limit].decode("utf-8", "replace")
+    return " ".join(text.split()) + ("…" if len(raw) > limit else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())[:200]

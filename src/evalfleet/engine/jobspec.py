@@ -1,0 +1,107 @@
+"""`job.json`: the one contract between a launcher and `evalfleet eval`.
+
+It names the env var that holds the API key, never the key. `endpoint.url` may contain
+`${VAR}` references (a Lepton job learns its endpoint's URL from the environment); they
+are expanded when the job is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evalfleet.exceptions import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointSpec(_Strict):
+    url: str
+    model_id: str
+    api_key_name: str | None = None
+    type: Literal["chat", "completions"] = "chat"
+
+
+class ParamsSpec(_Strict):
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, gt=0)
+    n_samples: int = Field(1, gt=0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    parallelism: int = Field(32, gt=0)
+    limit_samples: int | None = Field(None, gt=0)
+    request_timeout: float = Field(600.0, gt=0)
+    max_retries: int = Field(8, ge=0)
+    extra_body: dict[str, Any] | None = None
+
+
+class DatasetSpec(_Strict):
+    path: str
+
+
+class ScorerSpec(_Strict):
+    name: Literal["exact_match", "contains", "regex", "numeric"]
+    pattern: str | None = None
+    ignore_case: bool = True
+
+
+class JobSpec(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    invocation_id: str
+    job_id: str
+    task: str
+    endpoint: EndpointSpec
+    params: ParamsSpec = Field(default_factory=ParamsSpec)
+    interceptors: dict[str, Any] = Field(default_factory=dict)
+    output_dir: str
+    dataset: DatasetSpec | None = None
+    scorer: ScorerSpec | None = None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def read_job(path: str | Path) -> JobSpec:
+    """Read and validate a job file; every problem is one line naming the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    try:
+        job = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_line(path, error) for error in exc.errors(include_url=False)]) from None
+    missing = [name for name in _ENV_REF.findall(job.endpoint.url) if name not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"{path}: endpoint.url refers to ${{{missing[0]}}}, which is not set in the environment"
+        )
+    url = _ENV_REF.sub(lambda m: os.environ[m.group(1)], job.endpoint.url)
+    return job.model_copy(update={"endpoint": job.endpoint.model_copy(update={"url": url})})
+
+
+def _line(path: Path, error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{path}: {key}: unknown field"
+    if error["type"] == "missing":
+        return f"{path}: {key}: missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {key}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"

@@ -1,0 +1,131 @@
+"""Score cached answers and assemble `results.json` and `samples.jsonl` records.
+
+Pure: the same answers give the same results whether they arrived in this run, a run
+that was killed halfway, or come from the cache alone (`--rescore`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from typing import Any
+
+from evalfleet.config.interceptors import Interceptors
+from evalfleet.engine.jobspec import JobSpec, ParamsSpec
+from evalfleet.tasks.base import Sample, Task
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def build_results(
+    *,
+    job: JobSpec,
+    task: Task,
+    params: ParamsSpec,
+    items: list[tuple[Sample, int, str]],
+    answers: dict[str, dict[str, Any]],
+    failures: dict[str, str],
+    interceptors: Interceptors,
+    wall_time_s: float,
+    client_stats: dict[str, int],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    records: list[dict[str, Any]] = []
+    per_sample: dict[str, list[float]] = {}
+    per_repeat: dict[int, list[float]] = {}
+    samples: dict[str, Sample] = {}
+    usage: Counter[str] = Counter()
+    latencies: list[float] = []
+    truncated = unfinished = 0
+    error_reasons: Counter[str] = Counter()
+    for sample, repeat, key in items:
+        samples[sample.id] = sample
+        record: dict[str, Any] = {"id": sample.id, "repeat": repeat, "prompt": sample.shown_prompt()}
+        answer = answers.get(key)
+        if answer is None:
+            reason = failures.get(key, "no answer")
+            error_reasons[reason.split(":")[0]] += 1
+            record.update(response=None, extracted=None, score=None, error=reason, target=sample.target)
+            records.append(record)
+            continue
+        text, reasoning, open_reasoning = interceptors.apply_response(answer["text"], answer.get("reasoning"))
+        unfinished += open_reasoning
+        truncated += answer.get("finish_reason") == "length"
+        usage.update({k: v for k, v in (answer.get("usage") or {}).items() if isinstance(v, int)})
+        if answer.get("latency_s") is not None:
+            latencies.append(answer["latency_s"])
+        score = task.score(sample, text)
+        per_sample.setdefault(sample.id, []).append(score.value)
+        per_repeat.setdefault(repeat, []).append(score.value)
+        record.update(
+            response=text,
+            extracted=score.extracted,
+            score=score.value,
+            error=None,
+            target=sample.target,
+            finish_reason=answer.get("finish_reason"),
+        )
+        if reasoning:
+            record["reasoning"] = reasoning
+        records.append(record)
+    scored = [(samples[sid], statistics.fmean(values)) for sid, values in per_sample.items()]
+    metrics = {name: metric.as_dict() for name, metric in task.aggregate(scored).items()} if scored else {}
+    errors = sum(1 for r in records if r["error"] is not None)
+    results: dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "invocation_id": job.invocation_id,
+        "job_id": job.job_id,
+        "task": job.task,
+        "model_id": job.endpoint.model_id,
+        "endpoint_type": job.endpoint.type,
+        "output_dir": job.output_dir,
+        "headline_metric": task.headline_metric,
+        "metrics": metrics,
+        "counts": {
+            "samples": len(samples),
+            "responses": len(items),
+            "scored": len(items) - errors,
+            "scored_samples": len(scored),
+            "errors": errors,
+            "truncated": truncated,
+            "unfinished_reasoning": unfinished,
+        },
+        "errors_by_reason": dict(error_reasons.most_common(10)),
+        "usage": dict(usage),
+        "latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+        },
+        "requests": client_stats,
+        "wall_time_s": round(wall_time_s, 3),
+        "params": params.model_dump(exclude_none=True),
+        "versions": _versions(),
+    }
+    if params.n_samples > 1:
+        means = [statistics.fmean(v) for _, v in sorted(per_repeat.items()) if v]
+        results["repeats"] = {
+            "n": params.n_samples,
+            "per_repeat": means,
+            "mean": statistics.fmean(means) if means else None,
+            "spread": statistics.stdev(means) if len(means) > 1 else 0.0,
+        }
+    return results, records
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import aiohttp
+
+    from evalfleet import __version__
+
+    return {"evalfleet": __version__, "python": platform.python_version(), "aiohttp": aiohttp.__version__}

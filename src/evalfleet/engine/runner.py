@@ -1,0 +1,293 @@
+"""Run one job: build every request, send only those the cache lacks, score, write results.
+
+The hot path is a fixed pool of `parallelism` worker coroutines pulling from one shared
+iterator (no task per request, no queue): each answer is written to the cache the moment
+it arrives, so a run killed at 90 % resumes with zero repeated requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalfleet.config.interceptors import Interceptors, parse_interceptors
+from evalfleet.engine.cache import ResponseCache, request_key
+from evalfleet.engine.client import EndpointClient, RequestFailed, RetryPolicy
+from evalfleet.engine.jobspec import JobSpec, ParamsSpec
+from evalfleet.engine.results import build_results, percentile
+from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
+from evalfleet.tasks.base import Sample, Task
+from evalfleet.tasks.registry import create_task
+
+# Give up on a run, rather than on one sample, after this many consecutive samples failed
+# to reach the endpoint at all (each already after its full retry budget).
+UNREACHABLE_AFTER = 3
+
+EXIT_OK = 0
+EXIT_SAMPLE_ERRORS = 3
+
+
+@dataclass
+class RunProgress:
+    """Counters the engine updates and a display may read; never rendered here."""
+
+    task: str = ""
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    errors: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def sent(self) -> int:
+        return self.done - self.cached
+
+
+@dataclass(frozen=True)
+class _Item:
+    sample: Sample
+    repeat: int
+    key: str
+    body: dict[str, Any]
+
+
+def effective_params(job: JobSpec, task: Task) -> ParamsSpec:
+    """Engine defaults < the task's own defaults < what the job sets explicitly."""
+    explicit = job.params.model_dump(exclude_unset=True)
+    return ParamsSpec.model_validate({**task.default_params, **explicit})
+
+
+def build_body(
+    task: Task, sample: Sample, params: ParamsSpec, model: str, repeat: int, interceptors: Interceptors
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, **task.request(sample)}
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.max_new_tokens is not None:
+        body["max_tokens"] = params.max_new_tokens
+    if params.seed is not None:
+        body["seed"] = params.seed + repeat
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.extra_body:
+        body.update(params.extra_body)
+    return interceptors.apply_request(body)
+
+
+def _setup_logs(output_dir: Path) -> logging.Logger:
+    logs = output_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"evalfleet.eval.{output_dir}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.FileHandler(logs / "eval.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def _close_logs(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+async def evaluate(
+    job: JobSpec, *, rescore: bool = False, progress: RunProgress | None = None
+) -> tuple[dict[str, Any], int]:
+    """Run (or, with `rescore`, only re-score) a job. Returns (results, exit code)."""
+    progress = progress or RunProgress()
+    output_dir = Path(job.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logger = _setup_logs(output_dir)
+    try:
+        return await _evaluate(job, rescore, progress, output_dir, logger)
+    finally:
+        _close_logs(logger)
+
+
+async def _evaluate(
+    job: JobSpec, rescore: bool, progress: RunProgress, output_dir: Path, logger: logging.Logger
+) -> tuple[dict[str, Any], int]:
+    started = time.time()
+    task = create_task(
+        job.task,
+        dataset_path=job.dataset.path if job.dataset else None,
+        scorer=job.scorer.name if job.scorer else None,
+        pattern=job.scorer.pattern if job.scorer else None,
+        ignore_case=job.scorer.ignore_case if job.scorer else True,
+        endpoint_type=job.endpoint.type,
+    )
+    params = effective_params(job, task)
+    interceptors = parse_interceptors(job.interceptors, "job.interceptors")
+    samples = list(task.samples(params.limit_samples))
+    items = [
+        _Item(sample, repeat, "", body)
+        for sample in samples
+        for repeat in range(params.n_samples)
+        for body in [build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)]
+    ]
+    items = [_Item(i.sample, i.repeat, request_key(i.body, i.repeat), i.body) for i in items]
+    cache = ResponseCache(output_dir / "cache.sqlite")
+    try:
+        answers = cache.load()
+        pending = [item for item in items if item.key not in answers]
+        progress.task, progress.total = job.task, len(items)
+        progress.done = progress.cached = len(items) - len(pending)
+        logger.info(
+            "job %s task %s: %d samples x %d repeats, %d cached, %d to send to %s",
+            job.job_id, job.task, len(samples), params.n_samples, progress.cached, len(pending),
+            job.endpoint.url,
+        )  # fmt: skip
+        failures: dict[str, str] = {}
+        client_stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0}
+        if rescore:
+            for item in pending:
+                failures[item.key] = "not in the response cache (--rescore sends no requests)"
+        elif pending:
+            client_stats = await _fetch(job, params, pending, cache, answers, failures, progress, interceptors, output_dir, logger)
+    finally:
+        cache.close()
+    results, records = build_results(
+        job=job,
+        task=task,
+        params=params,
+        items=[(i.sample, i.repeat, i.key) for i in items],
+        answers=answers,
+        failures=failures,
+        interceptors=interceptors,
+        wall_time_s=time.time() - started,
+        client_stats=client_stats,
+    )
+    _write_jsonl(output_dir / "samples.jsonl", records)
+    _write_json(output_dir / "results.json", results)
+    errors = results["counts"]["errors"]
+    logger.info("done: %s, %d errors", json.dumps(results["metrics"]), errors)
+    return results, (EXIT_SAMPLE_ERRORS if errors else EXIT_OK)
+
+
+async def _fetch(
+    job: JobSpec,
+    params: ParamsSpec,
+    pending: list[_Item],
+    cache: ResponseCache,
+    answers: dict[str, dict[str, Any]],
+    failures: dict[str, str],
+    progress: RunProgress,
+    interceptors: Interceptors,
+    output_dir: Path,
+    logger: logging.Logger,
+) -> dict[str, int]:
+    api_key = None
+    if job.endpoint.api_key_name:
+        api_key = os.environ.get(job.endpoint.api_key_name)
+        if not api_key:
+            raise ConfigError(
+                f"endpoint.api_key_name: the env var {job.endpoint.api_key_name} is not set"
+            )
+    state = {"unreachable_streak": 0}
+    abort: list[RequestFailed] = []
+    logged = 0
+    request_log = (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8") if interceptors.log_samples else None
+    items = iter(pending)
+
+    async def worker(client: EndpointClient) -> None:
+        nonlocal logged
+        for item in items:
+            try:
+                reply = await client.send(item.body)
+            except RequestFailed as exc:
+                failures[item.key] = exc.reason
+                progress.errors += 1
+                if exc.fatal:
+                    abort.append(exc)
+                    return
+                if exc.kind in ("connection", "timeout"):
+                    state["unreachable_streak"] += 1
+                    if state["unreachable_streak"] >= UNREACHABLE_AFTER:
+                        abort.append(exc)
+                        return
+                continue
+            state["unreachable_streak"] = 0
+            answer = reply.as_dict()
+            cache.put(item.key, answer)
+            answers[item.key] = answer
+            progress.done += 1
+            progress.retries = client.stats.retries
+            if request_log is not None and logged < interceptors.log_samples:
+                logged += 1
+                request_log.write(json.dumps({"request": item.body, "response": answer}) + "\n")
+
+    retry = RetryPolicy(max_retries=params.max_retries)
+    try:
+        async with EndpointClient(
+            job.endpoint.url,
+            api_key=api_key,
+            parallelism=params.parallelism,
+            timeout_s=params.request_timeout,
+            retry=retry,
+        ) as client:
+            workers = [asyncio.ensure_future(worker(client)) for _ in range(min(params.parallelism, len(pending)))]
+            try:
+                while workers:
+                    done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+                    for finished in done:
+                        finished.result()  # a bug in a worker must surface, not vanish
+                    workers = list(running)
+                    if abort:
+                        for running_worker in workers:
+                            running_worker.cancel()
+                        await asyncio.gather(*workers, return_exceptions=True)
+                        workers = []
+            finally:
+                for running_worker in workers:
+                    running_worker.cancel()
+            stats = {
+                "requests": client.stats.requests,
+                "retries": client.stats.retries,
+                "throttled": client.stats.throttled,
+            }
+    finally:
+        if request_log is not None:
+            request_log.close()
+    if abort:
+        reason = abort[0]
+        kept = len(answers)
+        logger.error("aborted: %s (%d answers kept in the cache)", reason.reason, kept)
+        if reason.fatal:
+            raise EngineError(
+                f"the endpoint refused the requests: {reason.reason}; {kept} answers kept in the "
+                f"cache ({job.endpoint.url})"
+            )
+        raise EndpointUnreachable(
+            f"endpoint {job.endpoint.url} is unreachable: {reason.reason}; {kept} answers are "
+            "kept in the cache, run the job again to continue"
+        )
+    return stats
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+
+
+__all__ = ["EXIT_OK", "EXIT_SAMPLE_ERRORS", "RunProgress", "evaluate", "percentile"]

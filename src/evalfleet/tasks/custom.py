@@ -1,0 +1,117 @@
+"""A task built from the user's own JSONL file and one of four simple scorers.
+
+Each line holds `prompt` (a string) or `messages` (a chat), and `answer`; `id` is
+optional. The headline metric is `accuracy`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from evalfleet.exceptions import ConfigError
+from evalfleet.scoring.match import last_number, normalize_text, numbers_equal, parse_number
+from evalfleet.scoring.stats import Metric, summarize
+from evalfleet.tasks.base import Sample, Score
+
+SCORERS = ("exact_match", "contains", "regex", "numeric")
+
+
+class CustomTask:
+    headline_metric = "accuracy"
+
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        scorer: str,
+        *,
+        pattern: str | None = None,
+        ignore_case: bool = True,
+        endpoint_type: Literal["chat", "completions"] = "chat",
+    ) -> None:
+        if scorer not in SCORERS:
+            raise ConfigError(f"scorer: unknown scorer {scorer!r} (expected one of {', '.join(SCORERS)})")
+        if scorer == "regex":
+            if not pattern:
+                raise ConfigError("scorer.pattern: required for the regex scorer")
+            try:
+                self._regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+            except re.error as exc:
+                raise ConfigError(f"scorer.pattern: invalid regular expression: {exc}") from None
+        self.name = name
+        self.path = Path(path)
+        self.scorer = scorer
+        self.ignore_case = ignore_case
+        self.endpoint_type = endpoint_type
+        self.default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 1024}
+
+    def samples(self, limit: int | None) -> Iterable[Sample]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"dataset.path: cannot read {self.path}: {exc.strerror}") from None
+        samples = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            samples.append(self._sample(line, number))
+            if limit is not None and len(samples) >= limit:
+                break
+        if not samples:
+            raise ConfigError(f"dataset.path: {self.path} holds no samples")
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"dataset.path: {self.path}: sample ids are not unique")
+        return samples
+
+    def _sample(self, line: str, number: int) -> Sample:
+        where = f"{self.path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: invalid JSON: {exc.msg}") from None
+        if not isinstance(row, dict) or "answer" not in row:
+            raise ConfigError(f"{where}: expected an object with 'answer' and 'prompt' or 'messages'")
+        sample_id = str(row.get("id", number))
+        if isinstance(row.get("messages"), list):
+            if self.endpoint_type != "chat":
+                raise ConfigError(f"{where}: 'messages' needs a chat endpoint (endpoint_type: chat)")
+            return Sample(sample_id, row["answer"], messages=tuple(row["messages"]))
+        if isinstance(row.get("prompt"), str):
+            if self.endpoint_type == "chat":
+                return Sample(sample_id, row["answer"], messages=({"role": "user", "content": row["prompt"]},))
+            return Sample(sample_id, row["answer"], prompt=row["prompt"])
+        raise ConfigError(f"{where}: expected 'prompt' (a string) or 'messages' (a list)")
+
+    def request(self, sample: Sample) -> dict[str, Any]:
+        if sample.messages is not None:
+            return {"messages": list(sample.messages)}
+        return {"prompt": sample.prompt}
+
+    def score(self, sample: Sample, response: str) -> Score:
+        target = str(sample.target)
+        if self.scorer == "exact_match":
+            hit = normalize_text(response, self.ignore_case) == normalize_text(target, self.ignore_case)
+            return Score(float(hit), response.strip())
+        if self.scorer == "contains":
+            haystack, needle = (response.lower(), target.lower()) if self.ignore_case else (response, target)
+            return Score(float(needle.strip() in haystack), None)
+        if self.scorer == "regex":
+            match = self._regex.search(response)
+            extracted = (match.group(1) if match.groups() else match.group(0)) if match else None
+            if extracted is None:
+                return Score(0.0, None)
+            hit = normalize_text(extracted, self.ignore_case) == normalize_text(target, self.ignore_case)
+            return Score(float(hit), extracted)
+        extracted = last_number(response)
+        want = parse_number(target)
+        got = parse_number(extracted) if extracted is not None else None
+        hit = got is not None and want is not None and numbers_equal(got, want)
+        return Score(float(hit), extracted)
+
+    def aggregate(self, per_sample: Sequence[tuple[Sample, float]]) -> dict[str, Metric]:
+        return {"accuracy": summarize([value for _, value in per_sample])}
