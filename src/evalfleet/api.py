@@ -86,12 +86,22 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
     return target
 
 
-def launch(run_plan: RunPlan) -> str:
-    """Create what the plan describes. Not in this release: nothing is created or recorded."""
+def launch(run_plan: RunPlan) -> int:
+    """Create what the plan describes and run it; returns how many tasks did not succeed.
+
+    This release runs local invocations against an existing endpoint, in the foreground.
+    """
     kind = run_plan.plan["executor"]
-    raise NotAvailableError(
-        f"launching on {kind} is not available yet; add --dry-run to see the exact plan"
-    )
+    if kind != "local":
+        raise NotAvailableError(
+            f"launching on {kind} is not available yet; add --dry-run to see the exact plan"
+        )
+    import yaml
+
+    from evalfleet.executors.local.executor import LocalExecutor
+
+    config_text = yaml.safe_dump(run_plan.config, sort_keys=False)
+    return LocalExecutor().launch(run_plan.invocation, config_text)
 
 
 def list_runs(
@@ -137,19 +147,30 @@ def status(ids: list[str]) -> list[dict[str, str]]:
     with InvocationStore() as store:
         for id_or_prefix in ids:
             record = store.get(id_or_prefix)
-            jobs = [store.get_job(id_or_prefix)] if "." in id_or_prefix else record.jobs
-            rows += [
-                {
-                    "invocation_id": record.invocation_id,
-                    "job_id": job.job_id,
-                    "task": job.task,
-                    "state": "UNKNOWN",
-                    "detail": f"the {record.executor} executor cannot report status in this "
-                    f"release (last recorded state: {job.state})",
-                }
-                for job in jobs
-            ]
+            wanted = {store.get_job(id_or_prefix).job_id} if "." in id_or_prefix else None
+            for row in _job_statuses(record):
+                if wanted is None or row["job_id"] in wanted:
+                    rows.append(row)
     return rows
+
+
+def _job_statuses(record: Any) -> list[dict[str, str]]:
+    if record.executor == "local":
+        from evalfleet.executors.local.executor import LocalExecutor
+
+        return [status.as_dict() for status in LocalExecutor().status(record)]
+    # Other executors cannot be asked yet: say so rather than guess.
+    return [
+        {
+            "invocation_id": record.invocation_id,
+            "job_id": job.job_id,
+            "task": job.task,
+            "state": "UNKNOWN",
+            "detail": f"the {record.executor} executor cannot report status in this release "
+            f"(last recorded state: {job.state})",
+        }
+        for job in record.jobs
+    ]
 
 
 def evaluate_job(

@@ -58,7 +58,17 @@ def run(
         tasks=list(tasks),
     )
     if not dry_run:
-        api.launch(run_plan)
+        invocation_id = run_plan.invocation.invocation_id
+        click.echo(f"invocation {invocation_id}: {len(run_plan.invocation.jobs)} task(s), "
+                   f"results in {run_plan.invocation.output_dir}", err=True)
+        failures = api.launch(run_plan)
+        rows = api.status([invocation_id])
+        from evalfleet.cli.render import print_table
+
+        print_table(rows, ["job_id", "task", "state", "detail"])
+        click.echo(invocation_id)
+        if failures:
+            raise SystemExit(1)
         return
     path = api.write_plan(run_plan, plan_out)
     if as_json:
