@@ -74,9 +74,8 @@ def _lepton(plan: dict[str, Any]) -> None:
 
 
 def _slurm(plan: dict[str, Any]) -> None:
-    submit = plan["submit"]
     for script in plan["scripts"]:
-        command = " ".join(submit["command"])
+        command = " ".join(script["command"])
         click.echo(f"\n# {script['name']}  (jobs {', '.join(script['job_ids'])}; submit: {command})")
         click.echo(script["text"].rstrip())
 

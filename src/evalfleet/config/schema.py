@@ -63,6 +63,7 @@ def _plain_env_text(value: Any) -> Any:
 
 
 PlainEnvValue = Annotated[str, BeforeValidator(_plain_env_text)]
+EnvVars = dict[EnvName, PlainEnvValue]
 
 # A literal value, or `{value_from: {secret_name_ref: NAME}}`.
 EnvValue = Annotated[
@@ -135,7 +136,7 @@ class TaskConfig(Strict):
         None, description="system_prompt, reasoning, request_params, log_samples"
     )
     endpoint_type: Literal["chat", "completions"] | None = None
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = Field(
         None, description="NeMo-Evaluator-Launcher-style settings, mapped onto params"
     )
@@ -165,7 +166,7 @@ class EvaluationConfig(Strict):
     params: Params = Field(default_factory=Params)
     interceptors: dict[str, Any] | None = Field(None, description="for every task; a task's own win")
     tasks: list[TaskConfig] = Field(min_length=1)
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = None
     overrides: dict[str, Any] | None = None
 
@@ -292,7 +293,7 @@ class DeploymentBase(Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     served_model_name: str | None = Field(None, description="default: derived from the model")
     extra_args: str = ""
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     lepton_config: LeptonDeploymentConfig = Field(default_factory=LeptonDeploymentConfig)
 
@@ -367,7 +368,7 @@ class AutoExport(Strict):
 class ExecutionBase(Strict):
     output_dir: str = Field("evalfleet_results", description="where results land")
     auto_export: AutoExport = Field(default_factory=AutoExport)
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
 
 
 class LocalExecution(ExecutionBase):
@@ -471,7 +472,7 @@ class ExportConfig(Strict):
     mlflow: dict[str, Any] = Field(default_factory=dict)
     wandb: dict[str, Any] = Field(default_factory=dict)
     local: dict[str, Any] = Field(default_factory=dict)
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- root
@@ -484,7 +485,7 @@ class RunConfig(Strict):
     deployment: DeploymentConfig
     target: TargetConfig = Field(default_factory=TargetConfig)
     evaluation: EvaluationConfig
-    env_vars: dict[EnvName, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="after")
@@ -521,6 +522,10 @@ class RunConfig(Strict):
                 problems.append(
                     ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
                 )
+        if self.deployment.type == "nim" and self.execution.type == "slurm":
+            problems.append(
+                ("deployment.type", "nim cannot run on slurm yet (its image's entrypoint starts the server); use vllm or sglang")
+            )
         if (
             self.deployment.type == "nim"
             and self.execution.type == "local"

@@ -1,0 +1,96 @@
+"""Fixtures for the Slurm executor tests: configs → invocations, golden files, fake tools."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from evalfleet.config import load_config
+from evalfleet.executors.base import Invocation
+from evalfleet.planner import plan_invocation
+
+from .helpers import override, write_executable
+
+GOLDEN = Path(__file__).parent / "golden"
+INVOCATION_ID = "0123abcd"
+
+
+@pytest.fixture
+def plan_config(tmp_path: Path) -> Callable[..., Invocation]:
+    """Write YAML text to a file, load it with overrides, plan it as invocation 0123abcd."""
+    count = 0
+
+    def plan(text: str, *overrides: str, output_dir: str = "/lustre/evals") -> Invocation:
+        nonlocal count
+        count += 1
+        path = tmp_path / f"config-{count}.yaml"
+        path.write_text(text)
+        config = load_config(
+            path, overrides=[override("execution.output_dir", output_dir), *overrides]
+        )
+        return plan_invocation(config.model, invocation_id=INVOCATION_ID)
+
+    return plan
+
+
+@pytest.fixture
+def golden() -> Callable[[str, str], None]:
+    """Compare text with golden/<name>; EVALFLEET_UPDATE_GOLDEN=1 rewrites the file instead."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if os.environ.get("EVALFLEET_UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return
+        if not path.is_file():
+            pytest.fail(
+                f"no golden file {path}; EVALFLEET_UPDATE_GOLDEN=1 creates it", pytrace=False
+            )
+        expected = path.read_text()
+        if text != expected:
+            diff = "".join(
+                difflib.unified_diff(
+                    expected.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"golden/{name}",
+                    tofile="rendered",
+                )
+            )
+            pytest.fail(
+                f"rendered script differs from golden/{name} "
+                f"(EVALFLEET_UPDATE_GOLDEN=1 rewrites it if the change is intended):\n{diff}",
+                pytrace=False,
+            )
+
+    return check
+
+
+@pytest.fixture
+def fake_srun() -> Callable[[Path, Path], Path]:
+    """A fake `srun` in DIR: records its pid in RECORD, then its arguments on the next
+    line, drops its options and execs the command (so the recorded pid is the server's)."""
+
+    def make(directory: Path, record: Path) -> Path:
+        return write_executable(
+            directory / "srun",
+            "#!/bin/bash\n"
+            f'printf \'%s\\n%s\\n\' "$$" "$*" > {shlex.quote(str(record))}\n'
+            "while [[ $# -gt 0 && $1 == -* ]]; do shift; done\n"
+            'exec "$@"\n',
+        )
+
+    return make
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

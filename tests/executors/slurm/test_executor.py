@@ -1,0 +1,93 @@
+"""SlurmExecutor: the --dry-run plan, and the parts that come in a later release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalfleet.exceptions import ConfigError, NotAvailableError
+from evalfleet.executors import get_executor
+from evalfleet.executors.slurm.executor import SlurmExecutor
+from evalfleet.executors.slurm.render import render_scripts
+
+from .configs import GENERIC_PER_TASK, NO_DEPLOYMENT, VLLM
+
+
+def test_get_executor_returns_the_slurm_executor() -> None:
+    assert isinstance(get_executor("slurm"), SlurmExecutor)
+
+
+def test_plan_local_submission(plan_config) -> None:
+    inv = plan_config(NO_DEPLOYMENT)
+    plan = SlurmExecutor().plan(inv)
+    (script,) = render_scripts(inv)
+    assert plan == {
+        "executor": "slurm",
+        "invocation_id": "0123abcd",
+        "output_dir": "/lustre/evals/0123abcd",
+        "submit": {"host": "localhost", "command": ["sbatch"]},
+        "scripts": [
+            {
+                "name": "evalfleet-0123abcd.sbatch",
+                "path": "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
+                "job_ids": ["0123abcd.0", "0123abcd.1"],
+                "command": ["sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch"],
+                "text": script.text,
+            }
+        ],
+    }
+    json.dumps(plan)  # JSON-able, as --dry-run --json prints it
+
+
+def test_plan_remote_submission_goes_through_ssh(plan_config) -> None:
+    plan = SlurmExecutor().plan(plan_config(VLLM))
+    assert plan["submit"] == {
+        "host": "login.example.com",
+        "command": ["ssh", "alice@login.example.com", "sbatch"],
+    }
+    assert plan["scripts"][0]["command"] == [
+        "ssh", "alice@login.example.com", "sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
+    ]  # fmt: skip
+
+
+def test_plan_remote_path_is_quoted_for_the_remote_shell(plan_config) -> None:
+    inv = plan_config(VLLM, output_dir="/lustre/my evals")
+    (script,) = SlurmExecutor().plan(inv)["scripts"]
+    assert script["path"] == "/lustre/my evals/0123abcd/evalfleet-0123abcd.sbatch"
+    assert script["command"][-1] == "'/lustre/my evals/0123abcd/evalfleet-0123abcd.sbatch'"
+
+
+def test_plan_without_username_uses_the_bare_host(plan_config) -> None:
+    plan = SlurmExecutor().plan(plan_config(VLLM, "execution.username=null"))
+    assert plan["submit"]["command"] == ["ssh", "login.example.com", "sbatch"]
+
+
+def test_plan_job_per_task_lists_every_script(plan_config) -> None:
+    plan = SlurmExecutor().plan(plan_config(GENERIC_PER_TASK))
+    assert [(s["name"], s["job_ids"]) for s in plan["scripts"]] == [
+        ("evalfleet-0123abcd-gsm8k.sbatch", ["0123abcd.0"]),
+        ("evalfleet-0123abcd-hellaswag.sbatch", ["0123abcd.1"]),
+    ]
+    assert plan["scripts"][1]["command"] == [
+        "sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd-hellaswag.sbatch",
+    ]  # fmt: skip
+
+
+def test_a_host_that_looks_like_an_option_is_refused(plan_config) -> None:
+    inv = plan_config(VLLM, "execution.hostname='-oProxyCommand=x'")
+    with pytest.raises(ConfigError, match=r"execution\.hostname"):
+        SlurmExecutor().plan(inv)
+
+
+@pytest.mark.parametrize("method", ["launch", "status", "kill"])
+def test_only_planning_is_available(plan_config, method: str) -> None:
+    inv = plan_config(NO_DEPLOYMENT)
+    with pytest.raises(NotAvailableError, match=r"Slurm executor can only plan \(--dry-run\)"):
+        getattr(SlurmExecutor(), method)(inv)
+
+
+def test_logs_are_not_available_yet(plan_config) -> None:
+    inv = plan_config(NO_DEPLOYMENT)
+    with pytest.raises(NotAvailableError, match="can only plan"):
+        SlurmExecutor().logs(inv.jobs[0], follow=False)

@@ -1,0 +1,235 @@
+"""Rendering batch scripts: golden files (the spec), the #SBATCH header, refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from evalfleet.exceptions import ConfigError
+from evalfleet.executors.slurm.render import SbatchScript, render_scripts, sbatch_extra_flags
+
+from .configs import GENERIC_PER_TASK, LLAMACPP, NO_DEPLOYMENT, VLLM
+
+
+@pytest.fixture
+def fixed_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty PATH: no `llama-server`, so llama.cpp is served by llama-cpp-python."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+CASES = {
+    "vllm": (VLLM, ()),
+    "generic": (GENERIC_PER_TASK, ()),
+    "none": (NO_DEPLOYMENT, ()),
+    "llamacpp": (LLAMACPP, ()),
+}
+
+
+def _render(plan_config, case: str) -> list[SbatchScript]:
+    text, overrides = CASES[case]
+    return render_scripts(plan_config(text, *overrides))
+
+
+@pytest.mark.usefixtures("fixed_path")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_scripts_match_golden_files(plan_config, golden, case: str) -> None:
+    scripts = _render(plan_config, case)
+    for script in scripts:
+        suffix = script.name.removeprefix("evalfleet-0123abcd").removesuffix(".sbatch")
+        golden(f"{case}{suffix}.sbatch", script.text)
+
+
+def test_one_script_runs_every_task_by_default(plan_config) -> None:
+    (script,) = render_scripts(plan_config(VLLM))
+    assert script.name == "evalfleet-0123abcd.sbatch"
+    assert script.job_ids == ["0123abcd.0", "0123abcd.1"]
+    assert script.text.count("evalfleet_run_task gsm8k ") == 1
+    assert script.text.count("evalfleet_run_task ifeval ") == 1
+    assert script.text.count(" srun ") == 1  # one server for both tasks
+
+
+def test_job_per_task_gives_each_task_its_script_and_server(plan_config) -> None:
+    scripts = render_scripts(plan_config(GENERIC_PER_TASK))
+    assert [s.name for s in scripts] == [
+        "evalfleet-0123abcd-gsm8k.sbatch",
+        "evalfleet-0123abcd-hellaswag.sbatch",
+    ]
+    assert [s.job_ids for s in scripts] == [["0123abcd.0"], ["0123abcd.1"]]
+    for script, task in zip(scripts, ("gsm8k", "hellaswag"), strict=True):
+        assert f"#SBATCH --job-name=nightly-0123abcd-{task}\n" in script.text
+        assert f"server_log=/lustre/evals/0123abcd/{task}/logs/server.log\n" in script.text
+        assert script.text.count("cat >") == 1
+
+
+def test_no_deployment_has_no_server_section(plan_config) -> None:
+    (script,) = render_scripts(plan_config(NO_DEPLOYMENT))
+    for word in ("srun", "server", "curl"):
+        assert word not in script.text
+
+
+@pytest.mark.usefixtures("fixed_path")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_script_is_valid_bash(plan_config, case: str) -> None:
+    bash = shutil.which("bash", path="/usr/bin:/bin")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    for script in _render(plan_config, case):
+        result = subprocess.run(
+            [bash, "-n"], input=script.text, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, f"{script.name}:\n{result.stderr}"
+
+
+def test_llamacpp_server_follows_path(plan_config, tmp_path, monkeypatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "llama-server").write_text("#!/bin/sh\n")
+    (bin_dir / "llama-server").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    (script,) = render_scripts(plan_config(LLAMACPP))
+    assert "  llama-server --model /lustre/models/gemma-3-270m-it-Q8_0.gguf" in script.text
+    assert "server_url=http://127.0.0.1:8000/health\n" in script.text
+
+
+# --------------------------------------------------------------------------- header
+
+
+def test_header_options_only_when_set(plan_config) -> None:
+    (script,) = render_scripts(plan_config(NO_DEPLOYMENT))
+    header = [line for line in script.text.splitlines() if line.startswith("#SBATCH")]
+    assert header == [
+        "#SBATCH --job-name=evalfleet-0123abcd",
+        "#SBATCH --account=eval",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --output=/lustre/evals/0123abcd/slurm-%j.out",
+        "#SBATCH --signal=B:TERM@60",
+    ]
+
+
+def test_header_comes_before_any_command(plan_config) -> None:
+    (script,) = render_scripts(plan_config(VLLM))
+    lines = script.text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    last_sbatch = max(i for i, line in enumerate(lines) if line.startswith("#SBATCH"))
+    assert all(line.startswith("#") for line in lines[: last_sbatch + 1])
+
+
+def test_percent_in_output_dir_is_literal_for_slurm(plan_config) -> None:
+    (script,) = render_scripts(plan_config(NO_DEPLOYMENT, output_dir="/scratch/100%/evals"))
+    assert "#SBATCH --output=/scratch/100%%/evals/0123abcd/slurm-%j.out\n" in script.text
+    assert "mkdir -p /scratch/100%/evals/0123abcd\n" in script.text
+
+
+def test_values_are_shell_quoted(plan_config) -> None:
+    (script,) = render_scripts(
+        plan_config(
+            NO_DEPLOYMENT,
+            "execution.account='my account; rm -rf /'",
+            "+env_vars.QUOTED='$(touch /tmp/x) `id`'",
+        )
+    )
+    assert "#SBATCH --account='my account; rm -rf /'\n" in script.text
+    assert "export QUOTED='$(touch /tmp/x) `id`'\n" in script.text
+
+
+@pytest.mark.parametrize(
+    ("flags", "lines"),
+    [
+        ({"exclusive": True}, ["--exclusive"]),
+        ({"exclusive": False, "mail_type": None}, []),
+        ({"cpus_per_task": 16}, ["--cpus-per-task=16"]),
+        ({"comment": "a b"}, ["--comment='a b'"]),
+        ({"constraint": "h100|a100"}, ["--constraint='h100|a100'"]),
+        ({"mem": 0, "exclusive": True}, ["--mem=0", "--exclusive"]),
+    ],
+)
+def test_extra_flags(flags, lines) -> None:
+    assert sbatch_extra_flags(flags) == lines
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"time": "02:00:00"}, "execution.sbatch_extra_flags.time: set execution.walltime instead"),
+        ({"job_name": "x"}, "execution.sbatch_extra_flags.job_name: set execution.job_name_prefix"),
+        ({"output": "/tmp/x"}, "execution.sbatch_extra_flags.output: evalfleet writes --output"),
+        ({"N": 2}, "execution.sbatch_extra_flags.N: not an sbatch long option name"),
+        ({"bad name": True}, "execution.sbatch_extra_flags.bad name: not an sbatch long option"),
+        ({"comment": "two\nlines"}, "execution.sbatch_extra_flags.comment: must not contain"),
+        ({"comment": "a\\b"}, "execution.sbatch_extra_flags.comment: must not contain"),
+    ],
+)
+def test_extra_flags_refused(flags, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        sbatch_extra_flags(flags)
+    assert info.value.problems[0].startswith(message)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_env_names_a_shell_cannot_export_are_refused(plan_config) -> None:
+    with pytest.raises(ConfigError) as info:
+        render_scripts(plan_config(NO_DEPLOYMENT, "+execution.env_vars.MY-VAR=on"))
+    assert info.value.problems == [
+        "execution.env_vars.MY-VAR: not a shell variable name, so a batch script cannot "
+        "export it (use letters, digits and '_')"
+    ]
+
+
+NIM = """
+execution:
+  type: slurm
+deployment:
+  type: nim
+  image: nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.6
+evaluation:
+  tasks:
+    - name: gsm8k
+"""
+
+
+def test_nim_is_refused_with_a_way_out(plan_config) -> None:
+    with pytest.raises(ConfigError, match=r"deployment\.type: nim cannot run on slurm"):
+        render_scripts(plan_config(NIM))
+
+
+def test_empty_evalfleet_command_is_refused(plan_config) -> None:
+    with pytest.raises(ConfigError, match=r"execution\.evalfleet_command"):
+        render_scripts(plan_config(NO_DEPLOYMENT, "execution.evalfleet_command=''"))
+
+
+def test_template_loads_from_a_zipped_package(tmp_path: Path) -> None:
+    """Package data, read through importlib.resources: works from a wheel, not just a checkout."""
+    import evalfleet
+
+    package = Path(evalfleet.__file__).parent
+    archive = tmp_path / "evalfleet.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in package.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, Path("evalfleet") / path.relative_to(package))
+    code = (
+        "import evalfleet\n"
+        "from evalfleet.executors.slurm import render\n"
+        f"assert evalfleet.__file__.startswith({str(archive)!r}), evalfleet.__file__\n"
+        "render._template()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(archive)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,266 @@
+"""Rendered scripts run end to end with bash on this machine (a fake `srun`, no Slurm)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evalfleet.executors.base import Invocation
+from evalfleet.executors.slurm.render import render_scripts
+
+from .helpers import override, port_open, process_gone, write_executable
+
+BASH = shutil.which("bash")
+pytestmark = pytest.mark.skipif(
+    BASH is None or shutil.which("setsid") is None, reason="needs bash and setsid"
+)
+
+NO_DEPLOYMENT = """
+execution:
+  type: slurm
+  env_vars:
+    GLOBAL_NOTE: "it's $HOME `x`"
+target:
+  api_endpoint:
+    url: http://127.0.0.1:9/v1
+    model_id: some-model
+evaluation:
+  tasks:
+    - name: gsm8k
+      env_vars:
+        TASK_NOTE: "for gsm8k only"
+    - name: ifeval
+"""
+
+GENERIC = """
+execution:
+  type: slurm
+  endpoint_readiness_timeout: 30
+deployment:
+  type: generic
+  command: python3 -m http.server {port} --bind 127.0.0.1
+  endpoints:
+    health: /
+evaluation:
+  tasks:
+    - name: gsm8k
+    - name: ifeval
+"""
+
+# Asks the server named in its job.json for "/" (so it runs only while the server is up).
+FAKE_EVAL_NEEDS_SERVER = """#!/bin/bash
+python3 - "$3" <<'PY' || exit 9
+import json, sys, urllib.request
+url = json.load(open(sys.argv[1]))["endpoint"]["url"].split("/v1/")[0] + "/"
+urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5).close()
+PY
+echo "$3 server-ok" >> RECORD
+"""
+
+
+def _script(inv: Invocation, tmp_path: Path) -> Path:
+    (script,) = render_scripts(inv)
+    path = tmp_path / script.name
+    path.write_text(script.text)
+    return path
+
+
+def _run(script: Path, path_env: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    assert BASH is not None
+    env = {**os.environ, "PATH": path_env}
+    return subprocess.run(
+        [BASH, str(script)], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _fake_eval(path: Path, text: str, record: Path) -> Path:
+    return write_executable(path, text.replace("RECORD", shlex.quote(str(record))))
+
+
+def _python3_link(bin_dir: Path) -> None:
+    """`python3` on PATH is this interpreter (a pyenv shim may not work with a bare PATH)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+
+
+def _server_record(record: Path) -> tuple[int, str]:
+    pid, args = record.read_text().splitlines()
+    return int(pid), args
+
+
+def test_no_deployment_runs_every_task_and_fails_if_one_failed(plan_config, tmp_path) -> None:
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(
+        tmp_path / "bin" / "fake-evalfleet",
+        "#!/bin/bash\n"
+        'printf \'%s|%s|%s\\n\' "$*" "${TASK_NOTE:-}" "${GLOBAL_NOTE:-}" >> RECORD\n'
+        'case "$(<"$3")" in *\'"task": "ifeval"\'*) exit 3 ;; esac\n',
+        calls,
+    )
+    out = tmp_path / "results"
+    inv = plan_config(
+        NO_DEPLOYMENT, override("execution.evalfleet_command", str(fake)), output_dir=str(out)
+    )
+    result = _run(_script(inv, tmp_path), os.environ["PATH"])
+
+    assert result.returncode == 1, result.stderr
+    run_dir = out / "0123abcd"
+    assert calls.read_text().splitlines() == [
+        f"eval --job {run_dir}/gsm8k/job.json|for gsm8k only|it's $HOME `x`",
+        f"eval --job {run_dir}/ifeval/job.json||it's $HOME `x`",
+    ]
+    for job in inv.jobs:
+        assert json.loads(Path(job.job_file).read_text()) == job.spec
+        assert Path(job.output_dir, "logs").is_dir()
+    assert "task gsm8k (0123abcd.0): exit code 0" in result.stderr
+    assert "task ifeval (0123abcd.1): exit code 3" in result.stderr
+    assert "1 of 2 task(s) failed: ifeval" in result.stderr
+
+
+def test_no_deployment_all_tasks_passing_exits_zero(plan_config, tmp_path) -> None:
+    fake = write_executable(tmp_path / "bin" / "fake-evalfleet", "#!/bin/bash\nexit 0\n")
+    inv = plan_config(
+        NO_DEPLOYMENT,
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(tmp_path / "results"),
+    )
+    result = _run(_script(inv, tmp_path), os.environ["PATH"])
+    assert result.returncode == 0, result.stderr
+    assert "all 2 task(s) succeeded" in result.stderr
+
+
+@pytest.mark.parametrize("probe", ["curl", "python3"])
+def test_generic_server_is_started_awaited_used_and_stopped(
+    plan_config, fake_srun, free_port, tmp_path, probe: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _python3_link(bin_dir)
+    srun_record = tmp_path / "srun.txt"
+    fake_srun(bin_dir, srun_record)
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(bin_dir / "fake-evalfleet", FAKE_EVAL_NEEDS_SERVER, calls)
+    if probe == "curl":
+        if shutil.which("curl") is None:
+            pytest.skip("curl is not installed")
+        path_env = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    else:  # only what the script needs, and no curl: the python3 probe must do
+        for tool in ("bash", "mkdir", "cat", "setsid", "env", "sleep", "tail"):
+            found = shutil.which(tool)
+            assert found is not None, tool
+            (bin_dir / tool).symlink_to(found)
+        path_env = str(bin_dir)
+    out = tmp_path / "results"
+    inv = plan_config(
+        GENERIC,
+        f"deployment.port={free_port}",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(out),
+    )
+
+    result = _run(_script(inv, tmp_path), path_env)
+
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "0123abcd"
+    assert calls.read_text().splitlines() == [
+        f"{run_dir}/gsm8k/job.json server-ok",
+        f"{run_dir}/ifeval/job.json server-ok",
+    ]
+    pid, args = _server_record(srun_record)
+    assert args.startswith("--ntasks=1 --nodes=1 --overlap bash -c ")
+    assert f"http.server {free_port}" in args
+    assert "the model server is ready" in result.stderr
+    assert '"GET / HTTP/1.1" 200' in (run_dir / "logs" / "server.log").read_text()
+    assert process_gone(pid), "the server outlived the script"
+    assert not port_open(free_port)
+
+
+def test_server_that_exits_early_fails_fast_with_its_log(plan_config, fake_srun, tmp_path) -> None:
+    bin_dir = tmp_path / "bin"
+    fake_srun(bin_dir, tmp_path / "srun.txt")
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(bin_dir / "fake-evalfleet", FAKE_EVAL_NEEDS_SERVER, calls)
+    inv = plan_config(
+        GENERIC,
+        "deployment.command='echo cannot open model file >&2; exit 7'",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(tmp_path / "results"),
+    )
+    started = time.monotonic()
+    result = _run(_script(inv, tmp_path), f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert time.monotonic() - started < 20
+    assert "the model server exited before it was ready" in result.stderr
+    assert "cannot open model file" in result.stderr  # the log's tail
+    assert not calls.exists()
+
+
+def test_server_not_ready_in_time_is_stopped(plan_config, fake_srun, tmp_path) -> None:
+    bin_dir = tmp_path / "bin"
+    srun_record = tmp_path / "srun.txt"
+    fake_srun(bin_dir, srun_record)
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(bin_dir / "fake-evalfleet", FAKE_EVAL_NEEDS_SERVER, calls)
+    inv = plan_config(
+        GENERIC,
+        "deployment.command='sleep 120'",
+        "execution.endpoint_readiness_timeout=1",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(tmp_path / "results"),
+    )
+    result = _run(_script(inv, tmp_path), f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert "the model server was not ready within 1s" in result.stderr
+    assert not calls.exists()
+    pid, _ = _server_record(srun_record)
+    assert process_gone(pid)
+
+
+def test_sigterm_stops_the_running_task_and_the_server(
+    plan_config, fake_srun, free_port, tmp_path
+) -> None:
+    """What `--signal=B:TERM@60` and scancel do: the trap must stop both process groups."""
+    bin_dir = tmp_path / "bin"
+    _python3_link(bin_dir)
+    srun_record = tmp_path / "srun.txt"
+    fake_srun(bin_dir, srun_record)
+    task_pidfile = tmp_path / "task.pid"
+    fake = write_executable(
+        bin_dir / "fake-evalfleet",
+        f"#!/bin/bash\necho $$ > {shlex.quote(str(task_pidfile))}\nexec sleep 300\n",
+    )
+    inv = plan_config(
+        GENERIC,
+        f"deployment.port={free_port}",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(tmp_path / "results"),
+    )
+    script = _script(inv, tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    assert BASH is not None
+    with subprocess.Popen(
+        [BASH, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        deadline = time.monotonic() + 30
+        while not (task_pidfile.exists() and task_pidfile.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM" in stderr
+    task_pid = int(task_pidfile.read_text())
+    server_pid, _ = _server_record(srun_record)
+    assert process_gone(task_pid), "the task outlived the script"
+    assert process_gone(server_pid), "the server outlived the script"
+    assert not port_open(free_port)
