@@ -1,0 +1,115 @@
+"""Does the engine keep an endpoint saturated, and what does each request cost the client?
+
+    python benchmarks/engine_throughput.py [--latency 0.2] [--rounds 8] [--parallelism 64 256 1024]
+
+Starts the endpoint simulator (its own process) with a fixed latency and no capacity
+limit, so the ideal rate is exactly `parallelism / latency`. For each parallelism it runs,
+side by side in this one process:
+- evalfleet: the whole engine (`evaluate()`: request building, cache lookups, one SQLite
+  row per answer, scoring, results files) on a custom task of `parallelism x rounds` samples;
+- httpx: a plain `httpx.AsyncClient` loop (semaphore + gather) sending the same bodies,
+  as a reference point.
+It prints achieved requests/s ÷ ideal, and client CPU microseconds per request (user +
+system time of this process over the run, divided by the requests).
+Targets on a 2-core machine: ratio >= 0.95 at 256 and >= 0.90 at 1024; <= 300 µs/request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from evalfleet.engine.jobspec import JobSpec
+from evalfleet.engine.runner import evaluate
+from evalfleet.testing import run_simulator
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def write_dataset(path: Path, count: int) -> None:
+    with path.open("w") as handle:
+        for i in range(count):
+            handle.write(json.dumps({"id": i, "prompt": f"Question number {i}?", "answer": "x"}) + "\n")
+
+
+async def run_engine(base_url: str, dataset: Path, out: Path, parallelism: int) -> int:
+    job = JobSpec.model_validate(
+        {
+            "invocation_id": "bench",
+            "job_id": f"bench.{parallelism}",
+            "task": "bench",
+            "endpoint": {"url": f"{base_url}/v1/chat/completions", "model_id": "sim-model"},
+            "params": {"parallelism": parallelism, "max_retries": 0, "max_new_tokens": 16},
+            "output_dir": str(out),
+            "dataset": {"path": str(dataset)},
+            "scorer": {"name": "contains"},
+        }
+    )
+    results, _ = await evaluate(job)
+    assert results["counts"]["errors"] == 0, results["errors_by_reason"]
+    return results["requests"]["requests"]
+
+
+async def run_httpx(base_url: str, count: int, parallelism: int) -> int:
+    import httpx
+
+    limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
+    gate = asyncio.Semaphore(parallelism)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                body = {
+                    "model": "sim-model",
+                    "messages": [{"role": "user", "content": f"Question number {i}?"}],
+                    "max_tokens": 16,
+                }
+                response = await client.post(f"{base_url}/v1/chat/completions", json=body)
+                response.raise_for_status()
+                response.json()
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return count
+
+
+def measure(label: str, run, ideal: float) -> None:
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    sent = asyncio.run(run())
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    rate = sent / wall
+    print(
+        f"  {label:10} {sent:6d} req in {wall:6.2f} s  {rate:8.1f} req/s  "
+        f"ratio {rate / ideal:5.3f}  client CPU {cpu / sent * 1e6:6.0f} µs/req"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=8, help="requests per connection")
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--skip-httpx", action="store_true")
+    args = parser.parse_args()
+    with run_simulator(latency=args.latency) as sim, tempfile.TemporaryDirectory() as tmp:
+        for parallelism in args.parallelism:
+            count = parallelism * args.rounds
+            ideal = parallelism / args.latency
+            dataset = Path(tmp) / f"bench-{parallelism}.jsonl"
+            write_dataset(dataset, count)
+            print(f"parallelism {parallelism}: ideal {ideal:.0f} req/s")
+            out = Path(tmp) / f"out-{parallelism}"
+            measure("evalfleet", lambda: run_engine(sim.base_url, dataset, out, parallelism), ideal)
+            if not args.skip_httpx:
+                measure("httpx", lambda: run_httpx(sim.base_url, count, parallelism), ideal)
+
+
+if __name__ == "__main__":
+    main()
