@@ -20,9 +20,14 @@ from evalfleet.exceptions import StoreError
 SCHEMA_VERSION = 1
 
 
-def request_key(body: dict[str, Any], repeat: int) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{canonical}\x00{repeat}".encode()).hexdigest()
+def canonical_payload(body: dict[str, Any]) -> bytes:
+    """The request body as sent: canonical JSON, so equal bodies hash (and cache) equally."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request_key(body: dict[str, Any] | bytes, repeat: int) -> str:
+    payload = body if isinstance(body, bytes) else canonical_payload(body)
+    return hashlib.sha256(payload + b"\x00" + str(repeat).encode()).hexdigest()
 
 
 class ResponseCache:

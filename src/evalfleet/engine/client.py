@@ -174,9 +174,10 @@ class EndpointClient:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, body: dict[str, Any]) -> Reply:
-        """POST `body`, retrying what may succeed later; raises RequestFailed otherwise."""
-        payload = json.dumps(body, separators=(",", ":")).encode()
+    async def send(self, body: dict[str, Any] | bytes) -> Reply:
+        """POST `body` (a dict, or JSON bytes already encoded), retrying what may succeed
+        later; raises RequestFailed otherwise."""
+        payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         attempt = 0
         while True:
             try:

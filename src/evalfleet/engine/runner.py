@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.config.interceptors import Interceptors, parse_interceptors
-from evalfleet.engine.cache import ResponseCache, request_key
+from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
 from evalfleet.engine.client import EndpointClient, RequestFailed, RetryPolicy
 from evalfleet.engine.jobspec import JobSpec, ParamsSpec
 from evalfleet.engine.results import build_results, percentile
@@ -56,6 +56,7 @@ class _Item:
     repeat: int
     key: str
     body: dict[str, Any]
+    payload: bytes  # the body as sent, encoded once: it is also what the cache key hashes
 
 
 def effective_params(job: JobSpec, task: Task) -> ParamsSpec:
@@ -131,13 +132,12 @@ async def _evaluate(
     params = effective_params(job, task)
     interceptors = parse_interceptors(job.interceptors, "job.interceptors")
     samples = list(task.samples(params.limit_samples))
-    items = [
-        _Item(sample, repeat, "", body)
-        for sample in samples
-        for repeat in range(params.n_samples)
-        for body in [build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)]
-    ]
-    items = [_Item(i.sample, i.repeat, request_key(i.body, i.repeat), i.body) for i in items]
+    items = []
+    for sample in samples:
+        for repeat in range(params.n_samples):
+            body = build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)
+            payload = canonical_payload(body)
+            items.append(_Item(sample, repeat, request_key(payload, repeat), body, payload))
     cache = ResponseCache(output_dir / "cache.sqlite")
     try:
         answers = cache.load()
@@ -205,7 +205,7 @@ async def _fetch(
         nonlocal logged
         for item in items:
             try:
-                reply = await client.send(item.body)
+                reply = await client.send(item.payload)
             except RequestFailed as exc:
                 failures[item.key] = exc.reason
                 progress.errors += 1
