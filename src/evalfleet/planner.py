@@ -179,6 +179,9 @@ def effective_params(evaluation: Any, task: Any, index: int) -> dict[str, Any]:
 
 
 def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(nel) - {"config", "target"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: not supported (expected config.params.* or target.api_endpoint.adapter_config.*)")
     config_section = nel.get("config") or {}
     raw = dict(config_section.get("params") or {})
     extra = raw.pop("extra", None) or {}
@@ -208,19 +211,32 @@ def _undot(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _nel_adapter_config(nel: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`target.api_endpoint.adapter_config` inside NEL-style settings or dotted overrides."""
+    target = (nel or {}).get("target") or {}
+    return (target.get("api_endpoint") or {}).get("adapter_config")
+
+
 def _interceptors(config: Any, task: Any, index: int) -> dict[str, Any]:
-    """target adapter_config < evaluation.interceptors < the task's own; validated here so
-    that a mistake stops the run before anything is created."""
+    """target adapter_config < evaluation-level < the task's own (NEL-style settings, then
+    ours, at each level); validated here so that a mistake stops the run before anything
+    is created."""
     from evalfleet.config.interceptors import (
         canonical_interceptors,
         merge_interceptors,
         parse_interceptors,
     )
 
-    merged = merge_interceptors(
-        canonical_interceptors(config.target.api_endpoint.adapter_config, "target.api_endpoint.adapter_config"),
-        canonical_interceptors(config.evaluation.interceptors, "evaluation.interceptors"),
-        canonical_interceptors(task.interceptors, f"evaluation.tasks[{index}].interceptors"),
-    )
+    evaluation = config.evaluation
+    layers = [
+        (config.target.api_endpoint.adapter_config, "target.api_endpoint.adapter_config"),
+        (_nel_adapter_config(evaluation.nemo_evaluator_config), "evaluation.nemo_evaluator_config.target.api_endpoint.adapter_config"),
+        (_nel_adapter_config(_undot(evaluation.overrides or {})), "evaluation.overrides"),
+        (evaluation.interceptors, "evaluation.interceptors"),
+        (_nel_adapter_config(task.nemo_evaluator_config), f"evaluation.tasks[{index}].nemo_evaluator_config"),
+        (_nel_adapter_config(_undot(task.overrides or {})), f"evaluation.tasks[{index}].overrides"),
+        (task.interceptors, f"evaluation.tasks[{index}].interceptors"),
+    ]
+    merged = merge_interceptors(*(canonical_interceptors(layer, where) for layer, where in layers))
     parse_interceptors(merged, f"evaluation.tasks[{index}].interceptors")
     return merged

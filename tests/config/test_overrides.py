@@ -137,3 +137,30 @@ def test_nel_style_params_map_onto_ours(write_yaml):
     invocation = plan_invocation(config, "abcd0123")
     params = invocation.jobs[0].spec["params"]
     assert params == {"parallelism": 4, "request_timeout": 120, "limit_samples": 3, "n_samples": 2}
+
+
+def test_nel_overrides_map_params_and_adapter_config(write_yaml):
+    from evalfleet.planner import plan_invocation
+
+    path = write_yaml(
+        BASE
+        + "  overrides:\n"
+        "    config.params.temperature: 0.6\n"
+        "    target.api_endpoint.adapter_config.use_system_prompt: true\n"
+        "    target.api_endpoint.adapter_config.custom_system_prompt: /think\n"
+        "    target.api_endpoint.adapter_config.process_reasoning_traces: true\n"
+    )
+    spec = plan_invocation(load_config(path).model, "abcd0123").jobs[0].spec
+    assert spec["params"]["temperature"] == 0.6
+    assert spec["interceptors"] == {
+        "system_prompt": {"mode": "replace", "text": "/think"},
+        "reasoning": {"start": "<think>", "end": "</think>"},
+    }
+
+
+def test_nel_overrides_outside_params_and_adapter_are_refused(write_yaml):
+    from evalfleet.planner import plan_invocation
+
+    path = write_yaml(BASE + "  overrides:\n    harness.limit: 3\n")
+    with pytest.raises(ConfigError, match=r"evaluation.overrides.harness: not supported"):
+        plan_invocation(load_config(path).model, "abcd0123")
