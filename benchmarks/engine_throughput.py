@@ -22,6 +22,7 @@ import json
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from evalfleet.engine.jobspec import JobSpec
@@ -106,9 +107,9 @@ def main() -> None:
             write_dataset(dataset, count)
             print(f"parallelism {parallelism}: ideal {ideal:.0f} req/s")
             out = Path(tmp) / f"out-{parallelism}"
-            measure("evalfleet", lambda: run_engine(sim.base_url, dataset, out, parallelism), ideal)
+            measure("evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal)
             if not args.skip_httpx:
-                measure("httpx", lambda: run_httpx(sim.base_url, count, parallelism), ideal)
+                measure("httpx", partial(run_httpx, sim.base_url, count, parallelism), ideal)
 
 
 if __name__ == "__main__":
