@@ -1,12 +1,14 @@
 """Does the engine keep an endpoint saturated, and what does each request cost the client?
 
-    python benchmarks/engine_throughput.py [--latency 0.2] [--rounds 8] [--parallelism 64 256 1024]
+    python benchmarks/engine_throughput.py [--latency 0.2] [--rounds 15] [--parallelism 64 256 1024]
 
 Starts the endpoint simulator (its own process) with a fixed latency and no capacity
 limit, so the ideal rate is exactly `parallelism / latency`. For each parallelism it runs,
 side by side in this one process:
 - evalfleet: the whole engine (`evaluate()`: request building, cache lookups, one SQLite
   row per answer, scoring, results files) on a custom task of `parallelism x rounds` samples;
+- +aiohttp: the same engine with its aiohttp transport (`EVALFLEET_HTTP=aiohttp`, what it
+  uses behind a proxy);
 - httpx: a plain `httpx.AsyncClient` loop (semaphore + gather) sending the same bodies,
   as a reference point.
 It prints achieved requests/s ÷ ideal, and client CPU microseconds per request (user +
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import tempfile
 import time
@@ -28,6 +31,12 @@ from pathlib import Path
 from evalfleet.engine.jobspec import JobSpec
 from evalfleet.engine.runner import evaluate
 from evalfleet.testing import run_simulator
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+    uvloop = None
+USE_UVLOOP = uvloop is not None
 
 
 def cpu_seconds() -> float:
@@ -83,7 +92,7 @@ async def run_httpx(base_url: str, count: int, parallelism: int) -> int:
 
 def measure(label: str, run, ideal: float) -> None:
     cpu, wall = cpu_seconds(), time.perf_counter()
-    sent = asyncio.run(run())
+    sent = (uvloop.run if USE_UVLOOP else asyncio.run)(run())
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     rate = sent / wall
     print(
@@ -95,7 +104,7 @@ def measure(label: str, run, ideal: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--rounds", type=int, default=8, help="requests per connection")
+    parser.add_argument("--rounds", type=int, default=15, help="requests per connection")
     parser.add_argument("--parallelism", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--skip-httpx", action="store_true")
     args = parser.parse_args()
@@ -108,8 +117,16 @@ def main() -> None:
             print(f"parallelism {parallelism}: ideal {ideal:.0f} req/s")
             out = Path(tmp) / f"out-{parallelism}"
             measure("evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal)
+            os.environ["EVALFLEET_HTTP"] = "aiohttp"
+            try:
+                aio_out = Path(tmp) / f"out-aiohttp-{parallelism}"
+                measure("+aiohttp", partial(run_engine, sim.base_url, dataset, aio_out, parallelism), ideal)
+            finally:
+                del os.environ["EVALFLEET_HTTP"]
             if not args.skip_httpx:
-                measure("httpx", partial(run_httpx, sim.base_url, count, parallelism), ideal)
+                # httpx needs ~20 ms of CPU per request at this concurrency here: two rounds
+                # are enough to measure it and keep the benchmark to a few minutes.
+                measure("httpx", partial(run_httpx, sim.base_url, parallelism * 2, parallelism), ideal)
 
 
 if __name__ == "__main__":

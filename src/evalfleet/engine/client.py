@@ -1,6 +1,9 @@
-"""The async client for OpenAI-compatible endpoints: one shared aiohttp session, retries
+"""The async client for OpenAI-compatible endpoints: one shared connection pool, retries
 with jittered exponential backoff that honour `Retry-After`, and a concurrency limit that
 halves on 429 and grows back as answers succeed.
+
+Requests go through the lean keep-alive transport in `_http.py`, or through an aiohttp
+session when a proxy applies to the endpoint or `EVALFLEET_HTTP=aiohttp` asks for it.
 
 Every failure that reaches the caller is a `RequestFailed` with a one-line reason; the
 foreign exceptions (aiohttp, asyncio, json) stop here.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections import deque
@@ -19,6 +23,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+
+from evalfleet.engine._http import FastTransport, TransportError, proxy_applies
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 # These mean every request will fail the same way: stop the run, don't grind through it.
@@ -157,8 +163,17 @@ class EndpointClient:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._session: aiohttp.ClientSession | None = None
+        self._fast: FastTransport | None = None
+
+    @property
+    def transport_name(self) -> str:
+        return "evalfleet" if self._fast is not None else "aiohttp"
 
     async def __aenter__(self) -> EndpointClient:
+        wanted = os.environ.get("EVALFLEET_HTTP", "auto")
+        if wanted != "aiohttp" and not proxy_applies(self.url):
+            self._fast = FastTransport(self.url, self._headers, self.parallelism, self.timeout_s)
+            return self
         connector = aiohttp.TCPConnector(
             limit=self.parallelism, limit_per_host=self.parallelism, ttl_dns_cache=300
         )
@@ -171,6 +186,8 @@ class EndpointClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._fast is not None:
+            self._fast.close()
         if self._session is not None:
             await self._session.close()
 
@@ -200,15 +217,21 @@ class EndpointClient:
                 attempt += 1
 
     async def _attempt(self, payload: bytes) -> Reply:
-        assert self._session is not None, "use EndpointClient as an async context manager"
         await self.limit.acquire()
         started = time.perf_counter()
         self.stats.requests += 1
         try:
-            async with self._session.post(self.url, data=payload) as response:
-                status = response.status
-                raw = await response.read()
-                retry_after = response.headers.get("Retry-After")
+            if self._fast is not None:
+                response = await self._fast.post(payload)
+                status, raw, retry_after = response.status, response.body, response.retry_after
+            else:
+                assert self._session is not None, "use EndpointClient as an async context manager"
+                async with self._session.post(self.url, data=payload) as reply:
+                    status = reply.status
+                    raw = await reply.read()
+                    retry_after = reply.headers.get("Retry-After")
+        except TransportError as exc:
+            raise _Retryable(f"connection error: {_describe(exc)}", "connection") from None
         except asyncio.TimeoutError:
             raise _Retryable(f"timed out after {self.timeout_s:g} s", "timeout") from None
         except aiohttp.ClientError as exc:

@@ -60,7 +60,9 @@ def build_results(
         text, reasoning, open_reasoning = interceptors.apply_response(answer["text"], answer.get("reasoning"))
         unfinished += open_reasoning
         truncated += answer.get("finish_reason") == "length"
-        usage.update({k: v for k, v in (answer.get("usage") or {}).items() if isinstance(v, int)})
+        for name, count in (answer.get("usage") or {}).items():
+            if isinstance(count, int):
+                usage[name] += count
         if answer.get("latency_s") is not None:
             latencies.append(answer["latency_s"])
         score = task.score(sample, text)

@@ -8,10 +8,12 @@ it arrives, so a run killed at 90 % resumes with zero repeated requests.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,30 +134,42 @@ async def _evaluate(
     params = effective_params(job, task)
     interceptors = parse_interceptors(job.interceptors, "job.interceptors")
     samples = list(task.samples(params.limit_samples))
-    items = []
-    for sample in samples:
-        for repeat in range(params.n_samples):
-            body = build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)
-            payload = canonical_payload(body)
-            items.append(_Item(sample, repeat, request_key(payload, repeat), body, payload))
+    items: list[_Item] = []
+    failures: dict[str, str] = {}
+    client_stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0}
+    progress.task, progress.total = job.task, len(samples) * params.n_samples
     cache = ResponseCache(output_dir / "cache.sqlite")
     try:
         answers = cache.load()
-        pending = [item for item in items if item.key not in answers]
-        progress.task, progress.total = job.task, len(items)
-        progress.done = progress.cached = len(items) - len(pending)
-        logger.info(
-            "job %s task %s: %d samples x %d repeats, %d cached, %d to send to %s",
-            job.job_id, job.task, len(samples), params.n_samples, progress.cached, len(pending),
-            job.endpoint.url,
-        )  # fmt: skip
-        failures: dict[str, str] = {}
-        client_stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0}
-        if rescore:
-            for item in pending:
-                failures[item.key] = "not in the response cache (--rescore sends no requests)"
-        elif pending:
-            client_stats = await _fetch(job, params, pending, cache, answers, failures, progress, interceptors, output_dir, logger)
+
+        def unanswered() -> Iterator[_Item]:
+            # Built lazily: request building overlaps with the first answers arriving.
+            for sample in samples:
+                for repeat in range(params.n_samples):
+                    body = build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)
+                    payload = canonical_payload(body)
+                    item = _Item(sample, repeat, request_key(payload, repeat), body, payload)
+                    items.append(item)
+                    if item.key in answers:
+                        progress.done += 1
+                        progress.cached += 1
+                    elif rescore:
+                        failures[item.key] = "not in the response cache (--rescore sends no requests)"
+                    else:
+                        yield item
+
+        pending = unanswered()
+        first = next(pending, None)
+        if first is not None:
+            logger.info(
+                "job %s task %s: %d samples x %d repeats to %s",
+                job.job_id, job.task, len(samples), params.n_samples, job.endpoint.url,
+            )  # fmt: skip
+            client_stats = await _fetch(
+                job, params, itertools.chain([first], pending), cache, answers, failures,
+                progress, interceptors, output_dir, logger,
+            )  # fmt: skip
+        logger.info("%d answers came from the cache", progress.cached)
     finally:
         cache.close()
     results, records = build_results(
@@ -179,7 +193,7 @@ async def _evaluate(
 async def _fetch(
     job: JobSpec,
     params: ParamsSpec,
-    pending: list[_Item],
+    pending: Iterator[_Item],
     cache: ResponseCache,
     answers: dict[str, dict[str, Any]],
     failures: dict[str, str],
@@ -199,7 +213,7 @@ async def _fetch(
     abort: list[RequestFailed] = []
     logged = 0
     request_log = (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8") if interceptors.log_samples else None
-    items = iter(pending)
+    items = pending
 
     async def worker(client: EndpointClient) -> None:
         nonlocal logged
@@ -237,7 +251,8 @@ async def _fetch(
             timeout_s=params.request_timeout,
             retry=retry,
         ) as client:
-            workers = [asyncio.ensure_future(worker(client)) for _ in range(min(params.parallelism, len(pending)))]
+            count = min(params.parallelism, progress.total - progress.done)
+            workers = [asyncio.ensure_future(worker(client)) for _ in range(max(1, count))]
             try:
                 while workers:
                     done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
