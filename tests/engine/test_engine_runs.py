@@ -197,3 +197,14 @@ def test_repeats_reasoning_and_system_prompt(make_job):
 
 def test_prompt_helper_matches_dataset():
     assert prompt(3) in oracle()
+
+
+def test_request_timeout_is_enforced(make_job):
+    with run_simulator(fault_rate=1.0, faults="timeout", hang_seconds=30) as sim:
+        job = make_job(sim.base_url, request_timeout=0.3, max_retries=1, limit_samples=3)
+        started = time.monotonic()
+        result = run_eval(job)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "timed out after 0.3 s" in result.stderr
+    assert elapsed < 15

@@ -138,6 +138,11 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+
+
 def _dechunk(buffer: bytearray, position: int) -> tuple[bytes, int] | None:
     parts: list[bytes] = []
     while True:
@@ -185,7 +190,7 @@ class FastTransport:
 
     async def post(self, payload: bytes) -> Response:
         async with self._slots:
-            return await asyncio.wait_for(self._post(payload), self.timeout_s)
+            return await self._post(payload)
 
     async def _post(self, payload: bytes) -> Response:
         message = self._head + str(len(payload)).encode() + b"\r\n\r\n" + payload
@@ -205,8 +210,9 @@ class FastTransport:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(
-                _Connection, self.host, self.port, ssl=self.ssl
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl),
+                self.timeout_s,
             )
         except OSError as exc:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
@@ -214,14 +220,19 @@ class FastTransport:
 
     async def _exchange(self, connection: _Connection, message: bytes) -> Response:
         assert connection.transport is not None
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
         connection.waiter = waiter
         connection.transport.write(message)
+        # A timer, not asyncio.wait_for: wait_for costs a task per request.
+        timer = loop.call_later(self.timeout_s, _expire, waiter)
         try:
             response = await waiter
         except BaseException:
             connection.abort()
             raise
+        finally:
+            timer.cancel()
         if connection.keep_alive and not connection.closed and not connection.buffer:
             self._idle.append(connection)
         else:
