@@ -89,19 +89,32 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
 def launch(run_plan: RunPlan) -> int:
     """Create what the plan describes and run it; returns how many tasks did not succeed.
 
-    This release runs local invocations against an existing endpoint, in the foreground.
+    This release runs local invocations, in the foreground.
     """
     kind = run_plan.plan["executor"]
     if kind != "local":
         raise NotAvailableError(
             f"launching on {kind} is not available yet; add --dry-run to see the exact plan"
         )
-    import yaml
-
     from evalfleet.executors.local.executor import LocalExecutor
 
-    config_text = yaml.safe_dump(run_plan.config, sort_keys=False)
-    return LocalExecutor().launch(run_plan.invocation, config_text)
+    return LocalExecutor().launch(run_plan.invocation, run_plan.config)
+
+
+def kill(id_or_prefix: str) -> list[str]:
+    """Stop an invocation (idempotent): returns what was stopped, empty if nothing ran."""
+    record = get_invocation(id_or_prefix)
+    if record.executor != "local":
+        raise NotAvailableError(f"kill is not available yet for {record.executor} invocations")
+    from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.store import InvocationStore
+
+    stopped = LocalExecutor().kill(record)
+    with InvocationStore() as store:
+        for job in store.get(record.invocation_id).jobs:
+            if job.state in ("PENDING", "RUNNING"):
+                store.update_job(job.job_id, state="KILLED", detail="stopped by evalfleet kill")
+    return stopped
 
 
 def list_runs(

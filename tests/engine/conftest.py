@@ -21,13 +21,17 @@ def oracle(n: int = N_SAMPLES) -> dict[str, str]:
     return {prompt(i): (f"It is {i + 1}." if i % 4 else "I am not sure.") for i in range(n)}
 
 
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    path = tmp_path / "adds.jsonl"
+def write_dataset(directory: Path) -> Path:
+    path = directory / "adds.jsonl"
     with path.open("w") as handle:
         for i in range(N_SAMPLES):
             handle.write(json.dumps({"id": f"s{i}", "prompt": prompt(i), "answer": str(i + 1)}) + "\n")
     return path
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path)
 
 
 @pytest.fixture

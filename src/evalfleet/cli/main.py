@@ -107,9 +107,11 @@ def logs(id: str, follow: bool) -> None:
 @cli.command()
 @click.argument("id")
 def kill(id: str) -> None:
-    """Stop an invocation's jobs and tear down its deployment."""
-    _known(id)
-    raise NotAvailableError("kill is not available yet: no executor can launch in this release")
+    """Stop an invocation's jobs and tear down its deployment (safe to repeat)."""
+    from evalfleet import api
+
+    stopped = api.kill(id)
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @cli.command()

@@ -1,27 +1,31 @@
 """The local executor: plans and runs an invocation on this machine.
 
-This release runs invocations without a deployment (`deployment.type: none`) in the
-foreground: each task is `evalfleet eval --job job.json` in its own process, its state
-recorded in the store as it goes. Starting model servers and `--detach` come next.
+`run` stays in the foreground: it starts the model server (if any) as its own process
+group, waits for its health path, runs each task as `evalfleet eval --job job.json` in its
+own process, records every state in the store as it goes, and stops the server when the
+last task ends, when launching fails, on Ctrl-C and on `evalfleet kill`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
-from evalfleet.exceptions import NotAvailableError
+from evalfleet.exceptions import DeploymentError, NotAvailableError
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
+from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
 
-_NOT_YET = "the local executor can only plan (--dry-run) in this release"
+_NOT_YET = "logs are not available for local runs yet (see <output_dir>/<id>/<task>/logs/)"
 
 
 def eval_command(job: Job) -> list[str]:
@@ -85,36 +89,59 @@ class LocalExecutor:
             }
         return plan
 
-    def launch(self, inv: Invocation, config_text: str = "") -> int:
-        """Run every task in the foreground; returns how many tasks did not succeed."""
-        if inv.config.deployment.type != "none":
-            raise NotAvailableError(
-                f"cannot start a {inv.config.deployment.type} server yet: this release runs "
-                "local invocations against an existing endpoint (deployment.type: none)"
-            )
+    def launch(self, inv: Invocation, shown_config: dict[str, Any]) -> int:
+        """Run the invocation in the foreground; returns how many tasks did not succeed.
+
+        `shown_config` is the redacted config: it is what reaches the disk and the store.
+        The server (if any) is stopped when the last task ends, when launching fails,
+        on Ctrl-C and on SIGTERM (`evalfleet kill`).
+        """
+        import yaml
+
         from evalfleet.store import InvocationStore, NewJob
 
+        plan = self.plan(inv)
         root = Path(inv.output_dir)
         root.mkdir(parents=True, exist_ok=True)
-        if config_text:
-            (root / "config.yaml").write_text(config_text, encoding="utf-8")
+        (root / "config.yaml").write_text(yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8")
         for job in inv.jobs:
             Path(job.output_dir).mkdir(parents=True, exist_ok=True)
             Path(job.job_file).write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
-        with InvocationStore() as store:
+        with InvocationStore() as store, _terminate_as_interrupt():
             store.create_invocation(
                 invocation_id=inv.invocation_id,
                 executor="local",
                 deployment_type=inv.config.deployment.type,
                 model=inv.jobs[0].spec["endpoint"]["model_id"] if inv.jobs else "",
                 output_dir=inv.output_dir,
-                config=json.loads(json.dumps(inv.config.model_dump(mode="json", by_alias=True, exclude_none=True))),
+                config=shown_config,
                 jobs=[NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
             )
             store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
-            if inv.config.execution.mode == "parallel":
-                return self._run_parallel(inv, store)
-            return sum(self._run_one(job, store) for job in inv.jobs)
+            server = None
+            try:
+                if plan["server"] is not None:
+                    server = LocalServer(plan["server"], root / "logs" / "server.log")
+                    server.start()
+                    store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
+                    try:
+                        server.wait_ready(plan["server"]["readiness_timeout_s"])
+                    except DeploymentError as exc:
+                        first_line = str(exc).splitlines()[0]
+                        for job in inv.jobs:
+                            store.update_job(job.job_id, state="FAILED", detail=f"not run: {first_line}")
+                        raise
+                if inv.config.execution.mode == "parallel":
+                    return self._run_parallel(inv, store)
+                return sum(self._run_one(job, store) for job in inv.jobs)
+            except KeyboardInterrupt:
+                for job in store.get(inv.invocation_id).jobs:
+                    if job.state in ("PENDING", "RUNNING"):
+                        store.update_job(job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)")
+                raise
+            finally:
+                if server is not None:
+                    server.stop()
 
     def _start(self, job: Job, store: Any) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -139,24 +166,38 @@ class LocalExecutor:
         try:
             code = process.wait()
         except KeyboardInterrupt:
-            _stop_group(process)
-            store.update_job(job.job_id, state="KILLED", detail="interrupted (Ctrl-C)")
+            stop_group(process.pid, 10.0, process)
             raise
         return self._finish(job, store, code)
 
     def _run_parallel(self, inv: Invocation, store: Any) -> int:
-        running = {job.job_id: (job, self._start(job, store)) for job in inv.jobs}
+        running = [(job, self._start(job, store)) for job in inv.jobs]
         failures = 0
         try:
-            for job, process in running.values():
+            for job, process in running:
                 failures += self._finish(job, store, process.wait())
         except KeyboardInterrupt:
-            for job, process in running.values():
+            for _, process in running:
                 if process.poll() is None:
-                    _stop_group(process)
-                    store.update_job(job.job_id, state="KILLED", detail="interrupted (Ctrl-C)")
+                    stop_group(process.pid, 10.0, process)
             raise
         return failures
+
+    def kill(self, record: Any, wait_s: float = 60.0) -> list[str]:
+        """Stop a local invocation from any terminal; idempotent. Returns what was stopped."""
+        stopped = []
+        runner = record.handle.get("runner_pid")
+        if _alive(runner):
+            os.kill(runner, signal.SIGTERM)  # the runner stops its server and tasks itself
+            deadline = time.monotonic() + wait_s
+            while _alive(runner) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stopped.append(f"run process {runner}")
+        # Whatever the runner could not stop (it was killed itself, say) is stopped here.
+        for pid in [record.handle.get("server_pid"), *(j.handle.get("pid") for j in record.jobs)]:
+            if isinstance(pid, int) and group_alive(pid) and stop_group(pid, 10.0):
+                stopped.append(f"process group {pid}")
+        return stopped
 
     def status(self, record: Any) -> list[JobStatus]:
         """From the store, checked against the processes: a job recorded as running whose
@@ -175,10 +216,8 @@ class LocalExecutor:
         return rows
 
     def logs(self, job: Job, follow: bool) -> Iterator[str]:
-        raise NotAvailableError(f"cannot show logs: {_NOT_YET}")
+        raise NotAvailableError(_NOT_YET)
 
-    def kill(self, inv: Invocation) -> None:
-        raise NotAvailableError(f"cannot kill: {_NOT_YET}")
 
 
 def _headline(output_dir: str) -> str:
@@ -192,6 +231,7 @@ def _headline(output_dir: str) -> str:
 
 
 def _alive(pid: Any) -> bool:
+    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -200,15 +240,22 @@ def _alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
-
-
-def _stop_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace_s)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): trust kill(0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`evalfleet kill`, a shutdown) takes the same clean-up path as Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

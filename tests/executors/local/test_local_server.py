@@ -1,0 +1,158 @@
+"""Local runs that start their own server: the simulator, run as a `generic` deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evalfleet.store import InvocationStore
+from tests.engine.conftest import N_SAMPLES, oracle, write_dataset
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path)
+
+
+@pytest.fixture
+def answers(tmp_path: Path) -> Path:
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in oracle().items()))
+    return path
+
+
+def config_text(dataset: Path, port: int, command: str, timeout: int = 60, latency: float = 0.0) -> str:
+    return f"""\
+deployment:
+  type: generic
+  command: "{command}"
+  port: {port}
+  served_model_name: sim-model
+execution: {{type: local, output_dir: results, endpoint_readiness_timeout: {timeout}}}
+evaluation:
+  params: {{parallelism: 8}}
+  tasks:
+    - name: adds
+      dataset: {{path: {dataset}}}
+      scorer: numeric
+"""
+
+
+def simulator_command(answers: Path, latency: float = 0.0) -> str:
+    return f"{sys.executable} -m evalfleet.testing.endpoint --port {{port}} --answers {answers} --latency {latency}"
+
+
+def test_server_is_started_used_and_stopped(cli, write_yaml, dataset, answers):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers)))
+    result = cli("run", "--config", str(path))
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    (row,) = json.loads(cli("status", invocation_id, "--json").out)
+    assert row["state"] == "SUCCESS" and row["detail"].startswith("accuracy 0.7500")
+    assert not port_open(port), "the server must be stopped when the last task ends"
+    log = Path("results") / invocation_id / "logs" / "server.log"
+    assert "READY" in log.read_text()
+    results = json.loads((Path("results") / invocation_id / "adds" / "results.json").read_text())
+    assert results["counts"]["responses"] == N_SAMPLES
+
+
+def test_server_that_exits_fails_fast_with_its_log(cli, write_yaml, dataset):
+    path = write_yaml(config_text(dataset, free_port(), "echo cannot load weights >&2; exit 7"))
+    started = time.monotonic()
+    result = cli("run", "--config", str(path))
+    assert time.monotonic() - started < 10
+    assert result.code == 1
+    assert "the generic server exited with code 7 before it was ready" in result.err
+    assert "cannot load weights" in result.err
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    assert [j.state for j in record.jobs] == ["FAILED"]
+
+
+def test_server_that_never_gets_ready_times_out_and_is_stopped(cli, write_yaml, dataset):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, "sleep 600", timeout=2))
+    result = cli("run", "--config", str(path))
+    assert result.code == 1
+    assert "did not answer" in result.err and "within 2 s" in result.err
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    pid = record.handle["server_pid"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
+def test_kill_from_another_terminal_stops_server_and_tasks(write_yaml, dataset, answers, isolated):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.5)))
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    record = None
+    while time.monotonic() < deadline:
+        with InvocationStore() as store:
+            runs = store.list_invocations()
+        if runs and runs[0].jobs[0].state == "RUNNING":
+            record = runs[0]
+            break
+        time.sleep(0.1)
+    assert record is not None, runner.communicate(timeout=5)
+    task_pid = record.jobs[0].handle["pid"]
+    killed = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "kill", record.invocation_id[:5]],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    assert "stopped run process" in killed.stdout
+    runner.communicate(timeout=60)
+    assert runner.returncode != 0
+    assert not port_open(port)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(task_pid, 0)
+    with InvocationStore() as store:
+        assert [j.state for j in store.get(record.invocation_id).jobs] == ["KILLED"]
+    again = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "kill", record.invocation_id],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0 and again.stdout.strip() == "nothing was running"
+
+
+def test_sigterm_to_the_runner_is_handled_like_ctrl_c(write_yaml, dataset, answers, isolated):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.5)))
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not port_open(port):
+        time.sleep(0.1)
+    time.sleep(1)
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=60)
+    assert not port_open(port)
