@@ -202,13 +202,14 @@ def ls() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def ls_tasks(as_json: bool) -> None:
     """The benchmarks evalfleet knows by name."""
-    from evalfleet.tasks.catalog import TASK_CATALOG
+    from evalfleet.tasks.catalog import TASK_CATALOG, runnable
 
     rows = [
         {
             "name": t.name,
             "endpoint_type": t.endpoint_type,
             "headline_metric": t.headline_metric,
+            "runnable": runnable(t.name),
             "description": t.description,
         }
         for t in TASK_CATALOG.values()
@@ -218,7 +219,7 @@ def ls_tasks(as_json: bool) -> None:
         return
     from evalfleet.cli.render import print_table
 
-    print_table(rows, ["name", "endpoint_type", "headline_metric", "description"])
+    print_table(rows, ["name", "endpoint_type", "headline_metric", "runnable", "description"])
 
 
 @ls.command("runs")

@@ -7,8 +7,10 @@ that was killed halfway, or come from the cache alone (`--rescore`).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from evalfleet.config.interceptors import Interceptors
@@ -47,6 +49,7 @@ def build_results(
     latencies: list[float] = []
     truncated = unfinished = 0
     error_reasons: Counter[str] = Counter()
+    scores = _score_all(task, items, answers, interceptors)
     for sample, repeat, key in items:
         samples[sample.id] = sample
         record: dict[str, Any] = {"id": sample.id, "repeat": repeat, "prompt": sample.shown_prompt()}
@@ -65,7 +68,7 @@ def build_results(
                 usage[name] += count
         if answer.get("latency_s") is not None:
             latencies.append(answer["latency_s"])
-        score = task.score(sample, text)
+        score = scores[key]
         per_sample.setdefault(sample.id, []).append(score.value)
         per_repeat.setdefault(repeat, []).append(score.value)
         record.update(
@@ -121,6 +124,26 @@ def build_results(
             "spread": statistics.stdev(means) if len(means) > 1 else 0.0,
         }
     return results, records
+
+
+def _score_all(
+    task: Task,
+    items: list[tuple[Sample, int, str]],
+    answers: dict[str, dict[str, Any]],
+    interceptors: Interceptors,
+) -> dict[str, Any]:
+    """Scores of every answered item; tasks that run code score in parallel threads (each
+    waits on its own sandbox process)."""
+    work = [
+        (key, sample, interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))[0])
+        for sample, _, key in items
+        if key in answers
+    ]
+    if not getattr(task, "scores_in_subprocesses", False) or len(work) < 2:
+        return {key: task.score(sample, text) for key, sample, text in work}
+    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
+        scored = pool.map(lambda entry: task.score(entry[1], entry[2]), work)
+        return {key: score for (key, _, _), score in zip(work, scored, strict=True)}
 
 
 def _versions() -> dict[str, str]:

