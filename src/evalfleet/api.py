@@ -101,6 +101,16 @@ def launch(run_plan: RunPlan) -> int:
     return LocalExecutor().launch(run_plan.invocation, run_plan.config)
 
 
+def resume(id_or_prefix: str) -> tuple[str, int]:
+    """Rerun what did not finish; returns (invocation id, tasks that still failed)."""
+    record = get_invocation(id_or_prefix)
+    if record.executor != "local":
+        raise NotAvailableError(f"resume is not available yet for {record.executor} invocations")
+    from evalfleet.executors.local.executor import LocalExecutor
+
+    return record.invocation_id, LocalExecutor().resume(record)
+
+
 def kill(id_or_prefix: str) -> list[str]:
     """Stop an invocation (idempotent): returns what was stopped, empty if nothing ran."""
     record = get_invocation(id_or_prefix)

@@ -118,8 +118,13 @@ def kill(id: str) -> None:
 @click.argument("id")
 def resume(id: str) -> None:
     """Rerun what did not finish, reusing each task's response cache."""
-    _known(id)
-    raise NotAvailableError("resume is not available yet: no executor can launch in this release")
+    from evalfleet import api
+    from evalfleet.cli.render import print_table
+
+    invocation_id, failures = api.resume(id)
+    print_table(api.status([invocation_id]), ["job_id", "task", "state", "detail"])
+    if failures:
+        raise SystemExit(1)
 
 
 @cli.command()

@@ -156,3 +156,50 @@ def test_sigterm_to_the_runner_is_handled_like_ctrl_c(write_yaml, dataset, answe
     runner.send_signal(signal.SIGTERM)
     runner.wait(timeout=60)
     assert not port_open(port)
+
+
+def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yaml, dataset, answers, isolated):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.2)))
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    cache = None
+    while time.monotonic() < deadline:
+        caches = list(Path("results").glob("*/adds/cache.sqlite"))
+        if caches and _rows(caches[0]) >= 16:
+            cache = caches[0]
+            break
+        time.sleep(0.1)
+    assert cache is not None
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=60)
+    kept = _rows(cache)
+    assert 16 <= kept < N_SAMPLES
+    invocation_id = cache.parent.parent.name
+    resumed = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "resume", invocation_id[:4]],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "SUCCESS" in resumed.stdout and "accuracy 0.7500" in resumed.stdout
+    assert _rows(cache) == N_SAMPLES
+    assert not port_open(port)
+    results = json.loads((cache.parent / "results.json").read_text())
+    assert results["requests"]["requests"] <= N_SAMPLES - kept + 8, "only the rest is sent"
+    again = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "resume", invocation_id],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"error: nothing to resume: every task of {invocation_id} succeeded"
+
+
+def _rows(cache: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(cache) as conn:
+        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
-from evalfleet.exceptions import DeploymentError, NotAvailableError
+from evalfleet.exceptions import DeploymentError, NotAvailableError, UsageError
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
 from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
 
@@ -100,7 +100,6 @@ class LocalExecutor:
 
         from evalfleet.store import InvocationStore, NewJob
 
-        plan = self.plan(inv)
         root = Path(inv.output_dir)
         root.mkdir(parents=True, exist_ok=True)
         (root / "config.yaml").write_text(yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8")
@@ -117,31 +116,68 @@ class LocalExecutor:
                 config=shown_config,
                 jobs=[NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
             )
-            store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
-            server = None
-            try:
-                if plan["server"] is not None:
-                    server = LocalServer(plan["server"], root / "logs" / "server.log")
-                    server.start()
-                    store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
-                    try:
-                        server.wait_ready(plan["server"]["readiness_timeout_s"])
-                    except DeploymentError as exc:
-                        first_line = str(exc).splitlines()[0]
-                        for job in inv.jobs:
-                            store.update_job(job.job_id, state="FAILED", detail=f"not run: {first_line}")
-                        raise
-                if inv.config.execution.mode == "parallel":
-                    return self._run_parallel(inv, store)
-                return sum(self._run_one(job, store) for job in inv.jobs)
-            except KeyboardInterrupt:
-                for job in store.get(inv.invocation_id).jobs:
-                    if job.state in ("PENDING", "RUNNING"):
-                        store.update_job(job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)")
-                raise
-            finally:
-                if server is not None:
-                    server.stop()
+            return self._execute(inv, store, list(inv.jobs))
+
+    def resume(self, record: Any) -> int:
+        """Rerun, in the foreground, every task of `record` that did not succeed; each
+        task's response cache means only unanswered requests are sent again."""
+        from evalfleet.config.redact import REDACTED
+        from evalfleet.config.schema import RunConfig
+        from evalfleet.store import InvocationStore
+
+        if _alive(record.handle.get("runner_pid")):
+            raise UsageError(
+                f"invocation {record.invocation_id} is still running "
+                f"(pid {record.handle['runner_pid']}); kill it first or wait"
+            )
+        todo = [job for job in record.jobs if job.state != "SUCCESS"]
+        if not todo:
+            raise UsageError(f"nothing to resume: every task of {record.invocation_id} succeeded")
+        if REDACTED in json.dumps(record.config.get("deployment", {})):
+            raise UsageError(
+                "cannot resume: the server's settings hold secret values that were not stored; "
+                "reference secrets by env var name instead, or start a new run"
+            )
+        config = RunConfig.model_validate(record.config)
+        jobs = []
+        for index, stored in enumerate(record.jobs):
+            spec = json.loads((Path(stored.output_dir) / "job.json").read_text())
+            jobs.append(Job(index, stored.job_id, stored.task, spec["endpoint"]["type"], stored.output_dir, spec))
+        inv = Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
+        wanted = {job.job_id for job in todo}
+        with InvocationStore() as store, _terminate_as_interrupt():
+            for job in todo:
+                store.update_job(job.job_id, state="PENDING", detail="resumed")
+            return self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
+
+    def _execute(self, inv: Invocation, store: Any, jobs: list[Job]) -> int:
+        """Start the server (if any), run `jobs`, always stop the server."""
+        plan = self.plan(inv)
+        store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
+        server = None
+        try:
+            if plan["server"] is not None:
+                server = LocalServer(plan["server"], Path(inv.output_dir) / "logs" / "server.log")
+                server.start()
+                store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
+                try:
+                    server.wait_ready(plan["server"]["readiness_timeout_s"])
+                except DeploymentError as exc:
+                    first_line = str(exc).splitlines()[0]
+                    for job in jobs:
+                        store.update_job(job.job_id, state="FAILED", detail=f"not run: {first_line}")
+                    raise
+            if inv.config.execution.mode == "parallel":
+                return self._run_parallel(jobs, store)
+            return sum(self._run_one(job, store) for job in jobs)
+        except KeyboardInterrupt:
+            for job in store.get(inv.invocation_id).jobs:
+                if job.state in ("PENDING", "RUNNING"):
+                    store.update_job(job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)")
+            raise
+        finally:
+            if server is not None:
+                server.stop()
 
     def _start(self, job: Job, store: Any) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -170,8 +206,8 @@ class LocalExecutor:
             raise
         return self._finish(job, store, code)
 
-    def _run_parallel(self, inv: Invocation, store: Any) -> int:
-        running = [(job, self._start(job, store)) for job in inv.jobs]
+    def _run_parallel(self, jobs: list[Job], store: Any) -> int:
+        running = [(job, self._start(job, store)) for job in jobs]
         failures = 0
         try:
             for job, process in running:
