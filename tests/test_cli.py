@@ -95,7 +95,7 @@ def test_info_shows_where_things_are(cli):
 @pytest.mark.parametrize(
     "args",
     [
-        ["logs", "eeee5555"],
+        ["logs", "eeee5555"],  # a lepton invocation: not yet
         ["kill", "eeee5555"],
         ["resume", "eeee5555"],
         ["export", "--invocation-id", "eeee5555", "--exporter", "mlflow",

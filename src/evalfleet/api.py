@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,20 @@ def launch(run_plan: RunPlan) -> int:
     from evalfleet.executors.local.executor import LocalExecutor
 
     return LocalExecutor().launch(run_plan.invocation, run_plan.config)
+
+
+def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
+    """An invocation's (or one job's, `ID.N`) log lines; `follow` waits for new ones."""
+    from evalfleet.store import InvocationStore
+
+    with InvocationStore() as store:
+        record = store.get(id_or_prefix)
+        job_id = store.get_job(id_or_prefix).job_id if "." in id_or_prefix else None
+    if record.executor != "local":
+        raise NotAvailableError(f"logs are not available yet for {record.executor} invocations")
+    from evalfleet.executors.local.executor import LocalExecutor
+
+    return LocalExecutor().logs(record, job_id, follow)
 
 
 def resume(id_or_prefix: str) -> tuple[str, int]:

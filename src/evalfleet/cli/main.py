@@ -99,9 +99,11 @@ def status(ids: tuple[str, ...], as_json: bool) -> None:
 @click.argument("id")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 def logs(id: str, follow: bool) -> None:
-    """Show a job's or invocation's logs."""
-    _known(id)
-    raise NotAvailableError("logs are not available yet: no executor can launch in this release")
+    """Show an invocation's (or one job's, ID.N) server and task logs."""
+    from evalfleet import api
+
+    for line in api.logs(id, follow):
+        click.echo(line)
 
 
 @cli.command()

@@ -203,3 +203,34 @@ def _rows(cache: Path) -> int:
 
     with sqlite3.connect(cache) as conn:
         return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, write_yaml, dataset, answers, isolated):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers)))
+    result = cli("run", "--config", str(path))
+    assert result.code == 0
+    invocation_id = result.out.strip().splitlines()[-1]
+    lines = cli("logs", invocation_id).out.splitlines()
+    assert any(line.startswith("[server] READY http://127.0.0.1:") for line in lines)
+    assert any(line.startswith("[adds] ") and "samples x 1 repeats" in line for line in lines)
+    one_job = cli("logs", f"{invocation_id}.0").out.splitlines()
+    assert one_job and all(line.startswith("[adds] ") for line in one_job)
+
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    slow = write_yaml(config_text(dataset, free_port(), simulator_command(answers, latency=0.3)), "slow.yaml")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(slow)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(InvocationStore().list_invocations()) < 2:
+        time.sleep(0.05)
+    newest = InvocationStore().list_invocations()[0].invocation_id
+    follower = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "logs", "--follow", newest],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    runner.communicate(timeout=60)
+    assert follower.returncode == 0
+    assert "[adds] " in follower.stdout and "done:" in follower.stdout, "follow ends after the run, with its last line"

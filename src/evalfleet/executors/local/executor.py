@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
-from evalfleet.exceptions import DeploymentError, NotAvailableError, UsageError
+from evalfleet.exceptions import DeploymentError, UsageError
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
 from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
-
-_NOT_YET = "logs are not available for local runs yet (see <output_dir>/<id>/<task>/logs/)"
 
 
 def eval_command(job: Job) -> list[str]:
@@ -251,8 +249,34 @@ class LocalExecutor:
             rows.append(JobStatus(record.invocation_id, job.job_id, job.task, JobState(state), detail))
         return rows
 
-    def logs(self, job: Job, follow: bool) -> Iterator[str]:
-        raise NotAvailableError(_NOT_YET)
+    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
+        """Lines of the server log and of each task's eval.log, prefixed with their source;
+        with `follow`, new lines as they come until the run ends."""
+        sources = [] if job_id else [("server", Path(record.output_dir) / "logs" / "server.log")]
+        sources += [
+            (job.task, Path(job.output_dir) / "logs" / "eval.log")
+            for job in record.jobs
+            if job_id is None or job.job_id == job_id
+        ]
+        offsets = {path: 0 for _, path in sources}
+        while True:
+            fresh = False
+            for name, path in sources:
+                try:
+                    with path.open("rb") as handle:
+                        handle.seek(offsets[path])
+                        data = handle.read()
+                except OSError:
+                    continue
+                complete = data[: data.rfind(b"\n") + 1]
+                offsets[path] += len(complete)
+                for line in complete.decode("utf-8", "replace").splitlines():
+                    fresh = True
+                    yield f"[{name}] {line}"
+            if not follow or (not fresh and not _alive(record.handle.get("runner_pid"))):
+                return
+            if not fresh:
+                time.sleep(0.2)
 
 
 
