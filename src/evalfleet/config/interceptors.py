@@ -14,10 +14,10 @@ translated into this form, so its configs keep working.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from evalfleet.config._merge import deep_merge
 from evalfleet.exceptions import ConfigError
 
 
@@ -51,7 +51,7 @@ class Interceptors:
             if old in body:
                 body[new] = body.pop(old)
         if self.add:
-            body = _deep_merge(body, self.add)
+            body = deep_merge(body, self.add)
         return body
 
     def apply_response(self, text: str, reasoning: str | None) -> tuple[str, str | None, bool]:
@@ -87,16 +87,6 @@ def _with_system_prompt(body: dict[str, Any], prompt: SystemPrompt) -> dict[str,
         messages.insert(0, {"role": "system", "content": prompt.text})
     body["messages"] = messages
     return body
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def canonical_interceptors(config: dict[str, Any] | None, where: str) -> dict[str, Any]:

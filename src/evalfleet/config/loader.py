@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from evalfleet.config._merge import deep_merge
 from evalfleet.config._overrides import GROUPS, apply_override, parse_overrides
 from evalfleet.exceptions import ConfigError
 
@@ -136,7 +137,7 @@ def load_config(
         option = option or _DEFAULT_TYPES[group]
         merged[group] = group_defaults(group, option)
     for layer in layers:
-        merged = _deep_merge(merged, layer)
+        merged = deep_merge(merged, layer)
     for group in GROUPS:
         if group in selected and isinstance(merged.get(group), dict):
             merged[group]["type"] = selected[group]
@@ -200,16 +201,6 @@ def _user_layers(path: Path, seen: list[Path]) -> tuple[list[dict[str, Any]], di
 
 def _sections_present(layers: list[dict[str, Any]]) -> set[str]:
     return {group for layer in layers for group in GROUPS if layer.get(group)}
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _resolve(merged: dict[str, Any]) -> dict[str, Any]:
