@@ -139,3 +139,11 @@ def test_tasks_filter(cli, write_yaml):
     assert [t["task"] for t in plan["plan"]["tasks"]] == ["ifeval"]
     missing = cli("run", "--config", str(path), "-t", "mbpp", "--dry-run")
     assert missing.code == 2 and "not in evaluation.tasks" in missing.err
+
+
+def test_json_without_dry_run_is_a_usage_error(cli, write_yaml, isolated):
+    path = write_yaml("target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
+                      "evaluation: {tasks: [{name: gsm8k}]}\n")
+    result = cli("run", "--config", str(path), "--json")
+    assert result.code == 2 and "--json and --plan-out go with --dry-run" in result.err
+    assert not isolated.exists()

@@ -50,6 +50,8 @@ def run(
     """Deploy (if configured) and evaluate; prints the invocation id."""
     from evalfleet import api
 
+    if (as_json or plan_out) and not dry_run:
+        raise click.UsageError("--json and --plan-out go with --dry-run")
     run_plan = api.plan_run(
         config_file,
         config_dir=config_dir,
