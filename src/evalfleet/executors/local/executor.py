@@ -84,6 +84,7 @@ class LocalExecutor:
                 "readiness_timeout_s": execution.endpoint_readiness_timeout,
                 "log": f"{inv.output_dir}/server.log",
                 "stop": "SIGTERM to the server's process group, SIGKILL after 30 s",
+                "model_package": getattr(inv.config.deployment, "model_package", None),
             }
         return plan
 

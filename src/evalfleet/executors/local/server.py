@@ -33,6 +33,11 @@ class LocalServer:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        package = self.plan.get("model_package")
+        if package:  # the packaged GGUF is written (once, then cached) before the server reads it
+            from importlib import import_module
+
+            import_module(package).assemble()
         env = {**os.environ, **self.plan["env"]}
         with self.log_path.open("ab") as log:
             try:
