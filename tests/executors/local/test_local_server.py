@@ -234,3 +234,33 @@ def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, wr
     runner.communicate(timeout=60)
     assert follower.returncode == 0
     assert "[adds] " in follower.stdout and "done:" in follower.stdout, "follow ends after the run, with its last line"
+
+
+def test_a_port_already_in_use_is_refused_before_anything_starts(cli, write_yaml, dataset):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_yaml(config_text(dataset, port, "sleep 600"))
+        result = cli("run", "--config", str(path))
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == (
+        f"error: port {port} is already in use on 127.0.0.1 (deployment.port): stop what "
+        "listens there or choose another port"
+    )
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    assert "server_pid" not in record.handle
+    assert record.jobs[0].state == "FAILED"
+
+
+def test_a_missing_model_file_is_one_line(cli, write_yaml, dataset):
+    path = write_yaml(
+        f"deployment: {{type: llamacpp, checkpoint_path: /nonexistent/model.gguf, port: {free_port()}}}\n"
+        f"evaluation: {{tasks: [{{name: adds, dataset: {{path: {dataset}}}, scorer: numeric}}]}}\n"
+    )
+    result = cli("run", "--config", str(path))
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == (
+        "error: model file not found: /nonexistent/model.gguf (deployment.checkpoint_path)"
+    )

@@ -81,6 +81,7 @@ class LocalExecutor:
                 "command": shlex.join(argv),
                 "env": env,
                 "health_url": server.base_url() + server.health_path,
+                "port": server.port,
                 "readiness_timeout_s": execution.endpoint_readiness_timeout,
                 "log": f"{inv.output_dir}/server.log",
                 "stop": "SIGTERM to the server's process group, SIGKILL after 30 s",
@@ -157,15 +158,17 @@ class LocalExecutor:
         try:
             if plan["server"] is not None:
                 server = LocalServer(plan["server"], Path(inv.output_dir) / "logs" / "server.log")
-                server.start()
-                store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
                 try:
-                    server.wait_ready(plan["server"]["readiness_timeout_s"])
+                    _check_model_file(inv)
+                    server.start()
+                    store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
+                    waited = server.wait_ready(plan["server"]["readiness_timeout_s"])
                 except DeploymentError as exc:
                     first_line = str(exc).splitlines()[0]
                     for job in jobs:
                         store.update_job(job.job_id, state="FAILED", detail=f"not run: {first_line}")
                     raise
+                print(f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr)
             if inv.config.execution.mode == "parallel":
                 return self._run_parallel(jobs, store)
             return sum(self._run_one(job, store) for job in jobs)
@@ -306,6 +309,13 @@ def _alive(pid: Any) -> bool:
     except OSError:
         return True  # no /proc (macOS): trust kill(0)
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _check_model_file(inv: Invocation) -> None:
+    deployment = inv.config.deployment
+    path = getattr(deployment, "checkpoint_path", None)
+    if deployment.type == "llamacpp" and path and not Path(path).expanduser().is_file():
+        raise DeploymentError(f"model file not found: {path} (deployment.checkpoint_path)")
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +33,14 @@ class LocalServer:
         return self.process.pid if self.process else None
 
     def start(self) -> None:
+        """Start the server; refuses a port something else already listens on (its health
+        path could answer for our server and the tasks would evaluate the wrong model)."""
+        port = self.plan["port"]
+        if port_in_use(port):
+            raise DeploymentError(
+                f"port {port} is already in use on 127.0.0.1 (deployment.port): stop what "
+                "listens there or choose another port"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         package = self.plan.get("model_package")
         if package:  # the packaged GGUF is written (once, then cached) before the server reads it
@@ -93,6 +102,12 @@ class LocalServer:
         if self.process is None or self.process.poll() is not None:
             return
         stop_group(self.process.pid, grace_s, self.process)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop_group(pid: int, grace_s: float, process: subprocess.Popen[bytes] | None = None) -> bool:
