@@ -33,3 +33,52 @@ def test_demo_runs_a_real_model_and_stops_its_server(isolated):
     assert all(record["response"] for record in records), "the model answered every problem"
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", 8765)) != 0, "the server is stopped afterwards"
+
+
+def test_kill_during_the_demo_then_resume_reuses_answers(isolated):
+    import time
+
+    from evalfleet.store import InvocationStore
+
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(EXAMPLES / "local_llamacpp_gemma3_270m.yaml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    record = None
+    while time.monotonic() < deadline:
+        runs = InvocationStore().list_invocations()
+        caches = list(Path("results").glob("*/humaneval/cache.sqlite"))
+        if runs and caches and _rows(caches[0]) >= 1:
+            record = InvocationStore().get(runs[0].invocation_id)
+            break
+        time.sleep(0.2)
+    assert record is not None
+    groups = [record.handle["server_pid"], record.jobs[0].handle["pid"]]
+    killed = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "kill", record.invocation_id],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    runner.wait(timeout=60)
+    for group in groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(group, 0)
+    assert [j.state for j in InvocationStore().get(record.invocation_id).jobs] == ["KILLED"]
+    cached = _rows(caches[0])
+    resumed = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "resume", record.invocation_id],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    results = json.loads((caches[0].parent / "results.json").read_text())
+    assert results["requests"]["requests"] == 3 - cached, "cached answers are not asked again"
+    assert InvocationStore().get(record.invocation_id).jobs[0].state == "SUCCESS"
+
+
+def _rows(cache: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(cache) as conn:
+        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
