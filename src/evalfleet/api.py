@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalfleet.exceptions import NotAvailableError, UsageError
+from evalfleet.exceptions import EngineError, EvalFleetError, NotAvailableError, UsageError
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,47 @@ def resume(id_or_prefix: str) -> tuple[str, int]:
     from evalfleet.executors.local.executor import LocalExecutor
 
     return record.invocation_id, LocalExecutor().resume(record)
+
+
+def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
+    """Start `evalfleet <argv> --invocation-id ID` in its own session, its output in
+    `<output_dir>/<id>/logs/run.log`; returns once the invocation is recorded."""
+    import sys
+    import time
+
+    from evalfleet.store import InvocationStore
+
+    if run_plan.plan["executor"] != "local":
+        raise NotAvailableError(f"--detach is not available yet on {run_plan.plan['executor']}")
+    invocation_id = run_plan.invocation.invocation_id
+    log = Path(run_plan.invocation.output_dir) / "logs" / "run.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "evalfleet", *argv, "--invocation-id", invocation_id]
+    with log.open("ab") as handle, open(os.devnull, "rb") as nothing:
+        # posix_spawn, not Popen: the run outlives this process, nobody here waits for it.
+        pid = os.posix_spawn(
+            sys.executable, command, dict(os.environ), setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, nothing.fileno(), 0),
+                (os.POSIX_SPAWN_DUP2, handle.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, handle.fileno(), 2),
+            ],
+        )  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        with InvocationStore() as store:
+            try:
+                store.get(invocation_id)
+                return invocation_id
+            except EvalFleetError:
+                pass
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            code = os.waitstatus_to_exitcode(status)
+            raise EngineError(f"the background run exited with code {code}: {tail[0]}")
+        time.sleep(0.1)
+    return invocation_id
 
 
 def kill(id_or_prefix: str) -> list[str]:

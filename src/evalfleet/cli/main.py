@@ -37,6 +37,8 @@ def cli() -> None:
 @click.option("-n", "--dry-run", is_flag=True, help="Print the resolved config and exact plan; create nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {config, plan} as JSON.")
 @click.option("--plan-out", metavar="FILE", help="Where --dry-run writes plan.json.")
+@click.option("-d", "--detach", is_flag=True, help="Return at once; a background process runs it.")
+@click.option("--invocation-id", hidden=True, help="Use this id (how --detach hands its id over).")
 def run(
     config_file: str | None,
     config_dir: str | None,
@@ -46,18 +48,40 @@ def run(
     dry_run: bool,
     as_json: bool,
     plan_out: str | None,
+    detach: bool,
+    invocation_id: str | None,
 ) -> None:
     """Deploy (if configured) and evaluate; prints the invocation id."""
     from evalfleet import api
 
     if (as_json or plan_out) and not dry_run:
         raise click.UsageError("--json and --plan-out go with --dry-run")
+    if detach and dry_run:
+        raise click.UsageError("--detach and --dry-run do not go together")
+    if detach:
+        # Validate and plan here, so that a bad config fails in the foreground, then hand
+        # the same command (and the planned id) to a background process.
+        run_plan = api.plan_run(
+            config_file, config_dir=config_dir, config_name=config_name,
+            overrides=list(overrides), tasks=list(tasks),
+        )  # fmt: skip
+        args = ["run"]
+        for flag, value in (("--config", config_file), ("--config-dir", config_dir), ("--config-name", config_name)):
+            args += [flag, value] if value else []
+        args += [arg for override in overrides for arg in ("-o", override)]
+        args += [arg for task in tasks for arg in ("-t", task)]
+        invocation_id = api.detach(run_plan, args)
+        click.echo(f"invocation {invocation_id} runs in the background: evalfleet status "
+                   f"{invocation_id} / logs --follow {invocation_id} / kill {invocation_id}", err=True)
+        click.echo(invocation_id)
+        return
     run_plan = api.plan_run(
         config_file,
         config_dir=config_dir,
         config_name=config_name,
         overrides=list(overrides),
         tasks=list(tasks),
+        invocation_id=invocation_id,
     )
     if not dry_run:
         invocation_id = run_plan.invocation.invocation_id

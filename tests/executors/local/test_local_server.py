@@ -264,3 +264,29 @@ def test_a_missing_model_file_is_one_line(cli, write_yaml, dataset):
     assert result.err.strip().splitlines()[-1] == (
         "error: model file not found: /nonexistent/model.gguf (deployment.checkpoint_path)"
     )
+
+
+def test_detach_returns_at_once_and_the_background_run_finishes(cli, write_yaml, dataset, answers):
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.1)))
+    started = time.monotonic()
+    result = cli("run", "--config", str(path), "-o", "evaluation.params.parallelism=4", "--detach")
+    assert result.code == 0, result.err
+    assert time.monotonic() - started < 15
+    invocation_id = result.out.strip()
+    (row,) = json.loads(cli("status", invocation_id, "--json").out)
+    assert row["state"] in ("PENDING", "RUNNING")
+    follow = cli("logs", "--follow", invocation_id)  # returns when the background run ends
+    assert "[adds] " in follow.out
+    (row,) = json.loads(cli("status", invocation_id, "--json").out)
+    assert row["state"] == "SUCCESS", row
+    assert json.loads((Path("results") / invocation_id / "adds" / "job.json").read_text())["params"]["parallelism"] == 4
+    assert not port_open(port)
+    assert "READY" in (Path("results") / invocation_id / "logs" / "server.log").read_text()
+
+
+def test_detach_with_a_bad_config_fails_in_the_foreground(cli, write_yaml, isolated):
+    path = write_yaml("deployment: {type: generic}\nevaluation: {tasks: [{name: gsm8k}]}\n")
+    result = cli("run", "--config", str(path), "--detach")
+    assert result.code == 2 and "deployment.command: missing mandatory value" in result.err
+    assert not isolated.exists()
