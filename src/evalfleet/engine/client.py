@@ -102,16 +102,12 @@ class AdaptiveLimit:
 
     def release(self) -> None:
         self.in_flight -= 1
-        while self._waiters and self.in_flight < self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
+        self._wake()
 
     def on_success(self) -> None:
         if self.limit < self.maximum:
             self.limit = min(self.maximum, self.limit + 1.0 / max(1.0, self.limit) * 4)
-            self.release_waiters()
+            self._wake()
 
     def on_throttle(self) -> None:
         now = self._get_time()
@@ -119,7 +115,7 @@ class AdaptiveLimit:
             self.limit = max(1.0, self.limit / 2)
             self._last_cut = now
 
-    def release_waiters(self) -> None:
+    def _wake(self) -> None:
         while self._waiters and self.in_flight < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from evalfleet.config import load_config
 from evalfleet.executors.base import Invocation
 from evalfleet.planner import plan_invocation
+from tests.helpers import assert_matches_golden
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 INVOCATION_ID = "0123abcd"
@@ -45,29 +44,7 @@ def golden() -> Callable[[str, Any], None]:
     """Compare data with golden/<name>.json; EVALFLEET_UPDATE_GOLDEN=1 rewrites the file."""
 
     def check(name: str, data: Any) -> None:
-        path = GOLDEN_DIR / f"{name}.json"
-        actual = _dump(data)
-        if os.environ.get("EVALFLEET_UPDATE_GOLDEN") == "1":
-            GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-            path.write_text(actual, encoding="utf-8")
-            return
-        if not path.is_file():
-            pytest.fail(f"{path} is missing; run with EVALFLEET_UPDATE_GOLDEN=1 to create it")
-        expected = path.read_text(encoding="utf-8")
-        if actual != expected:
-            diff = "".join(
-                difflib.unified_diff(
-                    expected.splitlines(keepends=True),
-                    actual.splitlines(keepends=True),
-                    fromfile=f"golden/{name}.json",
-                    tofile="plan",
-                )
-            )
-            pytest.fail(
-                f"plan differs from golden/{name}.json (EVALFLEET_UPDATE_GOLDEN=1 rewrites it "
-                f"after you have checked the change):\n{diff}",
-                pytrace=False,
-            )
+        assert_matches_golden(GOLDEN_DIR / f"{name}.json", _dump(data))
 
     return check
 

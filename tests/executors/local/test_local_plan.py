@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from evalfleet.config import load_config
 from evalfleet.executors.local.executor import LocalExecutor
 from evalfleet.planner import plan_invocation
+from tests.helpers import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -47,14 +46,7 @@ def _plan(write_yaml, name: str) -> dict:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_local_plan_matches_golden(write_yaml, name):
     actual = json.dumps(_plan(write_yaml, name), indent=2, sort_keys=True) + "\n"
-    golden = GOLDEN / f"{name}.json"
-    if os.environ.get("EVALFLEET_UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    expected = golden.read_text()
-    diff = "".join(
-        difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(golden), "actual")
-    )
-    assert actual == expected, f"plan changed (EVALFLEET_UPDATE_GOLDEN=1 re-records):\n{diff}"
+    assert_matches_golden(GOLDEN / f"{name}.json", actual)
 
 
 def test_endpoint_urls_follow_each_tasks_endpoint_type(write_yaml):

@@ -13,19 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from evalfleet.executors.local.server import port_in_use
 from evalfleet.store import InvocationStore
 from tests.engine.conftest import N_SAMPLES, oracle, write_dataset
+from tests.helpers import cache_rows
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -69,7 +66,7 @@ def test_server_is_started_used_and_stopped(cli, write_yaml, dataset, answers):
     invocation_id = result.out.strip().splitlines()[-1]
     (row,) = json.loads(cli("status", invocation_id, "--json").out)
     assert row["state"] == "SUCCESS" and row["detail"].startswith("accuracy 0.7500")
-    assert not port_open(port), "the server must be stopped when the last task ends"
+    assert not port_in_use(port), "the server must be stopped when the last task ends"
     log = Path("results") / invocation_id / "logs" / "server.log"
     assert "READY" in log.read_text()
     results = json.loads((Path("results") / invocation_id / "adds" / "results.json").read_text())
@@ -129,7 +126,7 @@ def test_kill_from_another_terminal_stops_server_and_tasks(write_yaml, dataset, 
     assert "stopped run process" in killed.stdout
     runner.communicate(timeout=60)
     assert runner.returncode != 0
-    assert not port_open(port)
+    assert not port_in_use(port)
     with pytest.raises(ProcessLookupError):
         os.killpg(task_pid, 0)
     with InvocationStore() as store:
@@ -150,12 +147,12 @@ def test_sigterm_to_the_runner_is_handled_like_ctrl_c(write_yaml, dataset, answe
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not port_open(port):
+    while time.monotonic() < deadline and not port_in_use(port):
         time.sleep(0.1)
     time.sleep(1)
     runner.send_signal(signal.SIGTERM)
     runner.wait(timeout=60)
-    assert not port_open(port)
+    assert not port_in_use(port)
 
 
 def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yaml, dataset, answers, isolated):
@@ -170,14 +167,14 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yam
     cache = None
     while time.monotonic() < deadline:
         caches = list(Path("results").glob("*/adds/cache.sqlite"))
-        if caches and _rows(caches[0]) >= 16:
+        if caches and cache_rows(caches[0]) >= 16:
             cache = caches[0]
             break
         time.sleep(0.1)
     assert cache is not None
     runner.send_signal(signal.SIGTERM)
     runner.wait(timeout=60)
-    kept = _rows(cache)
+    kept = cache_rows(cache)
     assert 16 <= kept < N_SAMPLES
     invocation_id = cache.parent.parent.name
     resumed = subprocess.run(
@@ -186,8 +183,8 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yam
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert "SUCCESS" in resumed.stdout and "accuracy 0.7500" in resumed.stdout
-    assert _rows(cache) == N_SAMPLES
-    assert not port_open(port)
+    assert cache_rows(cache) == N_SAMPLES
+    assert not port_in_use(port)
     results = json.loads((cache.parent / "results.json").read_text())
     assert results["requests"]["requests"] <= N_SAMPLES - kept + 8, "only the rest is sent"
     again = subprocess.run(
@@ -196,13 +193,6 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yam
     )  # fmt: skip
     assert again.returncode == 2
     assert again.stderr.strip() == f"error: nothing to resume: every task of {invocation_id} succeeded"
-
-
-def _rows(cache: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(cache) as conn:
-        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
 
 def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, write_yaml, dataset, answers, isolated):
@@ -281,7 +271,7 @@ def test_detach_returns_at_once_and_the_background_run_finishes(cli, write_yaml,
     (row,) = json.loads(cli("status", invocation_id, "--json").out)
     assert row["state"] == "SUCCESS", row
     assert json.loads((Path("results") / invocation_id / "adds" / "job.json").read_text())["params"]["parallelism"] == 4
-    assert not port_open(port)
+    assert not port_in_use(port)
     assert "READY" in (Path("results") / invocation_id / "logs" / "server.log").read_text()
 
 

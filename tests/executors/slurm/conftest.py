@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 import shlex
 import socket
 from collections.abc import Callable
@@ -14,6 +12,7 @@ import pytest
 from evalfleet.config import load_config
 from evalfleet.executors.base import Invocation
 from evalfleet.planner import plan_invocation
+from tests.helpers import assert_matches_golden
 
 from .helpers import override, write_executable
 
@@ -44,30 +43,7 @@ def golden() -> Callable[[str, str], None]:
     """Compare text with golden/<name>; EVALFLEET_UPDATE_GOLDEN=1 rewrites the file instead."""
 
     def check(name: str, text: str) -> None:
-        path = GOLDEN / name
-        if os.environ.get("EVALFLEET_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            return
-        if not path.is_file():
-            pytest.fail(
-                f"no golden file {path}; EVALFLEET_UPDATE_GOLDEN=1 creates it", pytrace=False
-            )
-        expected = path.read_text()
-        if text != expected:
-            diff = "".join(
-                difflib.unified_diff(
-                    expected.splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    fromfile=f"golden/{name}",
-                    tofile="rendered",
-                )
-            )
-            pytest.fail(
-                f"rendered script differs from golden/{name} "
-                f"(EVALFLEET_UPDATE_GOLDEN=1 rewrites it if the change is intended):\n{diff}",
-                pytrace=False,
-            )
+        assert_matches_golden(GOLDEN / name, text)
 
     return check
 
