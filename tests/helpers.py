@@ -17,7 +17,9 @@ def assert_matches_golden(path: Path, actual: str) -> None:
         path.write_text(actual, encoding="utf-8")
         return
     if not path.is_file():
-        pytest.fail(f"{path} is missing; run with EVALFLEET_UPDATE_GOLDEN=1 to create it", pytrace=False)
+        pytest.fail(
+            f"{path} is missing; run with EVALFLEET_UPDATE_GOLDEN=1 to create it", pytrace=False
+        )
     expected = path.read_text(encoding="utf-8")
     if actual != expected:
         diff = "".join(

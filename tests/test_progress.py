@@ -29,4 +29,6 @@ def test_plain_lines_when_not_a_tty(monkeypatch):
     assert len(lines) >= 3
     assert lines[0].startswith("adds: 0/200 (0%)")
     # 100 sent (50 were cached) in ~10 s: ~10 req/s, 48 left: ~5 s.
-    assert re.fullmatch(r"adds: 150/200 \(75%\) (9\.\d|10\.0) req/s, errors 2, retries 7, ETA 5s", lines[-1])
+    assert re.fullmatch(
+        r"adds: 150/200 \(75%\) (9\.\d|10\.0) req/s, errors 2, retries 7, ETA 5s", lines[-1]
+    )

@@ -39,7 +39,9 @@ def plan_run(
     from evalfleet.executors import get_executor
     from evalfleet.planner import plan_invocation, with_derived_defaults
 
-    loaded = load_config(config, config_dir=config_dir, config_name=config_name, overrides=overrides)
+    loaded = load_config(
+        config, config_dir=config_dir, config_name=config_name, overrides=overrides
+    )
     model = with_derived_defaults(loaded.model)
     if tasks:
         model = _select_tasks(model, tasks)
@@ -49,7 +51,9 @@ def plan_run(
     # Values a user put under secret-looking keys are hidden wherever they appear,
     # including inside rendered scripts and base64-free command lines.
     hidden = secret_values(dumped)
-    return RunPlan(config=scrub(redact(dumped), hidden), invocation=invocation, plan=scrub(plan, hidden))
+    return RunPlan(
+        config=scrub(redact(dumped), hidden), invocation=invocation, plan=scrub(plan, hidden)
+    )
 
 
 def _select_tasks(model: Any, wanted: list[str]) -> Any:
@@ -91,14 +95,9 @@ def launch(run_plan: RunPlan) -> int:
 
     This release runs local invocations, in the foreground.
     """
-    kind = run_plan.plan["executor"]
-    if kind != "local":
-        raise NotAvailableError(
-            f"launching on {kind} is not available yet; add --dry-run to see the exact plan"
-        )
-    from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.executors import get_executor
 
-    return LocalExecutor().launch(run_plan.invocation, run_plan.config)
+    return get_executor(run_plan.plan["executor"]).launch(run_plan.invocation, run_plan.config)
 
 
 def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
@@ -108,21 +107,17 @@ def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
     with InvocationStore() as store:
         record = store.get(id_or_prefix)
         job_id = store.get_job(id_or_prefix).job_id if "." in id_or_prefix else None
-    if record.executor != "local":
-        raise NotAvailableError(f"logs are not available yet for {record.executor} invocations")
-    from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.executors import get_executor
 
-    return LocalExecutor().logs(record, job_id, follow)
+    return get_executor(record.executor).logs(record, job_id, follow)
 
 
 def resume(id_or_prefix: str) -> tuple[str, int]:
     """Rerun what did not finish; returns (invocation id, tasks that still failed)."""
     record = get_invocation(id_or_prefix)
-    if record.executor != "local":
-        raise NotAvailableError(f"resume is not available yet for {record.executor} invocations")
-    from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.executors import get_executor
 
-    return record.invocation_id, LocalExecutor().resume(record)
+    return record.invocation_id, get_executor(record.executor).resume(record)
 
 
 def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
@@ -169,12 +164,10 @@ def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
 def kill(id_or_prefix: str) -> list[str]:
     """Stop an invocation (idempotent): returns what was stopped, empty if nothing ran."""
     record = get_invocation(id_or_prefix)
-    if record.executor != "local":
-        raise NotAvailableError(f"kill is not available yet for {record.executor} invocations")
-    from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.executors import get_executor
     from evalfleet.store import InvocationStore
 
-    stopped = LocalExecutor().kill(record)
+    stopped = get_executor(record.executor).kill(record)
     with InvocationStore() as store:
         for job in store.get(record.invocation_id).jobs:
             if job.state in ("PENDING", "RUNNING"):
@@ -218,7 +211,8 @@ def get_invocation(id_or_prefix: str) -> Any:
 
 
 def status(ids: list[str]) -> list[dict[str, str]]:
-    """One row per job. Until executors can answer, the state is UNKNOWN, never a guess."""
+    """One row per job, as each invocation's executor reports it (UNKNOWN, never a guess,
+    when its backend cannot be asked)."""
     from evalfleet.store import InvocationStore
 
     rows: list[dict[str, str]] = []
@@ -233,22 +227,9 @@ def status(ids: list[str]) -> list[dict[str, str]]:
 
 
 def _job_statuses(record: Any) -> list[dict[str, str]]:
-    if record.executor == "local":
-        from evalfleet.executors.local.executor import LocalExecutor
+    from evalfleet.executors import get_executor
 
-        return [status.as_dict() for status in LocalExecutor().status(record)]
-    # Other executors cannot be asked yet: say so rather than guess.
-    return [
-        {
-            "invocation_id": record.invocation_id,
-            "job_id": job.job_id,
-            "task": job.task,
-            "state": "UNKNOWN",
-            "detail": f"the {record.executor} executor cannot report status in this release "
-            f"(last recorded state: {job.state})",
-        }
-        for job in record.jobs
-    ]
+    return [status.as_dict() for status in get_executor(record.executor).status(record)]
 
 
 def evaluate_job(

@@ -57,9 +57,7 @@ class AmbiguousIdError(UsageError):
     def __init__(self, prefix: str, candidates: Sequence[str]) -> None:
         self.prefix = prefix
         self.candidates = list(candidates)
-        super().__init__(
-            f"id prefix {prefix!r} is ambiguous: matches {', '.join(self.candidates)}"
-        )
+        super().__init__(f"id prefix {prefix!r} is ambiguous: matches {', '.join(self.candidates)}")
 
 
 class NotAvailableError(EvalFleetError):

@@ -94,7 +94,10 @@ def with_derived_defaults(config: Any) -> Any:
 
 def _invocation_dir(config: Any, invocation_id: str) -> str:
     base = Path(os.path.expanduser(config.execution.output_dir))
-    if config.execution.type == "slurm" and (config.execution.hostname or "localhost") != "localhost":
+    if (
+        config.execution.type == "slurm"
+        and (config.execution.hostname or "localhost") != "localhost"
+    ):
         if not base.is_absolute():
             raise ConfigError(
                 f"execution.output_dir: must be an absolute path on the cluster when "
@@ -181,7 +184,9 @@ def effective_params(evaluation: Any, task: Any, index: int) -> dict[str, Any]:
 def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
     unknown = sorted(set(nel) - {"config", "target"})
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: not supported (expected config.params.* or target.api_endpoint.adapter_config.*)")
+        raise ConfigError(
+            f"{where}.{unknown[0]}: not supported (expected config.params.* or target.api_endpoint.adapter_config.*)"
+        )
     config_section = nel.get("config") or {}
     raw = dict(config_section.get("params") or {})
     extra = raw.pop("extra", None) or {}
@@ -230,10 +235,16 @@ def _interceptors(config: Any, task: Any, index: int) -> dict[str, Any]:
     evaluation = config.evaluation
     layers = [
         (config.target.api_endpoint.adapter_config, "target.api_endpoint.adapter_config"),
-        (_nel_adapter_config(evaluation.nemo_evaluator_config), "evaluation.nemo_evaluator_config.target.api_endpoint.adapter_config"),
+        (
+            _nel_adapter_config(evaluation.nemo_evaluator_config),
+            "evaluation.nemo_evaluator_config.target.api_endpoint.adapter_config",
+        ),
         (_nel_adapter_config(_undot(evaluation.overrides or {})), "evaluation.overrides"),
         (evaluation.interceptors, "evaluation.interceptors"),
-        (_nel_adapter_config(task.nemo_evaluator_config), f"evaluation.tasks[{index}].nemo_evaluator_config"),
+        (
+            _nel_adapter_config(task.nemo_evaluator_config),
+            f"evaluation.tasks[{index}].nemo_evaluator_config",
+        ),
         (_nel_adapter_config(_undot(task.overrides or {})), f"evaluation.tasks[{index}].overrides"),
         (task.interceptors, f"evaluation.tasks[{index}].interceptors"),
     ]

@@ -42,9 +42,15 @@ def _subset_differences(yaml_value, default, where: str) -> list[str]:
         return [
             problem
             for key, value in yaml_value.items()
-            for problem in _subset_differences(value, default.get(key, "<absent>"), f"{where}.{key}")
+            for problem in _subset_differences(
+                value, default.get(key, "<absent>"), f"{where}.{key}"
+            )
         ]
-    return [] if yaml_value == default else [f"{where}: YAML says {yaml_value!r}, model says {default!r}"]
+    return (
+        []
+        if yaml_value == default
+        else [f"{where}: YAML says {yaml_value!r}, model says {default!r}"]
+    )
 
 
 def _compare(model: type[BaseModel], values: dict, where: str) -> list[str]:

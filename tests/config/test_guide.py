@@ -120,7 +120,10 @@ def test_group_switch_to_sglang_from_the_vllm_example(cli):
     assert result.code == 0, result.err
     document = json.loads(result.out)
     assert document["config"]["deployment"]["type"] == "sglang"
-    assert "sglang.launch_server" in document["plan"]["deployment"]["body"]["spec"]["container"]["command"]
+    assert (
+        "sglang.launch_server"
+        in document["plan"]["deployment"]["body"]["spec"]["container"]["command"]
+    )
 
 
 @pytest.mark.parametrize("fragment", ["auto_scaling", "envs", "mounts", "resource_shape"])
@@ -136,9 +139,7 @@ def test_fragment_snippets_load_and_only_lack_what_they_do_not_say(cli, fragment
 
 
 @pytest.mark.parametrize("fragment", ["auto_scaling", "envs", "mounts", "resource_shape"])
-def test_fragment_snippets_on_top_of_the_example_reach_the_deployment_body(
-    cli, tmp_path, fragment
-):
+def test_fragment_snippets_on_top_of_the_example_reach_the_deployment_body(cli, tmp_path, fragment):
     """Pasted under a config that `defaults:` to the example, each fragment lands in the body."""
     for example in EXAMPLES.glob("*.yaml"):
         (tmp_path / example.name).write_text(example.read_text())
@@ -156,7 +157,10 @@ def test_fragment_snippets_on_top_of_the_example_reach_the_deployment_body(
         assert spec["auto_scaler"] == {"scale_down": {"no_traffic_timeout": 3600}}
         assert "scale_from_zero" not in json.dumps(spec)
     elif fragment == "envs":
-        assert _env_entry(spec["envs"], "CUSTOM_VAR") == {"name": "CUSTOM_VAR", "value": "direct_value"}
+        assert _env_entry(spec["envs"], "CUSTOM_VAR") == {
+            "name": "CUSTOM_VAR",
+            "value": "direct_value",
+        }
         assert _env_entry(spec["envs"], "HF_TOKEN")["value_from"] == {
             "secret_name_ref": "HUGGING_FACE_HUB_TOKEN"
         }

@@ -105,7 +105,9 @@ def test_type_key_beats_defaults_list_and_override_beats_both(write_yaml):
 
 def test_interpolation_from_environment(base, monkeypatch):
     monkeypatch.setenv("CKPT_FOR_TEST", "/models/x")
-    config = load_config(base, overrides=["deployment.checkpoint_path=${oc.env:CKPT_FOR_TEST}"]).model
+    config = load_config(
+        base, overrides=["deployment.checkpoint_path=${oc.env:CKPT_FOR_TEST}"]
+    ).model
     assert config.deployment.checkpoint_path == "/models/x"
 
 
@@ -129,8 +131,7 @@ def test_nel_style_params_map_onto_ours(write_yaml):
     from evalfleet.planner import plan_invocation
 
     path = write_yaml(
-        BASE
-        + "  nemo_evaluator_config:\n    config:\n      params:\n"
+        BASE + "  nemo_evaluator_config:\n    config:\n      params:\n"
         "        request_timeout: 120\n        limit_samples: 3\n        extra: {n_samples: 2}\n"
     )
     config = load_config(path).model
@@ -143,8 +144,7 @@ def test_nel_overrides_map_params_and_adapter_config(write_yaml):
     from evalfleet.planner import plan_invocation
 
     path = write_yaml(
-        BASE
-        + "  overrides:\n"
+        BASE + "  overrides:\n"
         "    config.params.temperature: 0.6\n"
         "    target.api_endpoint.adapter_config.use_system_prompt: true\n"
         "    target.api_endpoint.adapter_config.custom_system_prompt: /think\n"

@@ -17,7 +17,9 @@ def test_secret_looking_keys(key):
     assert is_secret_key(key)
 
 
-@pytest.mark.parametrize("key", ["api_key_name", "secret_name_ref", "token_name_ref", "api_key_secret", "url"])
+@pytest.mark.parametrize(
+    "key", ["api_key_name", "secret_name_ref", "token_name_ref", "api_key_secret", "url"]
+)
 def test_keys_that_hold_names_are_not_secrets(key):
     assert not is_secret_key(key)
 
@@ -33,7 +35,8 @@ def test_redact_keeps_references():
 def test_dry_run_never_shows_a_literal_secret(cli, write_yaml, executor):
     lepton_key = (
         ", lepton_platform: {tasks: {env_vars: {MY_KEY: {value_from: {secret_name_ref: K}}}}}"
-        if executor == "lepton" else ""
+        if executor == "lepton"
+        else ""
     )
     path = write_yaml(
         f"""\

@@ -26,11 +26,18 @@ def test_demo_runs_a_real_model_and_stops_its_server(isolated):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     invocation_id = run.stdout.strip().splitlines()[-1]
-    results = json.loads((Path("results") / invocation_id / "humaneval" / "results.json").read_text())
+    results = json.loads(
+        (Path("results") / invocation_id / "humaneval" / "results.json").read_text()
+    )
     assert results["counts"] == {**results["counts"], "samples": 3, "errors": 0}
     assert 0.0 <= results["metrics"]["pass@1"]["value"] <= 1.0
     assert results["usage"]["completion_tokens"] > 0
-    records = [json.loads(line) for line in (Path("results") / invocation_id / "humaneval" / "samples.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (Path("results") / invocation_id / "humaneval" / "samples.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert all(record["response"] for record in records), "the model answered every problem"
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", 8765)) != 0, "the server is stopped afterwards"

@@ -25,7 +25,9 @@ def write_dataset(directory: Path) -> Path:
     path = directory / "adds.jsonl"
     with path.open("w") as handle:
         for i in range(N_SAMPLES):
-            handle.write(json.dumps({"id": f"s{i}", "prompt": prompt(i), "answer": str(i + 1)}) + "\n")
+            handle.write(
+                json.dumps({"id": f"s{i}", "prompt": prompt(i), "answer": str(i + 1)}) + "\n"
+            )
     return path
 
 
@@ -43,7 +45,11 @@ def make_job(tmp_path: Path, dataset: Path):
             "invocation_id": "abcd0123",
             "job_id": "abcd0123.0",
             "task": "adds",
-            "endpoint": {"url": f"{base_url}/v1/chat/completions", "model_id": "sim-model", "type": "chat"},
+            "endpoint": {
+                "url": f"{base_url}/v1/chat/completions",
+                "model_id": "sim-model",
+                "type": "chat",
+            },
             "params": {"parallelism": 8, "max_retries": 6, **params},
             "output_dir": str(out),
             "dataset": {"path": str(dataset)},

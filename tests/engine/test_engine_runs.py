@@ -30,7 +30,13 @@ def test_scores_files_and_a_second_run_sends_nothing(make_job):
         records = [json.loads(line) for line in lines]
         assert len(records) == N_SAMPLES
         assert {r["score"] for r in records} == {0.0, 1.0}
-        assert records[1] == {**records[1], "id": "s1", "extracted": "2", "score": 1.0, "error": None}
+        assert records[1] == {
+            **records[1],
+            "id": "s1",
+            "extracted": "2",
+            "score": 1.0,
+            "error": None,
+        }
         assert (job.parent / "logs" / "eval.log").is_file()
         assert cache_rows(job.parent / "cache.sqlite") == N_SAMPLES
         assert sim.stats()["requests"] == N_SAMPLES
@@ -180,7 +186,10 @@ def test_repeats_reasoning_and_system_prompt(make_job):
     assert results["repeats"]["n"] == 3 and results["repeats"]["spread"] == 0.0
     assert results["metrics"]["accuracy"]["n"] == 8
     assert results["counts"]["unfinished_reasoning"] == 0
-    logged = [json.loads(line) for line in (job.parent / "logs" / "requests.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(line)
+        for line in (job.parent / "logs" / "requests.jsonl").read_text().splitlines()
+    ]
     assert len(logged) == 2
     assert logged[0]["request"]["messages"][0] == {"role": "system", "content": "Answer briefly."}
     assert {r["request"]["seed"] for r in logged} <= {5, 6, 7}

@@ -53,7 +53,10 @@ def test_retry_delay_is_jittered_exponential_capped_and_honours_retry_after():
     assert policy.delay(0, 7.0) == 7.0
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("x", None), (None, None), ("99999", 300.0)])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("x", None), (None, None), ("99999", 300.0)],
+)
 def test_retry_after_parsing(header, expected):
     assert _retry_after(header) == expected
 
@@ -73,7 +76,10 @@ MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "conten
     ("mode", "expected"),
     [
         ("replace", [{"role": "system", "content": "NEW"}, {"role": "user", "content": "Q"}]),
-        ("prepend", [{"role": "system", "content": "NEW\nBe terse."}, {"role": "user", "content": "Q"}]),
+        (
+            "prepend",
+            [{"role": "system", "content": "NEW\nBe terse."}, {"role": "user", "content": "Q"}],
+        ),
         ("set", MESSAGES),
     ],
 )
@@ -86,7 +92,13 @@ def test_system_prompt_modes(mode, expected):
 
 def test_request_params_add_remove_rename():
     interceptors = parse_interceptors(
-        {"request_params": {"add": {"extra": {"a": 1}}, "remove": ["seed"], "rename": {"max_tokens": "max_completion_tokens"}}}
+        {
+            "request_params": {
+                "add": {"extra": {"a": 1}},
+                "remove": ["seed"],
+                "rename": {"max_tokens": "max_completion_tokens"},
+            }
+        }
     )
     body = interceptors.apply_request({"seed": 1, "max_tokens": 5, "extra": {"b": 2}})
     assert body == {"max_completion_tokens": 5, "extra": {"b": 2, "a": 1}}
@@ -108,10 +120,17 @@ def test_reasoning_stripping(text, answer, reasoning, unfinished):
 
 def test_nemo_evaluator_adapter_config_is_translated():
     legacy = canonical_interceptors(
-        {"use_system_prompt": True, "custom_system_prompt": "/think", "process_reasoning_traces": True},
+        {
+            "use_system_prompt": True,
+            "custom_system_prompt": "/think",
+            "process_reasoning_traces": True,
+        },
         "adapter_config",
     )
-    assert legacy == {"system_prompt": {"mode": "replace", "text": "/think"}, "reasoning": {"start": "<think>", "end": "</think>"}}
+    assert legacy == {
+        "system_prompt": {"mode": "replace", "text": "/think"},
+        "reasoning": {"start": "<think>", "end": "</think>"},
+    }
     listed = canonical_interceptors(
         {"interceptors": [
             {"name": "payload_modifier", "config": {"params_to_add": {"extra_body": {"x": 1}}}},
@@ -130,7 +149,9 @@ def test_nemo_evaluator_adapter_config_is_translated():
 
 
 def test_unknown_interceptor_names_the_key():
-    with pytest.raises(ConfigError, match=r"evaluation.tasks\[0\].interceptors.sytem_prompt: unknown interceptor"):
+    with pytest.raises(
+        ConfigError, match=r"evaluation.tasks\[0\].interceptors.sytem_prompt: unknown interceptor"
+    ):
         parse_interceptors({"sytem_prompt": "x"}, "evaluation.tasks[0].interceptors")
     with pytest.raises(ConfigError, match="interceptor 'magic' is not supported"):
         canonical_interceptors({"interceptors": [{"name": "magic"}]}, "adapter_config")

@@ -40,7 +40,9 @@ async def exchange(responses, count=3, close_after=frozenset()):
     handle, seen = serve(responses, set(close_after))
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    transport = FastTransport(f"http://127.0.0.1:{port}/v1/chat/completions", {"Content-Type": "application/json"}, 4, 5)
+    transport = FastTransport(
+        f"http://127.0.0.1:{port}/v1/chat/completions", {"Content-Type": "application/json"}, 4, 5
+    )
     try:
         results = [await transport.post(b'{"q":%d}' % i) for i in range(count)]
     finally:
@@ -69,7 +71,10 @@ def test_chunked_body_and_retry_after_header():
 
 
 def test_connection_close_and_close_delimited_bodies():
-    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(BODY),
+        BODY,
+    )
     results, seen = asyncio.run(exchange([closing], close_after={0, 1, 2}))
     assert [r.body for r in results] == [BODY] * 3 and len(seen) == 3
     no_length = b"HTTP/1.0 200 OK\r\n\r\n" + BODY

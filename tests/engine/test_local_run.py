@@ -35,7 +35,10 @@ evaluation:
         invocation_id = result.out.strip().splitlines()[-1]
         assert sim.stats()["requests"] == N_SAMPLES + 10
     rows = json.loads(cli("status", invocation_id, "--json").out)
-    assert [(r["task"], r["state"]) for r in rows] == [("adds", "SUCCESS"), ("adds_strict", "SUCCESS")]
+    assert [(r["task"], r["state"]) for r in rows] == [
+        ("adds", "SUCCESS"),
+        ("adds_strict", "SUCCESS"),
+    ]
     assert rows[0]["detail"].startswith("accuracy 0.7500")
     assert rows[1]["detail"].startswith("accuracy 0.0000")  # "It is 2." is not exactly "2"
     runs = json.loads(cli("ls", "runs", "--json").out)

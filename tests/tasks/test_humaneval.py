@@ -23,7 +23,10 @@ def test_all_164_problems_load_offline():
     ("response", "expected"),
     [
         ("```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a + b\n"),
-        ("Sure!\n```\ndef add(a, b):\n    return a + b\n```\nDone.", "def add(a, b):\n    return a + b\n"),
+        (
+            "Sure!\n```\ndef add(a, b):\n    return a + b\n```\nDone.",
+            "def add(a, b):\n    return a + b\n",
+        ),
         ("    return a + b\n", PROMPT + "    return a + b\n"),
     ],
 )
@@ -62,7 +65,8 @@ evaluation:
 def test_oracle_answers_score_one_and_wrong_answers_zero(cli, write_yaml):
     problems = load_problems()[:12]
     right = {
-        INSTRUCTION + p["prompt"]: f"```python\n{p['prompt']}{p['canonical_solution']}```" for p in problems
+        INSTRUCTION + p["prompt"]: f"```python\n{p['prompt']}{p['canonical_solution']}```"
+        for p in problems
     }
     with run_simulator(answers=right) as sim:
         results = _run(cli, write_yaml, sim, limit=12, n_samples=5)
@@ -70,7 +74,8 @@ def test_oracle_answers_score_one_and_wrong_answers_zero(cli, write_yaml):
     assert results["metrics"]["pass@1"]["value"] == 1.0 and results["metrics"]["pass@1"]["n"] == 12
     assert results["metrics"]["pass@5"]["value"] == 1.0
     wrong = {
-        INSTRUCTION + p["prompt"]: f"```python\ndef {p['entry_point']}(*args):\n    return None\n```"
+        INSTRUCTION
+        + p["prompt"]: f"```python\ndef {p['entry_point']}(*args):\n    return None\n```"
         for p in problems
     }
     with run_simulator(answers=wrong) as sim:

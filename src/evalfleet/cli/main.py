@@ -28,14 +28,23 @@ def cli() -> None:
 @cli.command()
 @click.option("-c", "--config", "config_file", metavar="FILE", help="The run config (YAML).")
 @click.option("--config-dir", metavar="DIR", help="Directory holding --config-name.")
-@click.option("--config-name", metavar="NAME", help="Config file name in --config-dir, .yaml optional.")
+@click.option(
+    "--config-name", metavar="NAME", help="Config file name in --config-dir, .yaml optional."
+)
 @click.option(
     "-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Hydra-style override, repeatable: a.b=c, +a.b=c, ~a.b, deployment=sglang.",
 )  # fmt: skip
 @click.option("-t", "--tasks", "tasks", multiple=True, metavar="NAME", help="Run only these tasks.")
-@click.option("-n", "--dry-run", is_flag=True, help="Print the resolved config and exact plan; create nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {config, plan} as JSON.")
+@click.option(
+    "-n",
+    "--dry-run",
+    is_flag=True,
+    help="Print the resolved config and exact plan; create nothing.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --dry-run: print {config, plan} as JSON."
+)
 @click.option("--plan-out", metavar="FILE", help="Where --dry-run writes plan.json.")
 @click.option("-d", "--detach", is_flag=True, help="Return at once; a background process runs it.")
 @click.option("--invocation-id", hidden=True, help="Use this id (how --detach hands its id over).")
@@ -66,13 +75,20 @@ def run(
             overrides=list(overrides), tasks=list(tasks),
         )  # fmt: skip
         args = ["run"]
-        for flag, value in (("--config", config_file), ("--config-dir", config_dir), ("--config-name", config_name)):
+        for flag, value in (
+            ("--config", config_file),
+            ("--config-dir", config_dir),
+            ("--config-name", config_name),
+        ):
             args += [flag, value] if value else []
         args += [arg for override in overrides for arg in ("-o", override)]
         args += [arg for task in tasks for arg in ("-t", task)]
         invocation_id = api.detach(run_plan, args)
-        click.echo(f"invocation {invocation_id} runs in the background: evalfleet status "
-                   f"{invocation_id} / logs --follow {invocation_id} / kill {invocation_id}", err=True)
+        click.echo(
+            f"invocation {invocation_id} runs in the background: evalfleet status "
+            f"{invocation_id} / logs --follow {invocation_id} / kill {invocation_id}",
+            err=True,
+        )
         click.echo(invocation_id)
         return
     run_plan = api.plan_run(
@@ -85,8 +101,11 @@ def run(
     )
     if not dry_run:
         invocation_id = run_plan.invocation.invocation_id
-        click.echo(f"invocation {invocation_id}: {len(run_plan.invocation.jobs)} task(s), "
-                   f"results in {run_plan.invocation.output_dir}", err=True)
+        click.echo(
+            f"invocation {invocation_id}: {len(run_plan.invocation.jobs)} task(s), "
+            f"results in {run_plan.invocation.output_dir}",
+            err=True,
+        )
         failures = api.launch(run_plan)
         rows = api.status([invocation_id])
         from evalfleet.cli.render import print_table
@@ -214,7 +233,9 @@ def eval_(job_file: str, rescore: bool, quiet: bool) -> None:
     from evalfleet import api
     from evalfleet.cli.progress import show_progress
 
-    results, code = api.evaluate_job(job_file, rescore=rescore, display=None if quiet else show_progress)
+    results, code = api.evaluate_job(
+        job_file, rescore=rescore, display=None if quiet else show_progress
+    )
     headline = results["metrics"].get(results["headline_metric"])
     counts = results["counts"]
     value = f"{headline['value']:.4f} ± {headline['stderr']:.4f}" if headline else "n/a"

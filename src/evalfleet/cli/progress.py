@@ -49,7 +49,9 @@ async def show_progress(progress: Any, stream: Any = None) -> None:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} req/s  errors {task.fields[errors]}  retries {task.fields[retries]}"),
+        TextColumn(
+            "{task.fields[rate]:.1f} req/s  errors {task.fields[errors]}  retries {task.fields[retries]}"
+        ),
         TimeRemainingColumn(),
         console=Console(file=stream),
         auto_refresh=False,

@@ -76,7 +76,9 @@ def _lepton(plan: dict[str, Any]) -> None:
 def _slurm(plan: dict[str, Any]) -> None:
     for script in plan["scripts"]:
         command = " ".join(script["command"])
-        click.echo(f"\n# {script['name']}  (jobs {', '.join(script['job_ids'])}; submit: {command})")
+        click.echo(
+            f"\n# {script['name']}  (jobs {', '.join(script['job_ids'])}; submit: {command})"
+        )
         click.echo(script["text"].rstrip())
 
 
@@ -88,7 +90,10 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     """Plain aligned columns: instant to print and easy to grep (rich costs 100+ ms here)."""
     cells = [[str(row.get(column, "")) for column in columns] for row in rows]
     widths = [max([len(column), *(len(r[i]) for r in cells)]) for i, column in enumerate(columns)]
-    click.secho("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(), bold=True)
+    click.secho(
+        "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+        bold=True,
+    )
     for row in cells:
         click.echo("  ".join(value.ljust(w) for value, w in zip(row, widths, strict=True)).rstrip())
 

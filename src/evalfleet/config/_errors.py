@@ -52,7 +52,9 @@ def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> list[s
             lines.append(f"{path}.type: missing mandatory value")
         else:
             got = error.get("input")
-            shown = "" if isinstance(got, (dict, list)) or kind == "value_error" else f" (got {got!r})"
+            shown = (
+                "" if isinstance(got, (dict, list)) or kind == "value_error" else f" (got {got!r})"
+            )
             lines.append(f"{path}: {message[:1].lower()}{message[1:]}{shown}")
     return drop_missing_explained_by_typos(lines)
 
@@ -65,8 +67,12 @@ def drop_missing_explained_by_typos(lines: list[str]) -> list[str]:
         path, _, rest = line.partition(": unknown key; did you mean '")
         if rest:
             parent = path.rpartition(".")[0]
-            suggested.add(f"{parent}.{rest.split(chr(39))[0]}" if parent else rest.split(chr(39))[0])
-    return [line for line in lines if line.removesuffix(": missing mandatory value") not in suggested]
+            suggested.add(
+                f"{parent}.{rest.split(chr(39))[0]}" if parent else rest.split(chr(39))[0]
+            )
+    return [
+        line for line in lines if line.removesuffix(": missing mandatory value") not in suggested
+    ]
 
 
 def _user_loc(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[Any, ...]:

@@ -82,7 +82,10 @@ def _with_system_prompt(body: dict[str, Any], prompt: SystemPrompt) -> dict[str,
         messages.insert(0, {"role": "system", "content": prompt.text})
     elif prompt.mode == "prepend" and existing:
         first = existing[0]
-        messages[first] = {**messages[first], "content": f"{prompt.text}\n{messages[first]['content']}"}
+        messages[first] = {
+            **messages[first],
+            "content": f"{prompt.text}\n{messages[first]['content']}",
+        }
     elif not existing:
         messages.insert(0, {"role": "system", "content": prompt.text})
     body["messages"] = messages
@@ -102,7 +105,11 @@ def merge_interceptors(*layers: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
-            if key == "request_params" and isinstance(merged.get(key), dict) and isinstance(value, dict):
+            if (
+                key == "request_params"
+                and isinstance(merged.get(key), dict)
+                and isinstance(value, dict)
+            ):
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
@@ -115,14 +122,18 @@ def parse_interceptors(config: dict[str, Any] | None, where: str = "interceptors
     known = {"system_prompt", "reasoning", "request_params", "log_samples"}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown interceptor (expected one of {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown interceptor (expected one of {', '.join(sorted(known))})"
+        )
     system = config.get("system_prompt")
     if system is not None:
         if isinstance(system, str):
             system = {"mode": "replace", "text": system}
         mode = system.get("mode", "replace")
         if mode not in ("set", "prepend", "replace") or not isinstance(system.get("text"), str):
-            raise ConfigError(f"{where}.system_prompt: expected {{mode: set|prepend|replace, text: ...}}")
+            raise ConfigError(
+                f"{where}.system_prompt: expected {{mode: set|prepend|replace, text: ...}}"
+            )
         system = SystemPrompt(mode, system["text"])
     reasoning = config.get("reasoning")
     if reasoning is not None:
@@ -133,7 +144,9 @@ def parse_interceptors(config: dict[str, Any] | None, where: str = "interceptors
             reasoning = None
     params = config.get("request_params") or {}
     if not isinstance(params, dict) or set(params) - {"add", "remove", "rename"}:
-        raise ConfigError(f"{where}.request_params: expected {{add: {{}}, remove: [], rename: {{}}}}")
+        raise ConfigError(
+            f"{where}.request_params: expected {{add: {{}}, remove: [], rename: {{}}}}"
+        )
     log_samples = config.get("log_samples", 0)
     if not isinstance(log_samples, int) or log_samples < 0:
         raise ConfigError(f"{where}.log_samples: expected a non-negative integer")
@@ -164,7 +177,11 @@ def _from_nel(adapter: dict[str, Any], where: str) -> dict[str, Any]:
         }
     if adapter.get("use_request_logging"):
         out["log_samples"] = int(adapter.get("max_logged_requests") or 5)
-    for ours, theirs in (("add", "params_to_add"), ("remove", "params_to_remove"), ("rename", "params_to_rename")):
+    for ours, theirs in (
+        ("add", "params_to_add"),
+        ("remove", "params_to_remove"),
+        ("rename", "params_to_rename"),
+    ):
         if adapter.get(theirs):
             params[ours] = adapter[theirs]
     for entry in adapter.get("interceptors") or []:
@@ -177,11 +194,17 @@ def _from_nel(adapter: dict[str, Any], where: str) -> dict[str, Any]:
                 "end": settings.get("end_reasoning_token", "</think>"),
             }
         elif name == "payload_modifier":
-            for ours, theirs in (("add", "params_to_add"), ("remove", "params_to_remove"), ("rename", "params_to_rename")):
+            for ours, theirs in (
+                ("add", "params_to_add"),
+                ("remove", "params_to_remove"),
+                ("rename", "params_to_rename"),
+            ):
                 if settings.get(theirs):
                     params[ours] = settings[theirs]
         elif name in ("request_logging", "response_logging"):
-            out["log_samples"] = int(settings.get("max_requests") or settings.get("max_responses") or 5)
+            out["log_samples"] = int(
+                settings.get("max_requests") or settings.get("max_responses") or 5
+            )
         elif name in ("endpoint", "caching", "response_stats", "progress_tracking"):
             continue  # built into the engine
         else:

@@ -42,7 +42,9 @@ class LoadedConfig:
 
 def group_options(group: str) -> list[str]:
     folder = resources.files("evalfleet.config") / "groups" / group
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def group_defaults(group: str, option: str) -> dict[str, Any]:
@@ -69,7 +71,9 @@ def find_config_file(
             raise ConfigError(f"config file not found: {path}")
         return path
     if config_name is None:
-        raise ConfigError("no config given: use --config FILE or --config-dir DIR --config-name NAME")
+        raise ConfigError(
+            "no config given: use --config FILE or --config-dir DIR --config-name NAME"
+        )
     directory = Path(config_dir).expanduser() if config_dir is not None else Path.cwd()
     if not directory.is_dir():
         raise ConfigError(f"config directory not found: {directory}")
@@ -99,7 +103,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of keys at the top, got {type(data).__name__}"
+        )
     return data
 
 
@@ -145,8 +151,10 @@ def load_config(
         if override.action != "select_group":
             apply_override(merged, override)
     resolved = _resolve(merged)
-    problems = [f"{group}.type: missing mandatory value (expected one of "
-                f"{', '.join(group_options(group))})" for group in missing_types]
+    problems = [
+        f"{group}.type: missing mandatory value (expected one of {', '.join(group_options(group))})"
+        for group in missing_types
+    ]
     if problems:
         raise ConfigError(problems)
     problems = [f"{key}: missing mandatory value" for key in _missing_keys(resolved)]
@@ -187,8 +195,7 @@ def _user_layers(path: Path, seen: list[Path]) -> tuple[list[dict[str, Any]], di
                 selected[group] = option.removesuffix("/default")
                 continue
             raise ConfigError(
-                f"{path}: defaults: unknown config group {group!r} (expected "
-                f"{' or '.join(GROUPS)})"
+                f"{path}: defaults: unknown config group {group!r} (expected {' or '.join(GROUPS)})"
             )
         raise ConfigError(f"{path}: defaults: cannot read entry {entry!r}")
     for group in GROUPS:
@@ -229,7 +236,9 @@ def _missing_keys(node: Any, prefix: str = "") -> list[str]:
             for key in _missing_keys(value, f"{prefix}.{name}" if prefix else str(name))
         ]
     if isinstance(node, list):
-        return [key for i, value in enumerate(node) for key in _missing_keys(value, f"{prefix}[{i}]")]
+        return [
+            key for i, value in enumerate(node) for key in _missing_keys(value, f"{prefix}[{i}]")
+        ]
     return [prefix] if node == MISSING else []
 
 

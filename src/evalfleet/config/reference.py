@@ -76,8 +76,10 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str,
         if field.is_required():
             default = "**required**"
         elif field.default is not PydanticUndefined:
-            default = f"`{field.default!r}`" if field.default not in (None, "") else (
-                "" if field.default is None else "`''`"
+            default = (
+                f"`{field.default!r}`"
+                if field.default not in (None, "")
+                else ("" if field.default is None else "`''`")
             )
         else:
             value = field.get_default(call_default_factory=True)

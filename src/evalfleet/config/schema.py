@@ -40,6 +40,7 @@ _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 
 # --------------------------------------------------------------------------- secrets
 
+
 class SecretNameRef(Strict):
     """`secret_name_ref`: the name of a Lepton workspace secret (never its value)."""
 
@@ -84,6 +85,7 @@ class ApiTokenRef(Strict):
 
 # --------------------------------------------------------------------------- generation
 
+
 class Params(Strict):
     """Generation and client parameters; unset (null) means the task's own default."""
 
@@ -106,7 +108,9 @@ class DatasetConfig(Strict):
 
 class ScorerConfig(Strict):
     name: Literal["exact_match", "contains", "regex", "numeric"]
-    pattern: str | None = Field(None, description="regex scorer: the answer is group 1, or the match")
+    pattern: str | None = Field(
+        None, description="regex scorer: the answer is group 1, or the match"
+    )
     ignore_case: bool = True
 
     @model_validator(mode="after")
@@ -156,7 +160,9 @@ class TaskConfig(Strict):
     @model_validator(mode="after")
     def _custom_task_needs_scorer(self) -> TaskConfig:
         if self.dataset is not None and self.scorer is None:
-            raise ValueError("a task with dataset.path needs a scorer (exact_match, contains, regex, numeric)")
+            raise ValueError(
+                "a task with dataset.path needs a scorer (exact_match, contains, regex, numeric)"
+            )
         if self.dataset is None and self.scorer is not None:
             raise ValueError("scorer is only for custom tasks (with dataset.path)")
         return self
@@ -164,7 +170,9 @@ class TaskConfig(Strict):
 
 class EvaluationConfig(Strict):
     params: Params = Field(default_factory=Params)
-    interceptors: dict[str, Any] | None = Field(None, description="for every task; a task's own win")
+    interceptors: dict[str, Any] | None = Field(
+        None, description="for every task; a task's own win"
+    )
     tasks: list[TaskConfig] = Field(min_length=1)
     env_vars: EnvVars = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = None
@@ -172,6 +180,7 @@ class EvaluationConfig(Strict):
 
 
 # --------------------------------------------------------------------------- target
+
 
 class ApiEndpoint(Strict):
     url: str | None = Field(None, description="base URL or full .../v1/chat/completions URL")
@@ -195,6 +204,7 @@ class TargetConfig(Strict):
 
 
 # --------------------------------------------------------------------------- lepton spec
+
 
 class ScaleDown(Strict):
     no_traffic_timeout: NonNegativeInt | None = Field(
@@ -251,7 +261,9 @@ class LeptonDeploymentConfig(Strict):
     mounts: LeptonCacheMount = Field(default_factory=LeptonCacheMount)
     health: dict[str, Any] | None = None
     api_tokens: list[ApiTokenRef] = Field(
-        default_factory=lambda: [ApiTokenRef(value_from=TokenNameRef(token_name_ref="ENDPOINT_API_KEY"))],
+        default_factory=lambda: [
+            ApiTokenRef(value_from=TokenNameRef(token_name_ref="ENDPOINT_API_KEY"))
+        ],
         description="endpoint tokens, each the name of a Lepton secret",
     )
     image_pull_secrets: list[str] = Field(default_factory=list)
@@ -280,6 +292,7 @@ class LeptonDeploymentConfig(Strict):
 
 
 # --------------------------------------------------------------------------- deployments
+
 
 class Endpoints(Strict):
     chat: str = "/v1/chat/completions"
@@ -363,7 +376,13 @@ class GenericDeployment(DeploymentBase):
 
 
 DeploymentConfig = Annotated[
-    NoDeployment | VllmDeployment | SglangDeployment | TrtllmDeployment | NimDeployment | LlamacppDeployment | GenericDeployment,
+    NoDeployment
+    | VllmDeployment
+    | SglangDeployment
+    | TrtllmDeployment
+    | NimDeployment
+    | LlamacppDeployment
+    | GenericDeployment,
     Field(discriminator="type"),
 ]
 
@@ -372,6 +391,7 @@ LEPTON_DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim")
 
 
 # --------------------------------------------------------------------------- executions
+
 
 class AutoExport(Strict):
     destinations: list[Literal["mlflow", "wandb", "local"]] = Field(default_factory=list)
@@ -480,6 +500,7 @@ EXECUTION_TYPES = ("local", "slurm", "lepton")
 
 # --------------------------------------------------------------------------- export
 
+
 class ExportConfig(Strict):
     mlflow: dict[str, Any] = Field(default_factory=dict)
     wandb: dict[str, Any] = Field(default_factory=dict)
@@ -488,6 +509,7 @@ class ExportConfig(Strict):
 
 
 # --------------------------------------------------------------------------- root
+
 
 class RunConfig(Strict):
     """The whole merged configuration of one `evalfleet run`."""
@@ -506,7 +528,9 @@ class RunConfig(Strict):
         endpoint = self.target.api_endpoint
         if self.deployment.type == "none":
             if not endpoint.url:
-                problems.append(("target.api_endpoint.url", "required when deployment.type is none"))
+                problems.append(
+                    ("target.api_endpoint.url", "required when deployment.type is none")
+                )
             if not endpoint.model_id:
                 problems.append(
                     ("target.api_endpoint.model_id", "required when deployment.type is none")
@@ -530,13 +554,21 @@ class RunConfig(Strict):
                         + ", ".join(LEPTON_DEPLOYMENT_TYPES),
                     )
                 )
-            elif self.deployment.type != "none" and not self.deployment.lepton_config.resource_shape:
+            elif (
+                self.deployment.type != "none" and not self.deployment.lepton_config.resource_shape
+            ):
                 problems.append(
-                    ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
+                    (
+                        "deployment.lepton_config.resource_shape",
+                        "required on lepton, e.g. gpu.1xh200",
+                    )
                 )
         if self.deployment.type == "nim" and self.execution.type == "slurm":
             problems.append(
-                ("deployment.type", "nim cannot run on slurm yet (its image's entrypoint starts the server); use vllm or sglang")
+                (
+                    "deployment.type",
+                    "nim cannot run on slurm yet (its image's entrypoint starts the server); use vllm or sglang",
+                )
             )
         if (
             self.deployment.type == "nim"

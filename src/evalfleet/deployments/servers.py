@@ -58,7 +58,9 @@ def served_model_name(deployment: Any) -> str:
         return "/".join(parts[-2:]) if len(parts) >= 3 else parts[-1]
     if kind == "llamacpp":
         return PurePosixPath(gguf_path(deployment)).stem
-    model = getattr(deployment, "hf_model_handle", None) or getattr(deployment, "checkpoint_path", None)
+    model = getattr(deployment, "hf_model_handle", None) or getattr(
+        deployment, "checkpoint_path", None
+    )
     return str(model or "model")
 
 

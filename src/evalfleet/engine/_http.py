@@ -176,7 +176,9 @@ class FastTransport:
             raise ValueError(f"unsupported URL {url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if parts.scheme == "https" else None
+        self.ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
         target = parts.path or "/"
         if parts.query:
             target += f"?{parts.query}"
@@ -215,7 +217,9 @@ class FastTransport:
                 self.timeout_s,
             )
         except OSError as exc:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise TransportError(
+                f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         return connection
 
     async def _exchange(self, connection: _Connection, message: bytes) -> Response:

@@ -190,7 +190,9 @@ class EndpointClient:
     async def send(self, body: dict[str, Any] | bytes) -> Reply:
         """POST `body` (a dict, or JSON bytes already encoded), retrying what may succeed
         later; raises RequestFailed otherwise."""
-        payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        payload = (
+            body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        )
         attempt = 0
         while True:
             try:

@@ -52,15 +52,23 @@ def build_results(
     scores = _score_all(task, items, answers, interceptors)
     for sample, repeat, key in items:
         samples[sample.id] = sample
-        record: dict[str, Any] = {"id": sample.id, "repeat": repeat, "prompt": sample.shown_prompt()}
+        record: dict[str, Any] = {
+            "id": sample.id,
+            "repeat": repeat,
+            "prompt": sample.shown_prompt(),
+        }
         answer = answers.get(key)
         if answer is None:
             reason = failures.get(key, "no answer")
             error_reasons[reason.split(":")[0]] += 1
-            record.update(response=None, extracted=None, score=None, error=reason, target=sample.target)
+            record.update(
+                response=None, extracted=None, score=None, error=reason, target=sample.target
+            )
             records.append(record)
             continue
-        text, reasoning, open_reasoning = interceptors.apply_response(answer["text"], answer.get("reasoning"))
+        text, reasoning, open_reasoning = interceptors.apply_response(
+            answer["text"], answer.get("reasoning")
+        )
         unfinished += open_reasoning
         truncated += answer.get("finish_reason") == "length"
         for name, count in (answer.get("usage") or {}).items():
@@ -83,7 +91,11 @@ def build_results(
             record["reasoning"] = reasoning
         records.append(record)
     scored = [(samples[sid], statistics.fmean(values)) for sid, values in per_sample.items()]
-    metrics = {name: metric.as_dict() for name, metric in task.aggregate(scored).items()} if scored else {}
+    metrics = (
+        {name: metric.as_dict() for name, metric in task.aggregate(scored).items()}
+        if scored
+        else {}
+    )
     errors = sum(1 for r in records if r["error"] is not None)
     results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -135,7 +147,11 @@ def _score_all(
     """Scores of every answered item; tasks that run code score in parallel threads (each
     waits on its own sandbox process)."""
     work = [
-        (key, sample, interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))[0])
+        (
+            key,
+            sample,
+            interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))[0],
+        )
         for sample, _, key in items
         if key in answers
     ]
@@ -153,4 +169,8 @@ def _versions() -> dict[str, str]:
 
     from evalfleet import __version__
 
-    return {"evalfleet": __version__, "python": platform.python_version(), "aiohttp": aiohttp.__version__}
+    return {
+        "evalfleet": __version__,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+    }

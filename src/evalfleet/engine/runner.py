@@ -68,7 +68,12 @@ def effective_params(job: JobSpec, task: Task) -> ParamsSpec:
 
 
 def build_body(
-    task: Task, sample: Sample, params: ParamsSpec, model: str, repeat: int, interceptors: Interceptors
+    task: Task,
+    sample: Sample,
+    params: ParamsSpec,
+    model: str,
+    repeat: int,
+    interceptors: Interceptors,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, **task.request(sample)}
     if params.temperature is not None:
@@ -148,7 +153,9 @@ async def _evaluate(
             # Built lazily: request building overlaps with the first answers arriving.
             for sample in samples:
                 for repeat in range(params.n_samples):
-                    body = build_body(task, sample, params, job.endpoint.model_id, repeat, interceptors)
+                    body = build_body(
+                        task, sample, params, job.endpoint.model_id, repeat, interceptors
+                    )
                     payload = canonical_payload(body)
                     item = _Item(sample, repeat, request_key(payload, repeat), body, payload)
                     items.append(item)
@@ -156,7 +163,9 @@ async def _evaluate(
                         progress.done += 1
                         progress.cached += 1
                     elif rescore:
-                        failures[item.key] = "not in the response cache (--rescore sends no requests)"
+                        failures[item.key] = (
+                            "not in the response cache (--rescore sends no requests)"
+                        )
                     else:
                         yield item
 
@@ -214,7 +223,11 @@ async def _fetch(
     state = {"unreachable_streak": 0}
     abort: list[RequestFailed] = []
     logged = 0
-    request_log = (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8") if interceptors.log_samples else None
+    request_log = (
+        (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8")
+        if interceptors.log_samples
+        else None
+    )
     items = pending
 
     async def worker(client: EndpointClient) -> None:

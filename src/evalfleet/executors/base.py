@@ -67,14 +67,38 @@ class JobStatus:
         }
 
 
+def unknown_statuses(record: Any, reason: str) -> list[JobStatus]:
+    """Every job of `record` as UNKNOWN with `reason` and its last recorded state."""
+    return [
+        JobStatus(
+            record.invocation_id,
+            job.job_id,
+            job.task,
+            JobState.UNKNOWN,
+            f"{reason} (last recorded state: {job.state})",
+        )
+        for job in record.jobs
+    ]
+
+
 class Executor(Protocol):
+    """What every backend implements. `record` is the invocation as the store holds it
+    (`store.InvocationRecord`: id, executor, output dir, redacted config, jobs, handle)."""
+
     def plan(self, invocation: Invocation) -> dict[str, Any]:
         """What launching would create, as JSON-able data; contacts nothing."""
 
-    def launch(self, invocation: Invocation) -> None: ...
+    def launch(self, invocation: Invocation, shown_config: dict[str, Any]) -> int:
+        """Create and start the invocation, recording it in the store; returns how many
+        tasks did not succeed (0 for a backend that returns once jobs are submitted).
+        `shown_config` is the redacted config, the only one that may reach disk."""
 
-    def status(self, invocation: Invocation) -> list[JobStatus]: ...
+    def status(self, record: Any) -> list[JobStatus]: ...
 
-    def logs(self, job: Job, follow: bool) -> Iterator[str]: ...
+    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]: ...
 
-    def kill(self, invocation: Invocation) -> None: ...
+    def kill(self, record: Any) -> list[str]:
+        """Stop everything the invocation owns (idempotent); returns what was stopped."""
+
+    def resume(self, record: Any) -> int:
+        """Rerun what did not succeed; returns how many tasks still did not succeed."""

@@ -79,7 +79,9 @@ def run_python(program: str, timeout_s: float = 10.0) -> Outcome:
             _kill_group(process)  # children it left behind go too
         if process.returncode == 0:
             return Outcome(True, "passed")
-        last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
+        last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [
+            f"exit code {process.returncode}"
+        ]
         return Outcome(False, "failed", last[0][:200])
 
 

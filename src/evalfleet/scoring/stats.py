@@ -36,7 +36,9 @@ def stderr(values: Sequence[float]) -> float:
     return math.sqrt(variance / n)
 
 
-def bootstrap_ci95(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci95(
+    values: Sequence[float], resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean, seeded so results are reproducible."""
     n = len(values)
     if n == 0:

@@ -52,9 +52,7 @@ def resolve_task_name(name: str) -> TaskInfo:
         return TASK_CATALOG[short]
     close = difflib.get_close_matches(short, TASK_CATALOG, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"unknown task {name!r}{hint} (known: {', '.join(TASK_CATALOG)})"
-    )
+    raise ValueError(f"unknown task {name!r}{hint} (known: {', '.join(TASK_CATALOG)})")
 
 
 def runnable(name: str) -> str:

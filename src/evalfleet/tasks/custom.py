@@ -34,7 +34,9 @@ class CustomTask:
         endpoint_type: Literal["chat", "completions"] = "chat",
     ) -> None:
         if scorer not in SCORERS:
-            raise ConfigError(f"scorer: unknown scorer {scorer!r} (expected one of {', '.join(SCORERS)})")
+            raise ConfigError(
+                f"scorer: unknown scorer {scorer!r} (expected one of {', '.join(SCORERS)})"
+            )
         if scorer == "regex":
             if not pattern:
                 raise ConfigError("scorer.pattern: required for the regex scorer")
@@ -75,15 +77,21 @@ class CustomTask:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: invalid JSON: {exc.msg}") from None
         if not isinstance(row, dict) or "answer" not in row:
-            raise ConfigError(f"{where}: expected an object with 'answer' and 'prompt' or 'messages'")
+            raise ConfigError(
+                f"{where}: expected an object with 'answer' and 'prompt' or 'messages'"
+            )
         sample_id = str(row.get("id", number))
         if isinstance(row.get("messages"), list):
             if self.endpoint_type != "chat":
-                raise ConfigError(f"{where}: 'messages' needs a chat endpoint (endpoint_type: chat)")
+                raise ConfigError(
+                    f"{where}: 'messages' needs a chat endpoint (endpoint_type: chat)"
+                )
             return Sample(sample_id, row["answer"], messages=tuple(row["messages"]))
         if isinstance(row.get("prompt"), str):
             if self.endpoint_type == "chat":
-                return Sample(sample_id, row["answer"], messages=({"role": "user", "content": row["prompt"]},))
+                return Sample(
+                    sample_id, row["answer"], messages=({"role": "user", "content": row["prompt"]},)
+                )
             return Sample(sample_id, row["answer"], prompt=row["prompt"])
         raise ConfigError(f"{where}: expected 'prompt' (a string) or 'messages' (a list)")
 
@@ -95,17 +103,23 @@ class CustomTask:
     def score(self, sample: Sample, response: str) -> Score:
         target = str(sample.target)
         if self.scorer == "exact_match":
-            hit = normalize_text(response, self.ignore_case) == normalize_text(target, self.ignore_case)
+            hit = normalize_text(response, self.ignore_case) == normalize_text(
+                target, self.ignore_case
+            )
             return Score(float(hit), response.strip())
         if self.scorer == "contains":
-            haystack, needle = (response.lower(), target.lower()) if self.ignore_case else (response, target)
+            haystack, needle = (
+                (response.lower(), target.lower()) if self.ignore_case else (response, target)
+            )
             return Score(float(needle.strip() in haystack), None)
         if self.scorer == "regex":
             match = self._regex.search(response)
             extracted = (match.group(1) if match.groups() else match.group(0)) if match else None
             if extracted is None:
                 return Score(0.0, None)
-            hit = normalize_text(extracted, self.ignore_case) == normalize_text(target, self.ignore_case)
+            hit = normalize_text(extracted, self.ignore_case) == normalize_text(
+                target, self.ignore_case
+            )
             return Score(float(hit), extracted)
         extracted = last_number(response)
         want = parse_number(target)

@@ -78,7 +78,11 @@ class HumanEval:
                 id=p["task_id"],
                 target=p["entry_point"],
                 messages=({"role": "user", "content": INSTRUCTION + p["prompt"]},),
-                metadata={"prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]},
+                metadata={
+                    "prompt": p["prompt"],
+                    "test": p["test"],
+                    "entry_point": p["entry_point"],
+                },
             )
             for p in problems
         ]

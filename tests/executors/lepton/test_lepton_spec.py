@@ -580,10 +580,10 @@ def test_only_planning_is_available(plan_case: Callable[[str], Invocation]) -> N
     inv = plan_case("vllm_guide")
     executor = LeptonExecutor()
     calls = {
-        "launch": lambda: executor.launch(inv),
-        "report status": lambda: executor.status(inv),
-        "fetch logs": lambda: executor.logs(inv.jobs[0], follow=False),
+        "launch": lambda: executor.launch(inv, {}),
+        "fetch logs": lambda: executor.logs(inv, None, follow=False),
         "kill an invocation": lambda: executor.kill(inv),
+        "resume an invocation": lambda: executor.resume(inv),
     }
     for what, call in calls.items():
         with pytest.raises(NotAvailableError) as excinfo:

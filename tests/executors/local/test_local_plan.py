@@ -80,6 +80,10 @@ def test_docker_server_listens_on_all_interfaces_behind_a_loopback_port(write_ya
     argv = server["argv"]
     assert argv[:2] == ["docker", "run"]
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:8000:8000"
-    assert argv[argv.index("--entrypoint") + 1 :][:3] == ["vllm", "vllm/vllm-openai:latest", "serve"]
+    assert argv[argv.index("--entrypoint") + 1 :][:3] == [
+        "vllm",
+        "vllm/vllm-openai:latest",
+        "serve",
+    ]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     assert argv[argv.index("--gpus") + 1] == '"device=0,1"'

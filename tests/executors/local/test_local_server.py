@@ -33,11 +33,15 @@ def dataset(tmp_path: Path) -> Path:
 @pytest.fixture
 def answers(tmp_path: Path) -> Path:
     path = tmp_path / "answers.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in oracle().items()))
+    path.write_text(
+        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in oracle().items())
+    )
     return path
 
 
-def config_text(dataset: Path, port: int, command: str, timeout: int = 60, latency: float = 0.0) -> str:
+def config_text(
+    dataset: Path, port: int, command: str, timeout: int = 60, latency: float = 0.0
+) -> str:
     return f"""\
 deployment:
   type: generic
@@ -155,7 +159,9 @@ def test_sigterm_to_the_runner_is_handled_like_ctrl_c(write_yaml, dataset, answe
     assert not port_in_use(port)
 
 
-def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yaml, dataset, answers, isolated):
+def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(
+    write_yaml, dataset, answers, isolated
+):
     port = free_port()
     path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.2)))
     env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
@@ -192,10 +198,14 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(write_yam
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert again.returncode == 2
-    assert again.stderr.strip() == f"error: nothing to resume: every task of {invocation_id} succeeded"
+    assert (
+        again.stderr.strip() == f"error: nothing to resume: every task of {invocation_id} succeeded"
+    )
 
 
-def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, write_yaml, dataset, answers, isolated):
+def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(
+    cli, write_yaml, dataset, answers, isolated
+):
     port = free_port()
     path = write_yaml(config_text(dataset, port, simulator_command(answers)))
     result = cli("run", "--config", str(path))
@@ -208,7 +218,9 @@ def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, wr
     assert one_job and all(line.startswith("[adds] ") for line in one_job)
 
     env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
-    slow = write_yaml(config_text(dataset, free_port(), simulator_command(answers, latency=0.3)), "slow.yaml")
+    slow = write_yaml(
+        config_text(dataset, free_port(), simulator_command(answers, latency=0.3)), "slow.yaml"
+    )
     runner = subprocess.Popen(
         [sys.executable, "-m", "evalfleet", "run", "--config", str(slow)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
@@ -223,7 +235,9 @@ def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(cli, wr
     )  # fmt: skip
     runner.communicate(timeout=60)
     assert follower.returncode == 0
-    assert "[adds] " in follower.stdout and "done:" in follower.stdout, "follow ends after the run, with its last line"
+    assert "[adds] " in follower.stdout and "done:" in follower.stdout, (
+        "follow ends after the run, with its last line"
+    )
 
 
 def test_a_port_already_in_use_is_refused_before_anything_starts(cli, write_yaml, dataset):
@@ -270,7 +284,12 @@ def test_detach_returns_at_once_and_the_background_run_finishes(cli, write_yaml,
     assert "[adds] " in follow.out
     (row,) = json.loads(cli("status", invocation_id, "--json").out)
     assert row["state"] == "SUCCESS", row
-    assert json.loads((Path("results") / invocation_id / "adds" / "job.json").read_text())["params"]["parallelism"] == 4
+    assert (
+        json.loads((Path("results") / invocation_id / "adds" / "job.json").read_text())["params"][
+            "parallelism"
+        ]
+        == 4
+    )
     assert not port_in_use(port)
     assert "READY" in (Path("results") / invocation_id / "logs" / "server.log").read_text()
 

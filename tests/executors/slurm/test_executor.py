@@ -80,14 +80,16 @@ def test_a_host_that_looks_like_an_option_is_refused(plan_config) -> None:
         SlurmExecutor().plan(inv)
 
 
-@pytest.mark.parametrize("method", ["launch", "status", "kill"])
-def test_only_planning_is_available(plan_config, method: str) -> None:
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda executor, inv: executor.launch(inv, {}),
+        lambda executor, inv: executor.kill(inv),
+        lambda executor, inv: executor.resume(inv),
+        lambda executor, inv: executor.logs(inv, None, follow=False),
+    ],
+)
+def test_only_planning_is_available(plan_config, call) -> None:
     inv = plan_config(NO_DEPLOYMENT)
     with pytest.raises(NotAvailableError, match=r"Slurm executor can only plan \(--dry-run\)"):
-        getattr(SlurmExecutor(), method)(inv)
-
-
-def test_logs_are_not_available_yet(plan_config) -> None:
-    inv = plan_config(NO_DEPLOYMENT)
-    with pytest.raises(NotAvailableError, match="can only plan"):
-        SlurmExecutor().logs(inv.jobs[0], follow=False)
+        call(SlurmExecutor(), inv)

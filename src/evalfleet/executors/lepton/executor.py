@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from evalfleet.exceptions import NotAvailableError
-from evalfleet.executors.base import Invocation, Job, JobStatus
+from evalfleet.executors.base import Invocation, JobStatus, unknown_statuses
 from evalfleet.executors.lepton.spec import bodies, endpoint_name
 
 _NOT_YET = "the Lepton executor cannot {what} yet: planning only (--dry-run) in this release"
@@ -64,14 +64,18 @@ class LeptonExecutor:
             "teardown": teardown,
         }
 
-    def launch(self, invocation: Invocation) -> None:
+    def launch(self, invocation: Invocation, shown_config: dict[str, Any]) -> int:
         raise NotAvailableError(_NOT_YET.format(what="launch"))
 
-    def status(self, invocation: Invocation) -> list[JobStatus]:
-        raise NotAvailableError(_NOT_YET.format(what="report status"))
+    def status(self, record: Any) -> list[JobStatus]:
+        # This backend cannot be asked yet: say so rather than guess.
+        return unknown_statuses(record, "the lepton executor cannot report status in this release")
 
-    def logs(self, job: Job, follow: bool) -> Iterator[str]:
+    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
         raise NotAvailableError(_NOT_YET.format(what="fetch logs"))
 
-    def kill(self, invocation: Invocation) -> None:
+    def kill(self, record: Any) -> list[str]:
         raise NotAvailableError(_NOT_YET.format(what="kill an invocation"))
+
+    def resume(self, record: Any) -> int:
+        raise NotAvailableError(_NOT_YET.format(what="resume an invocation"))

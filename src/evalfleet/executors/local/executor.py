@@ -34,7 +34,10 @@ def eval_command(job: Job) -> list[str]:
 def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
     execution = inv.config.execution
     if not (execution.use_docker and server.image):
-        return [sys.executable if server.argv[:1] == ["python3"] else server.argv[0], *server.argv[1:]]
+        return [
+            sys.executable if server.argv[:1] == ["python3"] else server.argv[0],
+            *server.argv[1:],
+        ]
     gpus = execution.cuda_visible_devices
     return [
         "docker", "run", "--rm", "--init",
@@ -102,7 +105,9 @@ class LocalExecutor:
 
         root = Path(inv.output_dir)
         root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8")
+        (root / "config.yaml").write_text(
+            yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8"
+        )
         for job in inv.jobs:
             Path(job.output_dir).mkdir(parents=True, exist_ok=True)
             Path(job.job_file).write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
@@ -142,7 +147,16 @@ class LocalExecutor:
         jobs = []
         for index, stored in enumerate(record.jobs):
             spec = json.loads((Path(stored.output_dir) / "job.json").read_text())
-            jobs.append(Job(index, stored.job_id, stored.task, spec["endpoint"]["type"], stored.output_dir, spec))
+            jobs.append(
+                Job(
+                    index,
+                    stored.job_id,
+                    stored.task,
+                    spec["endpoint"]["type"],
+                    stored.output_dir,
+                    spec,
+                )
+            )
         inv = Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
         wanted = {job.job_id for job in todo}
         with InvocationStore() as store, _terminate_as_interrupt():
@@ -166,16 +180,22 @@ class LocalExecutor:
                 except DeploymentError as exc:
                     first_line = str(exc).splitlines()[0]
                     for job in jobs:
-                        store.update_job(job.job_id, state="FAILED", detail=f"not run: {first_line}")
+                        store.update_job(
+                            job.job_id, state="FAILED", detail=f"not run: {first_line}"
+                        )
                     raise
-                print(f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr)
+                print(
+                    f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr
+                )
             if inv.config.execution.mode == "parallel":
                 return self._run_parallel(jobs, store)
             return sum(self._run_one(job, store) for job in jobs)
         except KeyboardInterrupt:
             for job in store.get(inv.invocation_id).jobs:
                 if job.state in ("PENDING", "RUNNING"):
-                    store.update_job(job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)")
+                    store.update_job(
+                        job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)"
+                    )
             raise
         finally:
             if server is not None:
@@ -250,7 +270,9 @@ class LocalExecutor:
                 state, detail = "FAILED", "never started: the run was interrupted; resume to run it"
             elif state == "SUCCESS":
                 detail = _headline(job.output_dir) or detail
-            rows.append(JobStatus(record.invocation_id, job.job_id, job.task, JobState(state), detail))
+            rows.append(
+                JobStatus(record.invocation_id, job.job_id, job.task, JobState(state), detail)
+            )
         return rows
 
     def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
@@ -281,7 +303,6 @@ class LocalExecutor:
                 return
             if not fresh:
                 time.sleep(0.2)
-
 
 
 def _headline(output_dir: str) -> str:

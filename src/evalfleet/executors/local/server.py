@@ -63,9 +63,7 @@ class LocalServer:
                     f"cannot start the {self.plan['type']} server ({self.plan['argv'][0]}): {exc.strerror}"
                 ) from None
 
-    def wait_ready(
-        self, timeout_s: float, sleep: Callable[[float], None] = time.sleep
-    ) -> float:
+    def wait_ready(self, timeout_s: float, sleep: Callable[[float], None] = time.sleep) -> float:
         """Poll the health URL; returns seconds waited. Fails early if the server exits."""
         assert self.process is not None
         url = self.plan["health_url"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from evalfleet.exceptions import ConfigError, NotAvailableError
-from evalfleet.executors.base import Invocation, Job, JobStatus
+from evalfleet.executors.base import Invocation, JobStatus, unknown_statuses
 from evalfleet.executors.slurm.render import render_scripts
 
 _NOT_YET = "the Slurm executor can only plan (--dry-run) in this release"
@@ -66,14 +66,18 @@ class SlurmExecutor:
             "scripts": scripts,
         }
 
-    def launch(self, inv: Invocation) -> None:
+    def launch(self, invocation: Invocation, shown_config: dict[str, Any]) -> int:
         raise NotAvailableError(f"cannot launch: {_NOT_YET}")
 
-    def status(self, inv: Invocation) -> list[JobStatus]:
-        raise NotAvailableError(f"cannot ask for status: {_NOT_YET}")
+    def status(self, record: Any) -> list[JobStatus]:
+        # This backend cannot be asked yet: say so rather than guess.
+        return unknown_statuses(record, "the slurm executor cannot report status in this release")
 
-    def logs(self, job: Job, follow: bool) -> Iterator[str]:
-        raise NotAvailableError(f"cannot show logs: {_NOT_YET}")
+    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
+        raise NotAvailableError(f"cannot fetch logs: {_NOT_YET}")
 
-    def kill(self, inv: Invocation) -> None:
-        raise NotAvailableError(f"cannot kill: {_NOT_YET}")
+    def kill(self, record: Any) -> list[str]:
+        raise NotAvailableError(f"cannot kill an invocation: {_NOT_YET}")
+
+    def resume(self, record: Any) -> int:
+        raise NotAvailableError(f"cannot resume an invocation: {_NOT_YET}")
