@@ -90,14 +90,26 @@ async def run_httpx(base_url: str, count: int, parallelism: int) -> int:
     return count
 
 
-def measure(label: str, run, ideal: float) -> None:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process (Linux /proc), to show the simulator's share."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(label: str, run, ideal: float, server_pid: int) -> None:
     cpu, wall = cpu_seconds(), time.perf_counter()
+    server_cpu = process_cpu_seconds(server_pid)
     sent = (uvloop.run if USE_UVLOOP else asyncio.run)(run())
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu
     rate = sent / wall
     print(
         f"  {label:10} {sent:6d} req in {wall:6.2f} s  {rate:8.1f} req/s  "
-        f"ratio {rate / ideal:5.3f}  client CPU {cpu / sent * 1e6:6.0f} µs/req"
+        f"ratio {rate / ideal:5.3f}  client CPU {cpu / sent * 1e6:6.0f} µs/req  "
+        f"(simulator {server_cpu / sent * 1e6:4.0f} µs/req, load {os.getloadavg()[0]:.1f})"
     )
 
 
@@ -116,17 +128,17 @@ def main() -> None:
             write_dataset(dataset, count)
             print(f"parallelism {parallelism}: ideal {ideal:.0f} req/s")
             out = Path(tmp) / f"out-{parallelism}"
-            measure("evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal)
+            measure("evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal, sim.process.pid)
             os.environ["EVALFLEET_HTTP"] = "aiohttp"
             try:
                 aio_out = Path(tmp) / f"out-aiohttp-{parallelism}"
-                measure("+aiohttp", partial(run_engine, sim.base_url, dataset, aio_out, parallelism), ideal)
+                measure("+aiohttp", partial(run_engine, sim.base_url, dataset, aio_out, parallelism), ideal, sim.process.pid)
             finally:
                 del os.environ["EVALFLEET_HTTP"]
             if not args.skip_httpx:
                 # httpx needs ~20 ms of CPU per request at this concurrency here: two rounds
                 # are enough to measure it and keep the benchmark to a few minutes.
-                measure("httpx", partial(run_httpx, sim.base_url, parallelism * 2, parallelism), ideal)
+                measure("httpx", partial(run_httpx, sim.base_url, parallelism * 2, parallelism), ideal, sim.process.pid)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The endpoint simulator's request handling: auth, validation, faults, capacity, stats.
 
 One `Endpoint` per application holds the live settings and counters; its handlers are plain
-aiohttp handlers (no middleware, no per-request logging) because the simulator must stay far
-cheaper per request than the client that drives it.
+coroutines returning a `Reply` (no middleware, no per-request logging) because the simulator
+must stay far cheaper per request than the client that drives it. `serve` runs them on the
+lean server of `_sim_wire`; `build_app` on aiohttp's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _sim_openai as oa
+from ._sim_wire import Reply
 
 if TYPE_CHECKING:
     from .endpoint import SimulatorSettings
@@ -160,17 +162,30 @@ class Stats:
         }
 
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+Handler = Callable[[Any], Awaitable[Reply]]
+"""Takes an aiohttp request or a `WireRequest`: both have the attributes handlers use."""
 Render = Callable[[bool], bytes]
 """Builds a 200 body; the argument asks for the `empty` fault's body (`choices: []`)."""
 
 
-def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, body, headers)
+
+
+def as_aiohttp(handler: Handler) -> Callable[[web.BaseRequest], Awaitable[web.Response]]:
+    """A simulator handler as an aiohttp handler (for `build_app`)."""
+
+    async def aiohttp_handler(request: web.BaseRequest) -> web.Response:
+        reply = await handler(request)
+        return web.Response(
+            status=reply.status, body=reply.body, content_type=_JSON, headers=reply.headers
+        )
+
+    return aiohttp_handler
 
 
 class Endpoint:
-    """Live settings, counters and the aiohttp handlers of one simulator."""
+    """Live settings, counters and the request handlers of one simulator."""
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self.stats = Stats()
@@ -208,9 +223,7 @@ class Endpoint:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _send(
-        self, status: int, body: bytes, headers: dict[str, str] | None = None
-    ) -> web.Response:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> Reply:
         by_status = self.stats.by_status
         by_status[status] = by_status.get(status, 0) + 1
         if status == 200:
@@ -234,7 +247,7 @@ class Endpoint:
 
     async def _handle(
         self, request: web.BaseRequest, prepare: Callable[[dict[str, Any]], Render]
-    ) -> web.StreamResponse:
+    ) -> Reply:
         stats = self.stats
         stats.requests += 1
         if self.auth is not None and request.headers.get("Authorization") != self.auth:
@@ -308,9 +321,7 @@ class Endpoint:
             stats.in_flight -= 1
             gate.release()
 
-    async def _fault(
-        self, fault: str, request: web.BaseRequest, render: Render
-    ) -> web.StreamResponse:
+    async def _fault(self, fault: str, request: web.BaseRequest, render: Render) -> Reply:
         if fault == "500":
             return self._send(500, _SERVER_ERROR)
         if fault == "malformed":
@@ -324,7 +335,7 @@ class Endpoint:
         transport = request.transport
         if transport is not None:
             transport.abort()
-        return web.Response(status=204)
+        return Reply(204, b"")
 
     # ------------------------------------------------------------------ OpenAI routes
 
@@ -399,7 +410,7 @@ class Endpoint:
 
         return render
 
-    async def models(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def models(self, request: web.BaseRequest) -> Reply:
         if self.auth is not None and request.headers.get("Authorization") != self.auth:
             return _response(401, _UNAUTHORIZED)
         model = {
@@ -426,7 +437,7 @@ class Endpoint:
             ("POST", "/control"): self.post_control,
         }
 
-    def dispatch(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+    def dispatch(self, request: web.BaseRequest) -> Awaitable[Reply]:
         """The low-level server's handler: one dict lookup instead of aiohttp's router."""
         path = request.raw_path  # the request line's target: no URL object built
         if "?" in path:
@@ -436,7 +447,7 @@ class Endpoint:
             return self._not_found(request)
         return handler(request)
 
-    async def _not_found(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _not_found(self, request: web.BaseRequest) -> Reply:
         known = {path for _, path in self._routes}
         status = 405 if request.path in known else 404
         message = f"{request.method} {request.path} is not a simulator route"
@@ -444,13 +455,13 @@ class Endpoint:
 
     # ------------------------------------------------------------------ control routes
 
-    async def health(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def health(self, request: web.BaseRequest) -> Reply:
         return _response(200, _OK_HEALTH)
 
-    async def get_stats(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def get_stats(self, request: web.BaseRequest) -> Reply:
         return _response(200, json.dumps(self.stats.as_dict(len(self.gate.waiters))).encode())
 
-    async def reset_stats(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def reset_stats(self, request: web.BaseRequest) -> Reply:
         self.stats.reset()
         return _response(200, json.dumps(self.stats.as_dict(len(self.gate.waiters))).encode())
 
@@ -459,10 +470,10 @@ class Endpoint:
         data["faults"] = list(self.settings.faults)
         return json.dumps(data).encode()
 
-    async def get_control(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def get_control(self, request: web.BaseRequest) -> Reply:
         return _response(200, self.settings_body())
 
-    async def post_control(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def post_control(self, request: web.BaseRequest) -> Reply:
         try:
             changes = json.loads(await request.read() or b"{}")
             if not isinstance(changes, dict):

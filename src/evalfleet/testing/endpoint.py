@@ -53,7 +53,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._sim_server import Endpoint, key_hash
+from ._sim_server import Endpoint, as_aiohttp, key_hash
+from ._sim_wire import start_server
 
 __all__ = [
     "FAULT_KINDS",
@@ -190,7 +191,7 @@ def build_app(settings: SimulatorSettings | None = None) -> web.Application:
     app = web.Application(client_max_size=_MAX_BODY)
     app[ENDPOINT_KEY] = endpoint
     for (method, path), handler in endpoint.routes().items():
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, as_aiohttp(handler))
     return app
 
 
@@ -200,31 +201,17 @@ async def serve(
 ) -> AsyncIterator[str]:
     """Serve the simulator in this event loop; yields its base URL (`http://host:port`).
 
-    This runs the same handlers as `build_app`, but on aiohttp's low-level `web.Server` with a
-    dict for routing: no router, no middleware chain, no access log.
+    This runs the same handlers as `build_app`, on the lean HTTP/1.1 server of `_sim_wire`
+    with a dict for routing: no router, no middleware chain, no access log.
     """
     endpoint = Endpoint(settings or SimulatorSettings())
-
-    loop = asyncio.get_running_loop()
-
-    def make_request(*args: Any) -> web.BaseRequest:  # web.Server's factory, plus a size limit
-        return web.BaseRequest(*args, loop, client_max_size=_MAX_BODY)
-
-    server = web.Server(
-        endpoint.dispatch,
-        request_factory=make_request,
-        handler_cancellation=True,
-        access_log=None,
-    )
-    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
+    server = await start_server(endpoint.dispatch, host, port, max_body=_MAX_BODY)
     try:
-        site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-        await site.start()
-        bound = runner.addresses[0][1]
+        bound = server.sockets[0].getsockname()[1]
         yield f"http://{host}:{bound}"
     finally:
-        await runner.cleanup()
+        server.close()
+        await server.wait_closed()
 
 
 def _parser() -> argparse.ArgumentParser:
