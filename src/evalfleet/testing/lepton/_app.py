@@ -99,9 +99,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         deployment.logs.add("replica 0: container exited with code 1 (emulated fault)")
         deployment.logs.add("RuntimeError: CUDA out of memory (emulated fault)")
     else:
-        request.app["tasks"].add(
-            request.app.loop.create_task(ws.start_model_server(deployment))
-        )
+        request.app["tasks"].add(request.app.loop.create_task(ws.start_model_server(deployment)))
     answer = deployment.to_json()
     answer["spec"] = deployment.spec  # the creating answer shows tokens once
     return web.json_response(answer)

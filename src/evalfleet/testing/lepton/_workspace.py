@@ -389,8 +389,14 @@ class Workspace:
         env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
         # The image has evalfleet installed: put this interpreter's bin dir first.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env.update({"HOME": str(job.workdir), "TMPDIR": str(job.workdir),
-                    "LEPTON_JOB_NAME": job.name, "LEPTON_WORKSPACE_ID": self.workspace_id})
+        env.update(
+            {
+                "HOME": str(job.workdir),
+                "TMPDIR": str(job.workdir),
+                "LEPTON_JOB_NAME": job.name,
+                "LEPTON_WORKSPACE_ID": self.workspace_id,
+            }
+        )
         for entry in job.spec.get("envs") or []:
             ref = (entry.get("value_from") or {}).get("secret_name_ref")
             if ref is not None:
