@@ -74,7 +74,7 @@ async def workspace_info(request: web.Request) -> web.Response:
                       "num_pods": 0, "num_secrets": len(ws.secrets), "num_image_pull_secrets": 0},
         "resource_quota": {"limit": {"cpu": 64, "memory": 524288, "accelerator_num": 8},
                            "used": {"cpu": 0, "memory": 0, "accelerator_num": 0}},
-        "features": {"enable_new_deployment_api": False, "enable_secure_endpoint_defaults": False},
+        "features": {"enable_new_deployment_api": ws.faults.new_deployment_api, "enable_secure_endpoint_defaults": False},
     })  # fmt: skip
 
 
@@ -221,8 +221,10 @@ async def get_logs(request: web.Request) -> web.Response:
         job = ws.get_job(query["job"], query.get("job_query_mode", "alive_and_archive"))
         book, stream = job.logs, {"job": job.id, "job_name": job.name}
     elif "deployment" in query:
-        deployment = ws.get_deployment(query["deployment"])
-        book, stream = deployment.logs, {"deployment": deployment.name}
+        name = query["deployment"]
+        if name not in ws.deployment_logs:
+            raise ApiError(404, "NotFound", f"deployment {name!r} not found")
+        book, stream = ws.deployment_logs[name], {"deployment": name}
     else:
         raise ApiError(400, "InvalidQuery", "give job=<id> or deployment=<name>")
     try:

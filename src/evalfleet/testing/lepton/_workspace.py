@@ -65,6 +65,7 @@ class Faults:
     delete_after: float = 0.3  # seconds a deleted deployment or job stays Deleting
     queue_after: float = 0.2  # seconds a new job stays Queueing
     archive_after: float | None = None  # overrides every job's ttl_seconds_after_finished
+    new_deployment_api: bool = False  # /workspace reports the new /endpoints route family
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
         for key, value in changes.items():
@@ -188,6 +189,8 @@ class Workspace:
         self.deployments: dict[str, Deployment] = {}
         self.jobs: dict[str, Job] = {}
         self.secrets: dict[str, str] = {}
+        # Logs outlive their deployment (as the platform's log store keeps them).
+        self.deployment_logs: dict[str, LogBook] = {}
         self.node_groups = [
             {"metadata": {"id": "ng-h200-01-abcdefgh", "name": "h200-pool"},
              "spec": {"desired_nodes": 2, "gpu_product": "H200"}, "status": {"ready_nodes": 2}},
@@ -275,6 +278,7 @@ class Workspace:
             forced_state=self.faults.deployment_state,
             external_endpoint=f"{self.external_base}/ep/{name}",
         )
+        self.deployment_logs[name] = deployment.logs
         deployment.logs.add(f"Creating replica of {name} ({resources.get('resource_shape')})")
         self.deployments[name] = deployment
         return deployment
