@@ -320,7 +320,9 @@ def test_missing_credentials_and_wrong_token(cli, lepton, tmp_path, monkeypatch,
     wrong = cli(*args)
     assert wrong.code == 1
     (line,) = _errors(wrong.err)
-    assert line.startswith(f"error: Lepton refused the token for workspace {lepton.workspace_id} (401")
+    assert line.startswith(
+        f"error: Lepton refused the token for workspace {lepton.workspace_id} (401"
+    )
     assert "lep login" in line
     assert not isolated.exists() or not InvocationStore().list_invocations()  # nothing recorded
 
