@@ -109,7 +109,7 @@ def test_commands_of_later_releases_say_so_with_exit_2(cli, args):
     _record("eeee5555", "slurm")
     result = cli(*args)
     assert result.code == 2
-    assert ("yet" in result.err or "in this release" in result.err)
+    assert "yet" in result.err or "in this release" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert "Traceback" not in result.err
 

@@ -37,8 +37,8 @@ class Credentials:
     source: str  # where they came from, for messages
 
 
-def _cache_file() -> Path:
-    root = os.environ.get("LEPTON_CACHE_DIR") or str(Path.home() / ".cache" / "lepton")
+def _cache_file(env: dict[str, str]) -> Path:
+    root = env.get("LEPTON_CACHE_DIR") or str(Path.home() / ".cache" / "lepton")
     return Path(root) / "workspace_info.yaml"
 
 
@@ -52,20 +52,20 @@ def resolve_credentials(env: dict[str, str] | None = None) -> Credentials:
         workspace, token = workspace.split(":", 1)
     source = "LEPTON_WORKSPACE_* env vars"
     if not (workspace and token):
-        record = _login_record(workspace)
+        record = _login_record(workspace, env)
         if record is not None:
             workspace = workspace or str(record.get("id") or "")
             token = token or str(record.get("auth_token") or "")
             url = url or str(record.get("url") or "")
-            source = str(_cache_file())
+            source = str(_cache_file(env))
     if not (workspace and token):
         raise UsageError(f"no Lepton credentials found: {LOGIN_HINT}")
     url = (url or DEFAULT_API_BASE + workspace).rstrip("/")
     return Credentials(workspace_id=workspace, url=url, token=token, source=source)
 
 
-def _login_record(workspace: str) -> dict[str, Any] | None:
-    path = _cache_file()
+def _login_record(workspace: str, env: dict[str, str]) -> dict[str, Any] | None:
+    path = _cache_file(env)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
