@@ -365,3 +365,26 @@ def test_resume_reruns_a_killed_task(cli, lepton, tmp_path):
         assert cli("kill", invocation_id).code == 0
         resumed.communicate()
     _assert_nothing_left(lepton)
+
+
+def test_logs_follow_ends_with_the_jobs(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 2"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        followed = cli("logs", "--follow", invocation_id)
+        assert followed.code == 0, followed.err
+        lines = followed.out.splitlines()
+        assert lines[0].startswith("[endpoint] Creating replica of nim-")
+        assert any(line.startswith("[humaneval] (results: ") for line in lines)
+        assert lines[-1] == "[humaneval] container exited with code 0"
+        one = cli("logs", f"{invocation_id}.0")
+        assert one.out.splitlines()[-1] == "[humaneval] container exited with code 0"
+        assert not any(line.startswith("[endpoint]") for line in one.out.splitlines())
+        assert run.wait(60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    _assert_nothing_left(lepton)
