@@ -388,3 +388,22 @@ def test_logs_follow_ends_with_the_jobs(cli, lepton, tmp_path):
             run.kill()
         run.communicate()
     _assert_nothing_left(lepton)
+
+
+def test_status_asks_lepton_once_per_invocation(cli, lepton, tmp_path):
+    # The example as shipped has two tasks (ifeval, gsm8k); they never get past the install.
+    run = _start_run(["run", "--config-dir", str(EXAMPLES), "--config-name",
+                      "lepton_vllm_llama_3_1_8b_instruct",
+                      "-o", f"execution.output_dir={tmp_path / 'out'}",
+                      "-o", "execution.evaluation_tasks.install_command=sleep 60"])  # fmt: skip
+    invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+    try:
+        lepton.requests(reset=True)
+        rows = json.loads(cli("status", invocation_id, "--json").out)
+        assert [row["task"] for row in rows] == ["ifeval", "gsm8k"]
+        assert {row["state"] for row in rows} <= {"PENDING", "RUNNING"}
+        assert lepton.requests() == {"GET /jobs": 1, "GET /deployments/{name}": 1}
+    finally:
+        assert cli("kill", invocation_id).code == 0
+        run.communicate()
+    _assert_nothing_left(lepton)

@@ -287,7 +287,10 @@ class LeptonExecutor:
                     for job in open_jobs:
                         found = listed.get(str(job.handle.get("lepton_id")))
                         if not job.handle.get("lepton_id"):
-                            continue  # not submitted yet (the runner is starting it)
+                            if not runner_alive:  # the run ended before submitting it
+                                store.update_job(job.job_id, state="FAILED", detail=(
+                                    "never submitted: the run was interrupted; resume to run it"))  # fmt: skip
+                            continue
                         if runner_alive:
                             continue  # the runner records states and fetches results itself
                         remote.absorb(client, store, job, found)

@@ -5,7 +5,8 @@
   `{"code", "message"}`.
 - `/ep/<deployment>/<path>`: a deployment's external endpoint, proxied to its model server;
   401 without one of the deployment's tokens, 503 until the deployment is Ready.
-- `/_emulator/faults` (GET/POST) and `/_emulator/live`: for tests; no token needed.
+- `/_emulator/faults` (GET/POST), `/_emulator/live` and `/_emulator/requests` (counts by
+  route; POST resets): for tests; no token needed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ async def _api_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     if not request.path.startswith("/api/"):
         return await handler(request)
     workspace = request.app[WORKSPACE]
+    route = request.match_info.route.resource
+    key = f"{request.method} {route.canonical if route is not None else request.path}"
+    key = key.replace(f"/api/v2/workspaces/{workspace.workspace_id}", "")
+    workspace.requests[key] = workspace.requests.get(key, 0) + 1
     if request.headers.get("Authorization") != f"Bearer {request.app[TOKEN]}":
         return _error(401, "Unauthorized", "invalid or missing workspace token")
     if workspace.faults.server_errors > 0:
@@ -294,6 +299,15 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response(request.app[WORKSPACE].live())
 
 
+async def requests(request: web.Request) -> web.Response:
+    """Workspace-API requests so far, by `METHOD /route`; POST resets the counts."""
+    workspace = request.app[WORKSPACE]
+    counts = dict(workspace.requests)
+    if request.method == "POST":
+        workspace.requests.clear()
+    return web.json_response(counts)
+
+
 def build_app(workspace: Workspace, token: str) -> web.Application:
     app = web.Application(middlewares=[_api_guard], client_max_size=64 << 20)
     app[WORKSPACE] = workspace
@@ -320,6 +334,7 @@ def build_app(workspace: Workspace, token: str) -> web.Application:
     app.router.add_route("*", "/ep/{name}/{tail:.*}", proxy)
     app.router.add_route("*", "/_emulator/faults", faults)
     app.router.add_get("/_emulator/live", live)
+    app.router.add_route("*", "/_emulator/requests", requests)
 
     async def session(app: web.Application) -> Any:
         app[SESSION] = aiohttp.ClientSession(

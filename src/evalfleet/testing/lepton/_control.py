@@ -67,6 +67,10 @@ class Emulator:
         """Deployments (any state) and jobs not finished: what would still cost money."""
         return self.call("GET", "/_emulator/live", api=False)  # type: ignore[no-any-return]
 
+    def requests(self, reset: bool = False) -> dict[str, int]:
+        """Workspace-API requests so far by `METHOD /route` (`reset`: and start counting anew)."""
+        return self.call("POST" if reset else "GET", "/_emulator/requests", api=False)  # type: ignore[no-any-return]
+
     def wait_until_empty(self, timeout: float = 10.0) -> dict[str, list[str]]:
         """Wait for deletions to finish; returns what is still live (empty lists if all gone)."""
         deadline = time.monotonic() + timeout

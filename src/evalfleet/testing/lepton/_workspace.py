@@ -186,6 +186,7 @@ class Workspace:
         self.external_base = external_base  # http://host:port, deployments get /ep/<name>
         self.model_server = model_server
         self.faults = Faults()
+        self.requests: dict[str, int] = {}  # "METHOD /route" → count, for tests
         self.deployments: dict[str, Deployment] = {}
         self.jobs: dict[str, Job] = {}
         self.secrets: dict[str, str] = {}
