@@ -407,3 +407,23 @@ def test_status_asks_lepton_once_per_invocation(cli, lepton, tmp_path):
         assert cli("kill", invocation_id).code == 0
         run.communicate()
     _assert_nothing_left(lepton)
+
+
+def test_a_stray_duplicate_job_is_deleted_at_the_end(cli, lepton, tmp_path):
+    """A `POST /jobs` retried after a 5xx the server had processed leaves a job evalfleet
+    never recorded; the run deletes it when the recorded ones end."""
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out",
+                               "-o", "execution.evaluation_tasks.install_command=sleep 1"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        lepton.call("POST", "/jobs", {
+            "metadata": {"name": f"eval-{invocation_id}-humaneval"},
+            "spec": {"resource_shape": "cpu.small",
+                     "container": {"image": "x", "command": ["sleep", "60"]}}})  # fmt: skip
+        assert run.wait(60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    # The stray sleeps 60 s: it is gone only because the run deleted it.
+    _assert_nothing_left(lepton)

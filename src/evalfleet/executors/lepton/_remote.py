@@ -167,12 +167,13 @@ def headline(output_dir: str) -> str:
         return "results in " + output_dir
 
 
-def delete_all(client: Any, record: Any) -> tuple[list[str], list[str]]:
+def delete_all(client: Any, record: Any) -> tuple[list[str], list[str], bool]:
     """Delete every unfinished job of the invocation and then, whatever happened, its
     endpoint. Finished jobs are left alone: they cost nothing and their logs hold results.
-    Returns (what was deleted, errors)."""
+    Returns (what was deleted, errors, whether the endpoint is now gone or going)."""
     deleted: list[str] = []
     errors: list[str] = []
+    endpoint_gone = False
     try:
         try:  # one listing finds also jobs created but not recorded (a crash after POST)
             ids = unfinished_jobs(client, record)
@@ -192,9 +193,20 @@ def delete_all(client: Any, record: Any) -> tuple[list[str], list[str]]:
             try:
                 if client.delete_deployment(name):
                     deleted.append(f"Lepton endpoint {name}")
+                endpoint_gone = True
             except DeploymentError as exc:
                 errors.append(str(exc))
-    return deleted, errors
+    return deleted, errors, endpoint_gone
+
+
+def delete_strays(client: Any, record: Any) -> list[str]:
+    """Delete unfinished jobs of the invocation that the store does not know (a `POST /jobs`
+    retried after a 5xx the server had in fact processed); returns their ids."""
+    known = {job.handle.get("lepton_id") for job in record.jobs}
+    strays = [i for i in unfinished_jobs(client, record) if i not in known]
+    for lepton_id in strays:
+        client.delete_job(lepton_id)
+    return strays
 
 
 def unfinished_jobs(client: Any, record: Any) -> list[str]:

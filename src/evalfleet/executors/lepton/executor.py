@@ -154,6 +154,8 @@ class LeptonExecutor:
                     for job in jobs:
                         self._submit(store, client, job, job_bodies[job.index], url)
                     failures = self._watch(inv.invocation_id, store, client)
+                    with contextlib.suppress(DeploymentError):  # best effort; kill also does it
+                        remote.delete_strays(client, store.get(inv.invocation_id))
                     keep = keep_endpoint
                     return failures
                 except BaseException as exc:
@@ -371,12 +373,10 @@ class LeptonExecutor:
         with InvocationStore() as store:
             record = store.get(record.invocation_id)
         client = self._client()
-        deleted, errors = remote.delete_all(client, record)
-        if record.handle.get("endpoint") and not any("Lepton endpoint" in e for e in errors):
-            ok = all(record.handle["endpoint"] not in error for error in errors)
-            if ok:
-                with InvocationStore() as store:
-                    store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
+        deleted, errors, endpoint_gone = remote.delete_all(client, record)
+        if endpoint_gone:
+            with InvocationStore() as store:
+                store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
         if errors:
             raise DeploymentError(
                 f"kill did not finish ({errors[0]}); nothing was left on purpose: run "
