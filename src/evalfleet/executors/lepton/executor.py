@@ -284,40 +284,15 @@ class LeptonExecutor:
             client = self._client()
             runner_alive = remote.alive(handle.get("runner_pid"))
             with InvocationStore() as store:
+                shown = {}
                 if open_jobs:
-                    listed = remote.remote_jobs(client, record)
-                    for job in open_jobs:
-                        found = listed.get(str(job.handle.get("lepton_id")))
-                        if not job.handle.get("lepton_id"):
-                            if not runner_alive:  # the run ended before submitting it
-                                store.update_job(job.job_id, state="FAILED", detail=(
-                                    "never submitted: the run was interrupted; resume to run it"))  # fmt: skip
-                            continue
-                        if runner_alive:
-                            continue  # the runner records states and fetches results itself
-                        remote.absorb(client, store, job, found)
-                    shown = {
-                        job.job_id: remote.observe(listed.get(str(job.handle.get("lepton_id"))))
-                        for job in open_jobs if runner_alive and job.handle.get("lepton_id")
-                    }  # fmt: skip
-                else:
-                    shown = {}
+                    shown = self._refresh_jobs(client, store, record, open_jobs, runner_alive)
                 record = store.get(record.invocation_id)
                 endpoint_note = ""
                 if endpoint_open:
-                    deployment = client.get_deployment(name)
-                    state = (deployment or {}).get("status", {}).get("state", "gone")
-                    endpoint_note = f"endpoint {name}: {state}"
-                    finished = all(j.state not in remote.OPEN for j in record.jobs)
-                    if finished and not runner_alive and not handle.get("keep_endpoint"):
-                        if deployment is not None:
-                            client.delete_deployment(name)
-                        store.update_invocation_handle(
-                            record.invocation_id, {"endpoint_deleted": True}
-                        )
-                        endpoint_note = f"endpoint {name}: deleted (the invocation has ended)"
+                    endpoint_note = self._check_endpoint(client, store, record, runner_alive)
         except EvalFleetError as exc:
-            return unknown_statuses(record, f"Lepton did not answer: {str(exc).splitlines()[0]}")
+            return unknown_statuses(record, f"cannot ask Lepton: {str(exc).splitlines()[0]}")
         rows = []
         for job in record.jobs:
             state, detail = job.state, job.detail
@@ -328,6 +303,39 @@ class LeptonExecutor:
                 detail = f"{detail}; {endpoint_note}"
             rows.append(_row(record, job.job_id, job.task, state, detail))
         return rows
+
+    def _refresh_jobs(
+        self, client: Any, store: Any, record: Any, open_jobs: list[Any], runner_alive: bool
+    ) -> dict[str, tuple[JobState, str]]:
+        """One job listing. Without a runner, record what it shows (results brought home);
+        with one, only show it: the runner records states and brings results home itself."""
+        listed = remote.remote_jobs(client, record)
+        shown = {}
+        for job in open_jobs:
+            lepton_id = job.handle.get("lepton_id")
+            if runner_alive:
+                if lepton_id:
+                    shown[job.job_id] = remote.observe(listed.get(lepton_id))
+            elif lepton_id:
+                remote.absorb(client, store, job, listed.get(lepton_id))
+            else:
+                detail = "never submitted: the run was interrupted; resume to run it"
+                store.update_job(job.job_id, state="FAILED", detail=detail)
+        return shown
+
+    def _check_endpoint(self, client: Any, store: Any, record: Any, runner_alive: bool) -> str:
+        """The endpoint's state; deleted here once the invocation has ended without a runner
+        to do it (unless it was kept on purpose)."""
+        name = record.handle["endpoint"]
+        deployment = client.get_deployment(name)
+        state = (deployment or {}).get("status", {}).get("state", "gone")
+        finished = all(job.state not in remote.OPEN for job in record.jobs)
+        if not finished or runner_alive or record.handle.get("keep_endpoint"):
+            return f"endpoint {name}: {state}"
+        if deployment is not None:
+            client.delete_deployment(name)
+        store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
+        return f"endpoint {name}: deleted (the invocation has ended)"
 
     # ------------------------------------------------------------------ logs
 
