@@ -65,7 +65,14 @@ def unpack(lines: Iterable[str], dest: Path) -> int:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             # Only plain files and dirs inside dest: a log is not trusted to write elsewhere.
             members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
-            archive.extractall(dest, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(dest, members=members, filter="data")
+            else:  # Python < 3.10.12: the same rule by hand
+                root = dest.resolve()
+                for member in members:
+                    if not (root / member.name).resolve().is_relative_to(root):
+                        raise tarfile.TarError(f"{member.name!r} is outside the task dir")
+                archive.extractall(dest, members=members)
     except (binascii.Error, tarfile.TarError, OSError) as exc:
         raise ResultsMissing(f"the results in the job's log are damaged: {exc}") from None
     return code

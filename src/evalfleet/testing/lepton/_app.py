@@ -26,6 +26,7 @@ HEALTH_PATHS = ("health", "v1/health/ready", "health_generate")
 WORKSPACE = web.AppKey("workspace", Workspace)
 TOKEN = web.AppKey("token", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+TASKS = web.AppKey("tasks", set)  # model servers being started: keep them referenced
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -104,7 +105,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         deployment.logs.add("replica 0: container exited with code 1 (emulated fault)")
         deployment.logs.add("RuntimeError: CUDA out of memory (emulated fault)")
     else:
-        request.app["tasks"].add(request.app.loop.create_task(ws.start_model_server(deployment)))
+        request.app[TASKS].add(request.app.loop.create_task(ws.start_model_server(deployment)))
     answer = deployment.to_json()
     answer["spec"] = deployment.spec  # the creating answer shows tokens once
     return web.json_response(answer)
@@ -312,7 +313,7 @@ def build_app(workspace: Workspace, token: str) -> web.Application:
     app = web.Application(middlewares=[_api_guard], client_max_size=64 << 20)
     app[WORKSPACE] = workspace
     app[TOKEN] = token
-    app["tasks"] = set()
+    app[TASKS] = set()
     base = f"/api/v2/workspaces/{workspace.workspace_id}"
     app.router.add_get(base, workspace_root)
     app.router.add_get(f"{base}/workspace", workspace_info)
