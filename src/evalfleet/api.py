@@ -90,14 +90,19 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
     return target
 
 
-def launch(run_plan: RunPlan) -> int:
+def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
     """Create what the plan describes and run it; returns how many tasks did not succeed.
 
-    This release runs local invocations, in the foreground.
+    `keep_endpoint` (Lepton only) leaves the endpoint running after the jobs end.
     """
     from evalfleet.executors import get_executor
 
-    return get_executor(run_plan.plan["executor"]).launch(run_plan.invocation, run_plan.config)
+    executor = get_executor(run_plan.plan["executor"])
+    if keep_endpoint:
+        if run_plan.plan["executor"] != "lepton":
+            raise UsageError("--keep-endpoint applies to execution.type: lepton only")
+        return executor.launch(run_plan.invocation, run_plan.config, keep_endpoint=True)  # type: ignore[call-arg]
+    return executor.launch(run_plan.invocation, run_plan.config)
 
 
 def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:

@@ -9,6 +9,8 @@ EvalFleetError                  exit_code 1
 ├── NotAvailableError           exit_code 2  a part that a later release provides
 ├── StoreError                  exit_code 1  the invocation database cannot be read/written
 ├── DeploymentError             exit_code 1  a backend refused or failed
+│   ├── BackendRefused                       a backend API answered 4xx (its message kept)
+│   └── BackendUnreachable                   a backend API did not answer (after retries)
 └── EngineError                 exit_code 1  an evaluation could not finish
     └── EndpointUnreachable                  the endpoint did not answer within the retry budget
 ```
@@ -72,6 +74,18 @@ class StoreError(EvalFleetError):
 
 class DeploymentError(EvalFleetError):
     """A backend (local process, Slurm, Lepton) refused or failed an operation."""
+
+
+class BackendRefused(DeploymentError):
+    """A backend's API refused a request (4xx); `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BackendUnreachable(DeploymentError):
+    """A backend's API could not be reached or kept failing (5xx) after retries."""
 
 
 class EngineError(EvalFleetError):

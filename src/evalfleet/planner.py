@@ -114,7 +114,8 @@ def _job_root(config: Any, output_dir: str, invocation_id: str) -> str:
     mounts = config.execution.lepton_platform.tasks.mounts
     if mounts and config.execution.evaluation_tasks.use_shared_storage:
         return f"{mounts[0].mount_path.rstrip('/')}/evalfleet/{invocation_id}"
-    return f"/tmp/evalfleet/{invocation_id}"
+    # Relative: the job script runs in a fresh scratch dir (see executors/lepton/spec.py).
+    return f"evalfleet/{invocation_id}"
 
 
 def _endpoint(config: Any, endpoint_type: str) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def cli() -> None:
 )
 @click.option("--plan-out", metavar="FILE", help="Where --dry-run writes plan.json.")
 @click.option("-d", "--detach", is_flag=True, help="Return at once; a background process runs it.")
+@click.option(
+    "--keep-endpoint", is_flag=True,
+    help="Lepton: leave the endpoint running after the jobs end (kill deletes it).",
+)  # fmt: skip
 @click.option("--invocation-id", hidden=True, help="Use this id (how --detach hands its id over).")
 def run(
     config_file: str | None,
@@ -58,6 +62,7 @@ def run(
     as_json: bool,
     plan_out: str | None,
     detach: bool,
+    keep_endpoint: bool,
     invocation_id: str | None,
 ) -> None:
     """Deploy (if configured) and evaluate; prints the invocation id."""
@@ -67,6 +72,8 @@ def run(
         raise click.UsageError("--json and --plan-out go with --dry-run")
     if detach and dry_run:
         raise click.UsageError("--detach and --dry-run do not go together")
+    if keep_endpoint and (detach or dry_run):
+        raise click.UsageError("--keep-endpoint goes with a foreground run")
     if detach:
         # Validate and plan here, so that a bad config fails in the foreground, then hand
         # the same command (and the planned id) to a background process.
@@ -106,7 +113,7 @@ def run(
             f"results in {run_plan.invocation.output_dir}",
             err=True,
         )
-        failures = api.launch(run_plan)
+        failures = api.launch(run_plan, keep_endpoint=keep_endpoint)
         rows = api.status([invocation_id])
         from evalfleet.cli.render import print_table
 

@@ -23,6 +23,7 @@ import evalfleet
 from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors.base import Invocation, Job
+from evalfleet.executors.lepton.results import emit_lines
 from evalfleet.planner import LEPTON_ENDPOINT_TOKEN_ENV, LEPTON_ENDPOINT_URL_ENV
 
 MAX_NAME_LENGTH = 36
@@ -311,7 +312,8 @@ def _platform_default_problems(defaults: dict[str, Any]) -> list[str]:
 
 
 def job_script(inv: Invocation, job: Job) -> str:
-    """The bash script a job container runs: write job.json, install, run under timeout."""
+    """The bash script a job container runs: write job.json, install, run under timeout,
+    then print the results into the job's log for the launcher (see `results.py`)."""
     tasks = inv.config.execution.evaluation_tasks
     payload = base64.b64encode(json.dumps(job.spec, sort_keys=True).encode()).decode("ascii")
     try:
@@ -321,13 +323,19 @@ def job_script(inv: Invocation, job: Job) -> str:
             f"execution.evaluation_tasks.install_command: cannot fill in {{version}}: {exc!r} "
             "(write literal braces as {{ and }})"
         ) from None
-    lines = [
-        "set -euo pipefail",
+    lines = ["set -euo pipefail"]
+    if not job.output_dir.startswith("/"):
+        # No shared storage: the output dir is relative to a fresh scratch dir of its own.
+        lines.append('cd "$(mktemp -d)"')
+    lines += [
         f"mkdir -p {shlex.quote(job.output_dir)}",
         f"printf '%s' {shlex.quote(payload)} | base64 -d > {shlex.quote(job.job_file)}",
         *([install] if install.strip() else []),
-        f"exec timeout --signal=TERM --kill-after={KILL_AFTER_SECONDS} {tasks.timeout} "
-        f"evalfleet eval --job {shlex.quote(job.job_file)}",
+        "status=0",
+        f"timeout --signal=TERM --kill-after={KILL_AFTER_SECONDS} {tasks.timeout} "
+        f"evalfleet eval --job {shlex.quote(job.job_file)} || status=$?",
+        *emit_lines(job.output_dir),
+        'exit "$status"',
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,289 @@
+"""What the Lepton executor does against the workspace: bring an endpoint up, submit jobs,
+read their states back, bring their results home, tear down. Stateless functions over a
+`LeptonClient` and the store, so `run`, `status`, `kill` and `resume` share them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from evalfleet.exceptions import BackendUnreachable, DeploymentError
+from evalfleet.executors.base import JobState
+from evalfleet.executors.lepton.results import BEGIN, END, LINE, ResultsMissing, unpack
+
+# Lepton job states (LeptonJobState) → ours. Anything else is UNKNOWN, with the raw state.
+JOB_STATES = {
+    "Queueing": JobState.PENDING, "Awaiting": JobState.PENDING,
+    "PendingRetry": JobState.PENDING, "Starting": JobState.PENDING,
+    "Restarting": JobState.RUNNING, "Running": JobState.RUNNING,
+    "Completed": JobState.SUCCESS, "Failed": JobState.FAILED,
+    "Stopping": JobState.KILLED, "Stopped": JobState.KILLED, "Deleting": JobState.KILLED,
+    "Deleted": JobState.KILLED, "Terminating": JobState.KILLED,
+}  # fmt: skip
+OPEN = ("PENDING", "RUNNING")
+
+
+def local_dir(output_dir: str, task: str) -> str:
+    """Where a task's results land on the launcher's side."""
+    return f"{output_dir}/{task}"
+
+
+# --------------------------------------------------------------------------- endpoint
+
+
+def wait_ready(
+    client: Any, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
+    """Poll the deployment until Ready; DeploymentError with its logs and events on Error,
+    disappearance or timeout."""
+    deadline = time.monotonic() + timeout
+    delay, state = 0.25, "unknown"
+    while True:
+        try:
+            deployment = client.get_deployment(name)
+        except BackendUnreachable:
+            deployment = {"status": {"state": state}}  # a blip: keep waiting
+        if deployment is None:
+            raise DeploymentError(f"endpoint {name} disappeared while starting (deleted?)")
+        state = str((deployment.get("status") or {}).get("state"))
+        if state == "Ready":
+            return deployment
+        if state == "Error":
+            raise DeploymentError(_failure(client, name, "went to Error"))
+        if time.monotonic() >= deadline:
+            raise DeploymentError(
+                _failure(client, name, f"was not Ready after {timeout:g} s (still {state}); "
+                         "raise execution.lepton_platform.deployment.endpoint_readiness_timeout")
+            )  # fmt: skip
+        sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 10.0)
+
+
+def _failure(client: Any, name: str, what: str) -> str:
+    lines = [f"Lepton endpoint {name} {what}"]
+    with contextlib.suppress(DeploymentError):
+        tail = [line for _, line in client.logs(deployment=name)][-10:]
+        lines += [f"  log: {line}" for line in tail]
+    with contextlib.suppress(DeploymentError):
+        for event in client.deployment_events(name)[-5:]:
+            lines.append(f"  event: {event.get('type')} {event.get('reason')} "
+                         f"(x{event.get('count')})")  # fmt: skip
+    return "\n".join(lines)
+
+
+def probe_health(url: str, token: str | None, timeout: float,
+                 sleep: Callable[[float], None] = time.sleep) -> str:  # fmt: skip
+    """GET the model's health path through the external endpoint until it answers.
+
+    With the token (from the launcher's env, see README), 200 is required. Without it, a
+    401 counts: the endpoint is up and enforces its token; the jobs hold the token.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            with opener.open(urllib.request.Request(url, headers=headers), timeout=30):
+                return "healthy"
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401 and not token:
+                return "up (401 without the token, as it should)"
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise DeploymentError(f"the endpoint's health check {url} failed: {last}")
+        sleep(1.0)
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def remote_jobs(client: Any, record: Any) -> dict[str, dict[str, Any]]:
+    """The invocation's jobs on Lepton, live and archived, by id: one (paged) listing."""
+    prefix = record.handle.get("job_prefix")
+    return {
+        str((job.get("metadata") or {}).get("id")): job
+        for job in client.list_jobs(q=prefix, mode="alive_and_archive")
+    }
+
+
+def observe(remote: dict[str, Any] | None) -> tuple[JobState, str]:
+    """Our state for a Lepton job (None: no longer listed), and a detail line."""
+    if remote is None:
+        return JobState.KILLED, "the Lepton job is gone (deleted outside evalfleet?)"
+    raw = str((remote.get("status") or {}).get("state"))
+    state = JOB_STATES.get(raw, JobState.UNKNOWN)
+    if state is JobState.UNKNOWN:
+        return state, f"Lepton reports state {raw!r}"
+    return state, f"{raw} on Lepton"
+
+
+def absorb(client: Any, store: Any, job: Any, remote: dict[str, Any] | None) -> str:
+    """Record a job's Lepton state; a finished one's results are brought home first.
+    Returns the recorded state."""
+    state, detail = observe(remote)
+    if state in (JobState.SUCCESS, JobState.FAILED):
+        state, detail = _bring_home(client, job, state)
+    if state.value != job.state or detail != job.detail:
+        store.update_job(job.job_id, state=state.value, detail=detail)
+    return state.value
+
+
+def _bring_home(client: Any, job: Any, state: JobState) -> tuple[JobState, str]:
+    lepton_id = job.handle["lepton_id"]
+    try:
+        lines = (line for _, line in client.all_logs(job=lepton_id))
+        code = unpack(lines, Path(job.output_dir))
+    except ResultsMissing as exc:
+        return JobState.FAILED, f"{exc}; see evalfleet logs {job.job_id}"
+    if state is JobState.SUCCESS and code == 0:
+        return JobState.SUCCESS, headline(job.output_dir)
+    if code == 3:
+        return JobState.FAILED, "some samples failed after their retries (see samples.jsonl)"
+    return (
+        JobState.FAILED,
+        f"evalfleet eval exited with code {code}; see evalfleet logs {job.job_id}",
+    )
+
+
+def headline(output_dir: str) -> str:
+    try:
+        results = json.loads((Path(output_dir) / "results.json").read_text())
+        name = results["headline_metric"]
+        metric = results["metrics"][name]
+        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "results in " + output_dir
+
+
+def delete_all(client: Any, record: Any) -> tuple[list[str], list[str], bool]:
+    """Delete every unfinished job of the invocation and then, whatever happened, its
+    endpoint. Finished jobs are left alone: they cost nothing and their logs hold results.
+    Returns (what was deleted, errors, whether the endpoint is now gone or going)."""
+    deleted: list[str] = []
+    errors: list[str] = []
+    endpoint_gone = False
+    try:
+        try:  # one listing finds also jobs created but not recorded (a crash after POST)
+            ids = unfinished_jobs(client, record)
+        except DeploymentError as exc:
+            errors.append(str(exc))
+            ids = [job.handle["lepton_id"] for job in record.jobs
+                   if job.handle.get("lepton_id") and job.state in OPEN]  # fmt: skip
+        for lepton_id in ids:
+            try:
+                if client.delete_job(lepton_id):
+                    deleted.append(f"Lepton job {lepton_id}")
+            except DeploymentError as exc:
+                errors.append(str(exc))
+    finally:
+        name = record.handle.get("endpoint")
+        if name:
+            try:
+                if client.delete_deployment(name):
+                    deleted.append(f"Lepton endpoint {name}")
+                endpoint_gone = True
+            except DeploymentError as exc:
+                errors.append(str(exc))
+    return deleted, errors, endpoint_gone
+
+
+def delete_strays(client: Any, record: Any) -> list[str]:
+    """Delete unfinished jobs of the invocation that the store does not know (a `POST /jobs`
+    retried after a 5xx the server had in fact processed); returns their ids."""
+    known = {job.handle.get("lepton_id") for job in record.jobs}
+    strays = [i for i in unfinished_jobs(client, record) if i not in known]
+    for lepton_id in strays:
+        client.delete_job(lepton_id)
+    return strays
+
+
+def unfinished_jobs(client: Any, record: Any) -> list[str]:
+    """Ids of the invocation's live jobs that have not finished (nor are being deleted)."""
+    prefix = record.handle.get("job_prefix")
+    if not prefix:
+        return []
+    done = ("Completed", "Failed", "Deleting", "Deleted")
+    return [
+        str(job["metadata"]["id"])
+        for job in client.list_jobs(q=prefix, mode="alive_only")
+        if (job.get("status") or {}).get("state") not in done
+    ]
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def readable(lines: Iterator[tuple[int, str]], where: str) -> Iterator[tuple[int, str]]:
+    """Log lines with the results block folded into one line saying where it went."""
+    inside = 0
+    for stamp, line in lines:
+        if line == BEGIN:
+            inside = 1
+        elif inside and line.startswith(LINE):
+            inside += 1
+        elif inside and line.startswith(END):
+            yield stamp, f"(results: {inside - 1} line(s) of packed output, brought into {where})"
+            inside = 0
+        else:
+            yield stamp, line
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def alive(pid: Any) -> bool:
+    """Whether `pid` runs; a zombie does not."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop_runner(pid: Any, wait_s: float = 60.0) -> bool:
+    """SIGTERM a foreground `run` (it tears down what it made) and wait for it to end."""
+    if not alive(pid) or pid == os.getpid():
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`evalfleet kill`, a shutdown) takes the same clean-up path as Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

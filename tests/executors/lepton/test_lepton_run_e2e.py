@@ -1,0 +1,429 @@
+"""The Lepton executor end to end against the emulator: real processes, real HTTP.
+
+Each run uses the examples as shipped, with only what cannot run here overridden: the job
+image's install step (evalfleet is already installed), a task that runs offline
+(HumanEval, 2 samples) and the output dir. Jobs run `evalfleet eval` as local processes of
+the emulator; each deployment's endpoint proxies to an endpoint simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evalfleet.store import InvocationStore
+from evalfleet.testing import run_simulator
+from evalfleet.testing.lepton import Emulator, run_emulator
+from tests.conftest import EXAMPLES
+
+ENDPOINT_TOKEN = "PLANTED-endpoint-token-7f3a9c"
+WORKSPACE_TOKEN = "PLANTED-workspace-token-51e2"
+SECRETS = {
+    "ENDPOINT_API_KEY": ENDPOINT_TOKEN,
+    "HUGGING_FACE_HUB_TOKEN": "PLANTED-hf-token-0c1d",
+    "NGC_API_KEY": "PLANTED-ngc-key-9b8a",
+}
+FAST = [
+    "-o", "execution.evaluation_tasks.install_command=",
+    "-o", "evaluation.tasks=[{name: humaneval}]",
+    "-o", "evaluation.params.limit_samples=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with run_emulator(WORKSPACE_TOKEN, secrets=SECRETS) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def lepton(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Emulator:
+    """The shared emulator with default faults, and the client env pointing at it."""
+    emulator.faults(server_errors=0, deployment_state=None, ready_after=0.5, delete_after=0.3,
+                    queue_after=0.2, archive_after=None, new_deployment_api=False)  # fmt: skip
+    for name, value in emulator.client_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "lepton-cache"))  # no real login
+    monkeypatch.delenv("ENDPOINT_API_KEY", raising=False)
+    return emulator
+
+
+def _run_args(example: str, out: Path, *extra: str) -> list[str]:
+    return ["run", "--config-dir", str(EXAMPLES), "--config-name", example, *FAST,
+            "-o", f"execution.output_dir={out}", *extra]  # fmt: skip
+
+
+def _record(invocation_id: str):
+    with InvocationStore() as store:
+        return store.get(invocation_id)
+
+
+def _assert_nothing_left(emulator: Emulator) -> None:
+    assert emulator.wait_until_empty() == {"deployments": [], "jobs": []}
+
+
+def _assert_token_nowhere(*roots: Path, texts: tuple[str, ...] = ()) -> None:
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for token in (ENDPOINT_TOKEN, WORKSPACE_TOKEN):
+                    assert token.encode() not in data, f"{token} found in {path}"
+    for text in texts:
+        assert ENDPOINT_TOKEN not in text and WORKSPACE_TOKEN not in text
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def _results(out: Path, invocation_id: str, task: str = "humaneval") -> dict:
+    task_dir = out / invocation_id / task
+    samples = (task_dir / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 2
+    assert not (task_dir / "cache.sqlite").exists()  # the cache stays in the job
+    return json.loads((task_dir / "results.json").read_text())
+
+
+def test_vllm_example_runs_to_success(cli, lepton, tmp_path, isolated, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("ENDPOINT_API_KEY", ENDPOINT_TOKEN)  # lets the launcher probe /health
+    result = cli(*_run_args("lepton_vllm_llama_3_1_8b_instruct", out))
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    assert "Ready after" in result.err and "healthy" in result.err
+    assert "SUCCESS" in result.out and "pass@1" in result.out
+    results = _results(out, invocation_id)
+    assert results["task"] == "humaneval" and results["metrics"]["pass@1"]["n"] == 2
+    record = _record(invocation_id)
+    assert record.handle["endpoint"] == f"llama-3-1-8b-{invocation_id}"
+    assert record.handle["endpoint_deleted"] is True
+    assert record.jobs[0].handle["lepton_id"].startswith(f"eval-{invocation_id}-humaneval-")
+    _assert_nothing_left(lepton)
+
+    logs = cli("logs", invocation_id)
+    assert logs.code == 0
+    assert "[humaneval] (results:" in logs.out and "EVALFLEET-RESULTS " not in logs.out
+    assert "[endpoint] POST /v1/chat/completions 200" in logs.out
+    dry = cli(*_run_args("lepton_vllm_llama_3_1_8b_instruct", out), "--dry-run", "--json")
+    assert dry.code == 0
+    _assert_token_nowhere(isolated, out, texts=(result.out, result.err, logs.out, dry.out))
+
+
+def test_nim_example_runs_to_success(cli, lepton, tmp_path, isolated):
+    out = tmp_path / "out"
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out))
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    # Without the token in the launcher's env, the probe accepts the endpoint's 401.
+    assert "up (401 without the token" in result.err
+    assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+    _assert_nothing_left(lepton)
+    _assert_token_nowhere(isolated, out, texts=(result.out, result.err))
+
+
+def test_none_example_runs_to_success(cli, lepton, tmp_path, isolated):
+    out = tmp_path / "out"
+    with run_simulator(model="llama-3.1-8b-instruct", require_api_key=ENDPOINT_TOKEN) as sim:
+        result = cli(*_run_args("lepton_none_llama_3_1_8b_instruct", out,
+                                "-o", f"target.api_endpoint.url={sim.base_url}/v1/chat/completions"))  # fmt: skip
+        assert sim.stats()["by_status"].get("200", 0) >= 2  # the job used the secret's key
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    assert _record(invocation_id).handle["endpoint"] is None
+    assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+    _assert_nothing_left(lepton)
+    _assert_token_nowhere(isolated, out, texts=(result.out, result.err))
+
+
+def test_keep_endpoint_then_kill_deletes_it(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out), "--keep-endpoint")
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    assert lepton.live()["deployments"] == [f"nim-{invocation_id}"]
+    status = cli("status", invocation_id)  # a kept endpoint is not cleaned up by status
+    assert "SUCCESS" in status.out and lepton.live()["deployments"]
+    killed = cli("kill", invocation_id)
+    assert killed.code == 0 and f"Lepton endpoint nim-{invocation_id}" in killed.out
+    _assert_nothing_left(lepton)
+    again = cli("kill", invocation_id)
+    assert again.code == 0 and again.out.strip() == "nothing was running"
+
+
+# --------------------------------------------------------------------------- background runs
+
+
+def _start_run(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "evalfleet", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_invocation() -> str | None:
+    with InvocationStore() as store:
+        for record in store.list_invocations():
+            if record.jobs and all(j.handle.get("lepton_id") for j in record.jobs):
+                return record.invocation_id
+    return None
+
+
+def test_kill_mid_run_leaves_nothing(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 60"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        _wait_for(lambda: lepton.live()["jobs"], what="a live job")
+        killed = cli("kill", invocation_id)
+        assert killed.code == 0, killed.err
+        assert f"run process {run.pid}" in killed.out
+        assert run.wait(30) != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    _assert_nothing_left(lepton)
+    assert {job.state for job in _record(invocation_id).jobs} == {"KILLED"}
+    assert cli("kill", invocation_id).out.strip() == "nothing was running"  # twice
+
+
+def test_a_dead_runner_is_cleaned_up_by_status(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 2"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        run.send_signal(signal.SIGKILL)  # no clean-up: the endpoint stays
+        run.communicate()
+        job_id = _record(invocation_id).jobs[0].handle["lepton_id"]
+        _wait_for(lambda: job_id not in lepton.live()["jobs"], what="the job to finish")
+        assert lepton.live()["deployments"] == [f"llama-3-1-8b-{invocation_id}"]
+        status = cli("status", invocation_id)
+        assert status.code == 0 and "SUCCESS" in status.out and "pass@1" in status.out
+        assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+        _assert_nothing_left(lepton)
+        assert _record(invocation_id).handle["endpoint_deleted"] is True
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+def test_kill_after_the_jobs_were_archived(cli, lepton, tmp_path):
+    lepton.faults(archive_after=0.2)
+    out = tmp_path / "out"
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out), "--keep-endpoint")
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    lepton_id = _record(invocation_id).jobs[0].handle["lepton_id"]
+    time.sleep(0.5)
+    alive = lepton.call("GET", "/jobs", api=True)["jobs"]
+    assert lepton_id not in [job["metadata"]["id"] for job in alive]  # archived
+    archived = lepton.call("GET", f"/jobs/{lepton_id}?job_query_mode=alive_and_archive")
+    assert archived["status"]["state"] == "Completed"  # keeps its final state
+    killed = cli("kill", invocation_id)
+    assert killed.code == 0 and killed.out.strip() == f"stopped Lepton endpoint nim-{invocation_id}"
+    _assert_nothing_left(lepton)
+    assert cli("status", invocation_id).out.count("SUCCESS") == 1
+    assert cli("kill", invocation_id).out.strip() == "nothing was running"
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_deployment_error_stops_the_launch_and_deletes_it(cli, lepton, tmp_path):
+    lepton.faults(deployment_state="Error")
+    out = tmp_path / "out"
+    result = cli(*_run_args("lepton_vllm_llama_3_1_8b_instruct", out))
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert any(line.startswith("error: Lepton endpoint llama-3-1-8b-") and "went to Error" in line
+               for line in lines)  # fmt: skip
+    assert "CUDA out of memory" in result.err and "event: Warning BackOff" in result.err
+    _assert_nothing_left(lepton)
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    assert [job.state for job in record.jobs] == ["FAILED"]
+    assert record.jobs[0].detail.startswith("not run: Lepton endpoint")
+
+
+def test_readiness_timeout_stops_the_launch(cli, lepton, tmp_path):
+    lepton.faults(deployment_state="Starting")
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out",
+                            "-o", "execution.lepton_platform.deployment.endpoint_readiness_timeout=1"))  # fmt: skip
+    assert result.code == 1
+    assert "was not Ready after 1 s (still Starting)" in result.err
+    assert "endpoint_readiness_timeout" in result.err
+    _assert_nothing_left(lepton)
+
+
+def test_5xx_bursts_are_retried(cli, lepton, tmp_path):
+    lepton.faults(server_errors=3)
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out"))
+    assert result.code == 0, result.err
+    assert lepton.faults()["server_errors"] == 0
+    _assert_nothing_left(lepton)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("deployment.lepton_config.resource_shape=gpu.9xzz",
+         "error: Lepton refused POST /deployments (400): resource_requirement.resource_shape: "
+         "resource shape 'gpu.9xzz' is not available in this workspace"),
+        ("deployment.lepton_config.node_group=ng-missing",
+         "error: Lepton refused POST /deployments (400): dedicated node group 'ng-missing' "
+         "not found in this workspace"),
+        ("execution.evaluation_tasks.resource_shape=cpu.huge",
+         "error: Lepton refused POST /jobs (400): resource_shape: resource shape 'cpu.huge'"),
+    ],
+)  # fmt: skip
+def test_api_refusals_are_one_line(cli, lepton, tmp_path, override, expected):
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out", "-o", override))
+    assert result.code == 1
+    errors = _errors(result.err)
+    assert len(errors) == 1 and errors[0].startswith(expected), result.err
+    assert "(check " in errors[0]
+    _assert_nothing_left(lepton)
+
+
+def test_missing_credentials_and_wrong_token(cli, lepton, tmp_path, monkeypatch, isolated):
+    args = _run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out")
+    monkeypatch.delenv("LEPTON_WORKSPACE_ID")
+    monkeypatch.delenv("LEPTON_WORKSPACE_TOKEN")
+    missing = cli(*args)
+    assert missing.code == 2
+    assert _errors(missing.err) == [
+        "error: no Lepton credentials found: run `lep login -c <workspace_id>:<token>` or set "
+        "LEPTON_WORKSPACE_ID and LEPTON_WORKSPACE_TOKEN"
+    ]
+    monkeypatch.setenv("LEPTON_WORKSPACE_ID", lepton.workspace_id)
+    monkeypatch.setenv("LEPTON_WORKSPACE_TOKEN", "wrong-token")
+    wrong = cli(*args)
+    assert wrong.code == 1
+    (line,) = _errors(wrong.err)
+    assert line.startswith(
+        f"error: Lepton refused the token for workspace {lepton.workspace_id} (401"
+    )
+    assert "lep login" in line
+    assert not isolated.exists() or not InvocationStore().list_invocations()  # nothing recorded
+
+
+def test_status_is_unknown_when_lepton_cannot_be_reached(cli, lepton, tmp_path, monkeypatch):
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out",
+                               "-o", "execution.evaluation_tasks.install_command=sleep 60"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        monkeypatch.setenv("LEPTON_WORKSPACE_URL", "http://127.0.0.1:9/api/v2/workspaces/x")
+        status = cli("status", invocation_id, "--json")
+        (row,) = json.loads(status.out)
+        assert row["state"] == "UNKNOWN" and "cannot reach Lepton" in row["detail"]
+        monkeypatch.setenv("LEPTON_WORKSPACE_URL", lepton.base_url)
+        (row,) = json.loads(cli("status", invocation_id, "--json").out)
+        assert row["state"] in ("PENDING", "RUNNING") and "endpoint nim-" in row["detail"]
+    finally:
+        assert cli("kill", invocation_id).code == 0
+        run.communicate()
+    _assert_nothing_left(lepton)
+
+
+def test_resume_reruns_a_killed_task(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 60"))  # fmt: skip
+    invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+    assert cli("kill", invocation_id).code == 0
+    run.communicate()
+    _assert_nothing_left(lepton)
+    # The stored config still sleeps 60 s before evaluating: resume runs exactly that again,
+    # so here it is only checked that resume brings the endpoint and a new job back.
+    resumed = _start_run(["resume", invocation_id])
+    try:
+        _wait_for(lambda: len(lepton.live()["jobs"]) == 1, what="the resumed job")
+        assert lepton.live()["deployments"] == [f"nim-{invocation_id}"]
+        record = _record(invocation_id)
+        assert record.jobs[0].state in ("PENDING", "RUNNING")
+    finally:
+        assert cli("kill", invocation_id).code == 0
+        resumed.communicate()
+    _assert_nothing_left(lepton)
+
+
+def test_logs_follow_ends_with_the_jobs(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 2"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        followed = cli("logs", "--follow", invocation_id)
+        assert followed.code == 0, followed.err
+        lines = followed.out.splitlines()
+        assert lines[0].startswith("[endpoint] Creating replica of nim-")
+        assert any(line.startswith("[humaneval] (results: ") for line in lines)
+        assert lines[-1] == "[humaneval] container exited with code 0"
+        one = cli("logs", f"{invocation_id}.0")
+        assert one.out.splitlines()[-1] == "[humaneval] container exited with code 0"
+        assert not any(line.startswith("[endpoint]") for line in one.out.splitlines())
+        assert run.wait(60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    _assert_nothing_left(lepton)
+
+
+def test_status_asks_lepton_once_per_invocation(cli, lepton, tmp_path):
+    # The example as shipped has two tasks (ifeval, gsm8k); they never get past the install.
+    run = _start_run(["run", "--config-dir", str(EXAMPLES), "--config-name",
+                      "lepton_vllm_llama_3_1_8b_instruct",
+                      "-o", f"execution.output_dir={tmp_path / 'out'}",
+                      "-o", "execution.evaluation_tasks.install_command=sleep 60"])  # fmt: skip
+    invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+    try:
+        lepton.requests(reset=True)
+        rows = json.loads(cli("status", invocation_id, "--json").out)
+        assert [row["task"] for row in rows] == ["ifeval", "gsm8k"]
+        assert {row["state"] for row in rows} <= {"PENDING", "RUNNING"}
+        assert lepton.requests() == {"GET /jobs": 1, "GET /deployments/{name}": 1}
+    finally:
+        assert cli("kill", invocation_id).code == 0
+        run.communicate()
+    _assert_nothing_left(lepton)
+
+
+def test_a_stray_duplicate_job_is_deleted_at_the_end(cli, lepton, tmp_path):
+    """A `POST /jobs` retried after a 5xx the server had processed leaves a job evalfleet
+    never recorded; the run deletes it when the recorded ones end."""
+    run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out",
+                               "-o", "execution.evaluation_tasks.install_command=sleep 1"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        lepton.call("POST", "/jobs", {
+            "metadata": {"name": f"eval-{invocation_id}-humaneval"},
+            "spec": {"resource_shape": "cpu.small",
+                     "container": {"image": "x", "command": ["sleep", "60"]}}})  # fmt: skip
+        assert run.wait(60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    # The stray sleeps 60 s: it is gone only because the run deleted it.
+    _assert_nothing_left(lepton)
