@@ -16,21 +16,34 @@ def _connect(sim: Simulator) -> socket.socket:
     return socket.create_connection((url.hostname, url.port), timeout=5)
 
 
+class _Replies:
+    """Reads replies off a socket, keeping what arrived beyond the current one."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"connection closed mid-reply: {self.data!r}"
+        self.data += chunk
+
+    def next(self) -> tuple[str, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.data:
+            self._fill()
+        head = self.data.partition(b"\r\n\r\n")[0]
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        length = int(headers["content-length"])
+        while len(self.data) - len(head) - 4 < length:
+            self._fill()
+        start = len(head) + 4
+        body, self.data = self.data[start : start + length], self.data[start + length :]
+        return status_line, headers, body
+
+
 def _read_reply(sock: socket.socket) -> tuple[str, dict[str, str], bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed mid-head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk
-        rest += chunk
-    return status_line, headers, rest[:length]
+    return _Replies(sock).next()
 
 
 def _post(path: str, body: bytes, extra: str = "", version: str = "HTTP/1.1") -> bytes:
@@ -54,8 +67,9 @@ def test_keep_alive_serves_many_requests_on_one_connection(sim: Simulator) -> No
 def test_two_requests_in_one_write_are_answered_in_order(sim: Simulator) -> None:
     with _connect(sim) as sock:
         sock.sendall(_post("/v1/chat/completions", BODY) + _post("/nowhere", b"{}"))
-        assert _read_reply(sock)[0] == "HTTP/1.1 200 OK"
-        assert _read_reply(sock)[0] == "HTTP/1.1 404 Not Found"
+        replies = _Replies(sock)
+        assert replies.next()[0] == "HTTP/1.1 200 OK"
+        assert replies.next()[0] == "HTTP/1.1 404 Not Found"
 
 
 def test_chunked_request_body(sim: Simulator) -> None:
