@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import re
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,12 +21,12 @@ from evalfleet.exceptions import NotAvailableError
 PUNKT_DATA = Path(__file__).with_name("punkt_english.json.gz")
 LANGDETECT_SEED = 0
 
-_WORD = re.compile(r"\w+")
-
 
 def count_words(text: str) -> int:
-    """Runs of word characters, as NLTK's `RegexpTokenizer(r"\\w+")` counts them."""
-    return len(_WORD.findall(text))
+    """Runs of word characters, as NLTK's `RegexpTokenizer(r"\\w+")` counts them: NLTK
+    matches with the `regex` engine, whose word characters include combining marks, so
+    a Kannada or Hindi word is one word (with `re` it would break at each vowel sign)."""
+    return len(_word_pattern().findall(text))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -64,6 +63,15 @@ def _needs(module: str) -> NoReturn:
 
 def punkt_tables() -> dict[str, Any]:
     return json.loads(gzip.decompress(PUNKT_DATA.read_bytes()))
+
+
+@functools.cache
+def _word_pattern() -> Any:
+    try:
+        import regex
+    except ModuleNotFoundError:
+        _needs("regex")
+    return regex.compile(r"\w+")
 
 
 @functools.cache
