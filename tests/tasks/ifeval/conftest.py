@@ -42,9 +42,7 @@ def nltk_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     english.mkdir(parents=True)
     (english / "abbrev_types.txt").write_text("".join(f"{a}\n" for a in model.abbrev_types))
     (english / "sent_starters.txt").write_text("".join(f"{s}\n" for s in model.sent_starters))
-    (english / "collocations.tab").write_text(
-        "".join(f"{a}\t{b}\n" for a, b in model.collocations)
-    )
+    (english / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in model.collocations))
     (english / "ortho_context.tab").write_text(
         "".join(f"{t}\t{n}\n" for t, n in model.ortho_context.items())
     )

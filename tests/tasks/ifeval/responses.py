@@ -10,6 +10,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from evalfleet.tasks.ifeval import Prompt
@@ -37,38 +38,75 @@ SENTENCES = (
     "They painted the fence white to match the house.",
     "The concert hall was quiet before the music began.",
 )
-WORDS = (
-    "river stone mill garden window bread morning summer travel mountain breeze museum "
-    "north wing beach shell plan journey rose tool shed library harvest wheat autumn rain "
-    "dinner train station roof storm lesson snow village fence house music hall quiet "
-    "bright calm gentle green blue warm cold swift slow happy brave kind proud humble "
-    "duty forty zulu kyoto blur hymn lynx myth rhythm"
-).split()
+WORDS = [
+    "river",
+    "stone",
+    "mill",
+    "garden",
+    "window",
+    "bread",
+    "morning",
+    "summer",
+    "travel",
+    "mountain",
+    "breeze",
+    "museum",
+    "north",
+    "wing",
+    "beach",
+    "shell",
+    "plan",
+    "journey",
+    "rose",
+    "tool",
+    "shed",
+    "library",
+    "harvest",
+    "wheat",
+    "autumn",
+    "rain",
+    "dinner",
+    "train",
+    "station",
+    "roof",
+    "storm",
+    "lesson",
+    "snow",
+    "village",
+    "fence",
+    "house",
+    "music",
+    "hall",
+    "quiet",
+    "bright",
+    "calm",
+    "gentle",
+    "green",
+    "blue",
+    "warm",
+    "cold",
+    "swift",
+    "slow",
+    "happy",
+    "brave",
+    "kind",
+    "proud",
+    "humble",
+    "duty",
+    "forty",
+    "zulu",
+    "kyoto",
+    "blur",
+    "hymn",
+    "lynx",
+    "myth",
+    "rhythm",
+]
 CAPS = ("NASA", "USA", "UNESCO", "BBC", "NATO", "FIFA")
-LANGUAGE_TEXTS = {
-    "hi": "मौसम आज बहुत सुहावना है और बच्चे पार्क में खेल रहे हैं। हम सब शाम को बाज़ार जाएंगे और कुछ फल खरीदेंगे। मुझे यह शहर बहुत पसंद है क्योंकि यहाँ के लोग दयालु हैं।",
-    "mr": "आज हवामान खूप छान आहे आणि मुले बागेत खेळत आहेत. आम्ही संध्याकाळी बाजारात जाणार आहोत आणि काही फळे विकत घेणार आहोत. मला हे शहर खूप आवडते कारण इथली माणसे प्रेमळ आहेत.",
-    "ne": "आज मौसम धेरै राम्रो छ र केटाकेटीहरू बगैंचामा खेलिरहेका छन्। हामी बेलुका बजार जानेछौं र केही फलफूल किन्नेछौं। मलाई यो सहर धेरै मन पर्छ किनभने यहाँका मानिसहरू दयालु छन्।",
-    "bn": "আজ আবহাওয়া খুব সুন্দর এবং শিশুরা পার্কে খেলছে। আমরা সন্ধ্যায় বাজারে যাব এবং কিছু ফল কিনব। আমি এই শহরটি খুব ভালোবাসি কারণ এখানকার মানুষ দয়ালু।",
-    "pa": "ਅੱਜ ਮੌਸਮ ਬਹੁਤ ਵਧੀਆ ਹੈ ਅਤੇ ਬੱਚੇ ਪਾਰਕ ਵਿੱਚ ਖੇਡ ਰਹੇ ਹਨ। ਅਸੀਂ ਸ਼ਾਮ ਨੂੰ ਬਾਜ਼ਾਰ ਜਾਵਾਂਗੇ ਅਤੇ ਕੁਝ ਫਲ ਖਰੀਦਾਂਗੇ। ਮੈਨੂੰ ਇਹ ਸ਼ਹਿਰ ਬਹੁਤ ਪਸੰਦ ਹੈ ਕਿਉਂਕਿ ਇੱਥੇ ਦੇ ਲੋਕ ਦਿਆਲੂ ਹਨ।",
-    "gu": "આજે હવામાન ખૂબ સરસ છે અને બાળકો બગીચામાં રમી રહ્યા છે. અમે સાંજે બજારમાં જઈશું અને થોડા ફળો ખરીદીશું. મને આ શહેર ખૂબ ગમે છે કારણ કે અહીંના લોકો દયાળુ છે.",
-    "kn": "ಇಂದು ಹವಾಮಾನ ತುಂಬಾ ಚೆನ್ನಾಗಿದೆ ಮತ್ತು ಮಕ್ಕಳು ಉದ್ಯಾನದಲ್ಲಿ ಆಡುತ್ತಿದ್ದಾರೆ. ನಾವು ಸಂಜೆ ಮಾರುಕಟ್ಟೆಗೆ ಹೋಗಿ ಕೆಲವು ಹಣ್ಣುಗಳನ್ನು ಖರೀದಿಸುತ್ತೇವೆ. ಈ ನಗರದ ಜನರು ದಯಾಳುಗಳಾಗಿರುವುದರಿಂದ ನನಗೆ ಈ ನಗರ ತುಂಬಾ ಇಷ್ಟ.",
-    "te": "ఈరోజు వాతావరణం చాలా బాగుంది మరియు పిల్లలు పార్కులో ఆడుకుంటున్నారు. మేము సాయంత్రం మార్కెట్‌కు వెళ్లి కొన్ని పండ్లు కొంటాము. ఇక్కడి ప్రజలు దయగలవారు కాబట్టి నాకు ఈ నగరం చాలా ఇష్టం.",
-    "ta": "இன்று வானிலை மிகவும் நன்றாக உள்ளது மற்றும் குழந்தைகள் பூங்காவில் விளையாடுகிறார்கள். நாங்கள் மாலையில் சந்தைக்குச் சென்று சில பழங்களை வாங்குவோம். இங்குள்ள மக்கள் அன்பானவர்கள் என்பதால் எனக்கு இந்த நகரம் மிகவும் பிடிக்கும்.",
-    "th": "วันนี้อากาศดีมากและเด็กๆ กำลังเล่นอยู่ในสวนสาธารณะ พวกเราจะไปตลาดตอนเย็นและซื้อผลไม้บางอย่าง ฉันชอบเมืองนี้มากเพราะผู้คนที่นี่ใจดี",
-    "ko": "오늘은 날씨가 정말 좋고 아이들이 공원에서 놀고 있습니다. 우리는 저녁에 시장에 가서 과일을 살 것입니다. 이 도시 사람들은 친절해서 저는 이 도시를 정말 좋아합니다.",
-    "vi": "Hôm nay thời tiết rất đẹp và trẻ em đang chơi trong công viên. Chúng tôi sẽ đi chợ vào buổi tối và mua một ít trái cây. Tôi rất thích thành phố này vì người dân ở đây rất tốt bụng.",
-    "sw": "Leo hali ya hewa ni nzuri sana na watoto wanacheza katika bustani. Tutaenda sokoni jioni na kununua matunda kadhaa. Ninaupenda mji huu sana kwa sababu watu wake ni wakarimu.",
-    "de": "Heute ist das Wetter sehr schön und die Kinder spielen im Park. Wir gehen am Abend auf den Markt und kaufen etwas Obst. Ich mag diese Stadt sehr weil die Menschen hier freundlich sind.",
-    "fa": "امروز هوا بسیار خوب است و بچه‌ها در پارک بازی می‌کنند. ما عصر به بازار می‌رویم و مقداری میوه می‌خریم. من این شهر را خیلی دوست دارم زیرا مردم اینجا مهربان هستند.",
-    "ur": "آج موسم بہت اچھا ہے اور بچے پارک میں کھیل رہے ہیں۔ ہم شام کو بازار جائیں گے اور کچھ پھل خریدیں گے۔ مجھے یہ شہر بہت پسند ہے کیونکہ یہاں کے لوگ مہربان ہیں۔",
-    "ar": "الطقس اليوم جميل جدا والأطفال يلعبون في الحديقة. سنذهب إلى السوق في المساء ونشتري بعض الفواكه. أنا أحب هذه المدينة كثيرا لأن الناس هنا طيبون.",
-    "ru": "Сегодня очень хорошая погода и дети играют в парке. Вечером мы пойдём на рынок и купим немного фруктов. Мне очень нравится этот город потому что люди здесь добрые.",
-    "bg": "Днес времето е много хубаво и децата играят в парка. Вечерта ще отидем на пазара и ще купим малко плодове. Много харесвам този град защото хората тук са добри.",
-    "pt": "Hoje o tempo está muito bom e as crianças estão brincando no parque. À noite vamos ao mercado e compramos algumas frutas. Eu gosto muito desta cidade porque as pessoas aqui são simpáticas.",
-    "it": "Oggi il tempo è molto bello e i bambini giocano nel parco. Stasera andremo al mercato e compreremo un po' di frutta. Mi piace molto questa città perché le persone qui sono gentili.",
-    "fi": "Tänään sää on todella kaunis ja lapset leikkivät puistossa. Menemme illalla torille ja ostamme hedelmiä. Pidän tästä kaupungista kovasti koska ihmiset täällä ovat ystävällisiä.",
-}
+# Two or three sentences in each language the prompts ask for (written for these tests).
+LANGUAGE_TEXTS: dict[str, str] = json.loads(
+    Path(__file__).with_name("language_texts.json").read_text(encoding="utf-8")
+)
 
 
 class Writer:
