@@ -162,7 +162,8 @@ def constrained_answer(response: str, args: Mapping[str, Any]) -> bool:
 
 
 def highlighted_sections(response: str, args: Mapping[str, Any]) -> bool:
-    # `**x**` counts twice (once inside the single-star count too), as in the reference.
+    # `**x**` counts once, through the double-star pattern: the single-star one only finds
+    # the empty `**` pairs in it, which do not count.
     single = sum(1 for h in re.findall(r"\*[^\n\*]*\*", response) if h.strip("*").strip())
     double = sum(
         1
