@@ -133,10 +133,10 @@ class Plan:
         chunks = [sentences[i::count] for i in range(count)]
         if sections:
             splitter = sections["section_spliter"]
-            chunks = [[f"{splitter} {i + 1}"] + c for i, c in enumerate(chunks)]
+            chunks = [[f"{splitter} {i + 1}", *c] for i, c in enumerate(chunks)]
         if blank:
             nth = blank["nth_paragraph"] - 1
-            chunks[nth] = [f"{blank['first_word'].capitalize()} {chunks[nth][0]}"] + chunks[nth][1:]
+            chunks[nth] = [f"{blank['first_word'].capitalize()} {chunks[nth][0]}", *chunks[nth][1:]]
         separator = "\n***\n" if dividers else "\n\n" if (blank or sections) else "\n"
         return chunks, separator
 
@@ -172,7 +172,7 @@ class Plan:
             head.append(repeat["prompt_to_repeat"])
         if "title" in self.args:
             head.append(self._title())
-        response = "\n".join(head + [body])
+        response = "\n".join([*head, body])
         response = self._fill_counts(response)
         if "english_capital" in self.args:
             response = response.upper()
