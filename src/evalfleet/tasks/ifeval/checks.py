@@ -265,6 +265,28 @@ def loose_variants(response: str) -> list[str]:
     return trimmed + [variant.replace("*", "") for variant in trimmed]
 
 
+def verdicts(
+    response: str, instruction_ids: Sequence[str], kwargs: Sequence[Mapping[str, Any]]
+) -> tuple[list[bool], list[bool]]:
+    """Strict and loose verdicts, one per instruction; a blank response follows none.
+
+    Loose tries the response itself first, so an instruction followed strictly is followed
+    loosely without another check; repeated variants are checked once.
+    """
+    pairs = list(zip(instruction_ids, kwargs, strict=True))
+    if not response.strip():
+        return [False] * len(pairs), [False] * len(pairs)
+    strict = [CHECKS[instruction](response, args) for instruction, args in pairs]
+    if all(strict):
+        return strict, list(strict)
+    others = [v for v in dict.fromkeys(loose_variants(response)[1:]) if v.strip() and v != response]
+    loose = [
+        followed or any(CHECKS[instruction](variant, args) for variant in others)
+        for followed, (instruction, args) in zip(strict, pairs, strict=True)
+    ]
+    return strict, loose
+
+
 def follows(
     response: str,
     instruction_ids: Sequence[str],
@@ -272,9 +294,6 @@ def follows(
     *,
     loose: bool = False,
 ) -> list[bool]:
-    """One verdict per instruction; an empty (or blank) response follows none."""
-    candidates = [r for r in (loose_variants(response) if loose else [response]) if r.strip()]
-    return [
-        any(CHECKS[instruction](candidate, args) for candidate in candidates)
-        for instruction, args in zip(instruction_ids, kwargs, strict=True)
-    ]
+    """One verdict per instruction, by the strict or the loose rule."""
+    strict_verdicts, loose_verdicts = verdicts(response, instruction_ids, kwargs)
+    return loose_verdicts if loose else strict_verdicts

@@ -17,7 +17,7 @@ from typing import Any
 
 from evalfleet.scoring.stats import Metric, summarize
 from evalfleet.tasks.base import Sample, Score
-from evalfleet.tasks.ifeval.checks import follows
+from evalfleet.tasks.ifeval.checks import verdicts
 from evalfleet.tasks.ifeval.data import Prompt, load_prompts
 
 METRICS = (
@@ -58,8 +58,7 @@ class IFEval:
 
     def score(self, sample: Sample, response: str) -> Score:
         ids, kwargs = sample.metadata["instruction_ids"], sample.metadata["kwargs"]
-        strict = follows(response, ids, kwargs)
-        loose = follows(response, ids, kwargs, loose=True)
+        strict, loose = verdicts(response, ids, kwargs)
         self._verdicts.setdefault(sample.id, []).append((strict, loose))
         shown = json.dumps({"strict": strict, "loose": loose})
         return Score(float(all(strict)), shown)

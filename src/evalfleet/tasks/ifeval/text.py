@@ -30,21 +30,30 @@ def count_words(text: str) -> int:
 
 
 def split_sentences(text: str) -> list[str]:
-    return _sentence_splitter().tokenize(text)
+    return list(_sentences(text))
 
 
 def count_sentences(text: str) -> int:
-    return len(split_sentences(text))
+    return len(_sentences(text))
 
 
 def word_tokens(text: str) -> list[str]:
     """Treebank word tokens of each Punkt sentence (`nltk.word_tokenize`'s result)."""
-    splitter, words = _sentence_splitter(), _word_tokenizer()
-    return [token for sentence in splitter.tokenize(text) for token in words.tokenize(sentence)]
+    words = _word_tokenizer()
+    return [token for sentence in _sentences(text) for token in words.tokenize(sentence)]
 
 
+# Strict and loose checks and several instructions look at the same texts: the costly
+# answers are kept for the last few hundred texts (each is a pure function of its text).
+@functools.lru_cache(maxsize=512)
+def _sentences(text: str) -> tuple[str, ...]:
+    return tuple(_sentence_splitter().tokenize(text))
+
+
+@functools.lru_cache(maxsize=512)
 def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code langdetect names, or None when it finds nothing to go on."""
+    """The ISO 639-1 code langdetect names, or None when it finds nothing to go on.
+    Seeded, so the same text always gets the same answer."""
     from langdetect.lang_detect_exception import LangDetectException
 
     detector = _language_detectors().create()
