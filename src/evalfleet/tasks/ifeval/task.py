@@ -17,6 +17,7 @@ from typing import Any
 
 from evalfleet.scoring.stats import Metric, summarize
 from evalfleet.tasks.base import Sample, Score
+from evalfleet.tasks.ifeval import text
 from evalfleet.tasks.ifeval.checks import verdicts
 from evalfleet.tasks.ifeval.data import Prompt, load_prompts
 
@@ -50,6 +51,7 @@ class IFEval:
         self._verdicts: dict[str, list[tuple[list[bool], list[bool]]]] = {}
 
     def samples(self, limit: int | None) -> Iterable[Sample]:
+        text.require()
         prompts = load_prompts(self.data_path)
         return [to_sample(p) for p in (prompts[:limit] if limit else prompts)]
 

@@ -64,6 +64,15 @@ def detect_language(text: str) -> str | None:
         return None
 
 
+def require() -> None:
+    """Fail before any request is sent, not at scoring time, when a package is missing."""
+    from importlib.util import find_spec
+
+    for module in ("nltk", "regex", "langdetect"):
+        if find_spec(module) is None:
+            _needs(module)
+
+
 def _needs(module: str) -> NoReturn:
     raise NotAvailableError(
         f"task 'ifeval' needs the {module} package to score: pip install 'evalfleet[ifeval]'"
