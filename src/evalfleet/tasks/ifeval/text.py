@@ -24,7 +24,7 @@ LANGDETECT_SEED = 0
 
 def count_words(text: str) -> int:
     """Runs of word characters, as NLTK's `RegexpTokenizer(r"\\w+")` counts them: NLTK
-    matches with the `regex` engine, whose word characters include combining marks, so
+    (3.10 here) matches with the `regex` engine, whose word characters include combining marks, so
     a Kannada or Hindi word is one word (with `re` it would break at each vowel sign)."""
     return len(_word_pattern().findall(text))
 
