@@ -173,3 +173,10 @@ def test_scoring_needs_no_nltk_data_and_no_network(tmp_path):
     env.update(http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_keywords_are_patterns_and_an_invalid_one_is_taken_literally():
+    assert check("keywords:existence", "colour and color", keywords=["colou?r"])
+    assert check("keywords:existence", "a (b", keywords=["(b"])
+    assert not check("keywords:forbidden_words", "my color", forbidden_words=["colou?r"])
+    assert check("keywords:forbidden_words", "my colors", forbidden_words=["colou?r"])

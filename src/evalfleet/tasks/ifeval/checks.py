@@ -30,34 +30,32 @@ def _compare(count: int, relation: str, threshold: int) -> bool:
     return count < threshold if relation == LESS_THAN else count >= threshold
 
 
-def _search(pattern: str, response: str) -> re.Match[str] | None:
+def _pattern(keyword: str, whole_word: bool = False) -> re.Pattern[str]:
+    """The keyword as the reference uses it: a regular expression (taken literally when it
+    is not a valid one, where the reference would stop with an error)."""
+    body = keyword
     try:
-        return re.search(pattern, response, flags=re.IGNORECASE)
-    except re.error:  # not a valid pattern: take it literally
-        return re.search(re.escape(pattern), response, flags=re.IGNORECASE)
-
-
-def _findall(pattern: str, response: str) -> list[str]:
-    try:
-        return re.findall(pattern, response, flags=re.IGNORECASE)
+        re.compile(body)
     except re.error:
-        return re.findall(re.escape(pattern), response, flags=re.IGNORECASE)
+        body = re.escape(keyword)
+    return re.compile(rf"\b{body}\b" if whole_word else body, flags=re.IGNORECASE)
 
 
 # keywords ------------------------------------------------------------------------------
 
 
 def keywords_present(response: str, args: Mapping[str, Any]) -> bool:
-    return all(_search(keyword, response) for keyword in args["keywords"])
+    return all(_pattern(keyword).search(response) for keyword in args["keywords"])
 
 
 def keyword_frequency(response: str, args: Mapping[str, Any]) -> bool:
-    count = len(_findall(args["keyword"].strip(), response))
+    count = len(_pattern(args["keyword"].strip()).findall(response))
     return _compare(count, args["relation"], args["frequency"])
 
 
 def forbidden_words_absent(response: str, args: Mapping[str, Any]) -> bool:
-    return not any(_search(rf"\b{word}\b", response) for word in args["forbidden_words"])
+    words = args["forbidden_words"]
+    return not any(_pattern(word, whole_word=True).search(response) for word in words)
 
 
 def letter_frequency(response: str, args: Mapping[str, Any]) -> bool:
