@@ -21,7 +21,7 @@ def test_the_pinned_prompts_load_offline(prompts):
     assert data.installed_copy().stat().st_size == SOURCE.size
 
 
-def test_a_changed_copy_is_refused(tmp_path, monkeypatch):
+def test_a_changed_copy_is_refused(prompts, tmp_path, monkeypatch):
     changed = tmp_path / "input_data.jsonl"
     changed.write_bytes(data.installed_copy().read_bytes().replace(b"300+", b"400+", 1))
     monkeypatch.setattr(data, "installed_copy", lambda: changed)

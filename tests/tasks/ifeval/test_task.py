@@ -11,7 +11,7 @@ from evalfleet.tasks.ifeval import METRICS, IFEval
 from evalfleet.tasks.registry import create_task
 
 
-def test_the_registry_makes_it_and_the_catalog_shows_it_runnable():
+def test_the_registry_makes_it_and_the_catalog_shows_it_runnable(prompts):
     task = create_task("harness.ifeval")
     assert isinstance(task, IFEval) and task.endpoint_type == "chat"
     assert task.headline_metric == "prompt_level_strict_acc"
@@ -28,7 +28,7 @@ def test_the_prompt_is_sent_as_is(prompts):
     assert len(list(IFEval().samples(None))) == 541
 
 
-def test_metrics_over_prompts_instructions_and_repeats():
+def test_metrics_over_prompts_instructions_and_repeats(prompts):
     task = IFEval()
     first, second = task.samples(2)
     assert len(first.metadata["instruction_ids"]) == 3
