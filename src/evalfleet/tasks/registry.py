@@ -35,6 +35,10 @@ def create_task(
         from evalfleet.tasks.humaneval import HumanEval
 
         return HumanEval()
+    if info.name == "ifeval":
+        from evalfleet.tasks.ifeval import IFEval
+
+        return IFEval()
     raise NotAvailableError(
         f"task {info.name!r} cannot run yet: its data and scorer arrive with the task catalog; "
         "custom tasks (dataset.path + scorer) run today"
