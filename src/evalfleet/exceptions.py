@@ -9,6 +9,7 @@ EvalFleetError                  exit_code 1
 ├── NotAvailableError           exit_code 2  a part that a later release provides
 ├── StoreError                  exit_code 1  the invocation database cannot be read/written
 ├── DeploymentError             exit_code 1  a backend refused or failed
+├── DataError                   exit_code 1  benchmark data missing, not downloadable, or corrupt
 └── EngineError                 exit_code 1  an evaluation could not finish
     └── EndpointUnreachable                  the endpoint did not answer within the retry budget
 ```
@@ -72,6 +73,10 @@ class StoreError(EvalFleetError):
 
 class DeploymentError(EvalFleetError):
     """A backend (local process, Slurm, Lepton) refused or failed an operation."""
+
+
+class DataError(EvalFleetError):
+    """Benchmark data is not cached and cannot be downloaded, or fails its sha256 check."""
 
 
 class EngineError(EvalFleetError):

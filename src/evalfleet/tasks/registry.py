@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from evalfleet.exceptions import ConfigError, NotAvailableError
@@ -31,11 +32,25 @@ def create_task(
         info = resolve_task_name(name)
     except ValueError as exc:
         raise ConfigError(f"task: {exc}") from None
-    if info.name == "humaneval":
-        from evalfleet.tasks.humaneval import HumanEval
+    if info.name not in _FACTORIES:
+        raise NotAvailableError(f"task {info.name!r} cannot run yet (it is built in parallel)")
+    module_name, class_name = _FACTORIES[info.name]
+    module = importlib.import_module(f"evalfleet.tasks.{module_name}")
+    return getattr(module, class_name)()
 
-        return HumanEval()
-    raise NotAvailableError(
-        f"task {info.name!r} cannot run yet: its data and scorer arrive with the task catalog; "
-        "custom tasks (dataset.path + scorer) run today"
-    )
+
+# name -> (module under evalfleet.tasks, class): imported only when the task runs.
+_FACTORIES: dict[str, tuple[str, str]] = {
+    "humaneval": ("humaneval", "HumanEval"),
+    "gsm8k": ("gsm8k", "GSM8K"),
+    "mgsm": ("mgsm", "MGSM"),
+    "math_500": ("competition_math", "Math500"),
+    "aime_2024": ("competition_math", "Aime2024"),
+    "aime_2025": ("competition_math", "Aime2025"),
+    "mmlu": ("multiple_choice", "MMLU"),
+    "mmlu_pro": ("mmlu_pro", "MMLUPro"),
+    "gpqa_diamond": ("multiple_choice", "GPQADiamond"),
+    "arc_challenge": ("multiple_choice", "ArcChallenge"),
+    "hellaswag": ("multiple_choice", "HellaSwag"),
+    "mbpp": ("mbpp", "MBPP"),
+}
