@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from evalfleet.datasets.sources import MGSM_LANGUAGES, SOURCES, Source
 
@@ -205,7 +205,7 @@ def start_mirror(monkeypatch: Any, cache: Path) -> tuple[DataMirror, ThreadingHT
     mirror = DataMirror("")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             # Each host's base is a prefix here (/hf, /gh, /blob); below it, the real layout.
             path = urlsplit(self.path).path
             mirror.hits[path] += 1

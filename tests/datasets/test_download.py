@@ -97,7 +97,9 @@ def test_unreachable_host_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("EVALFLEET_OFFLINE", "")
     monkeypatch.setenv("EVALFLEET_HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
-    with pytest.raises(DataError, match=r"task 'arc_challenge': downloading http://127\.0\.0\.1:9/"):
+    with pytest.raises(
+        DataError, match=r"task 'arc_challenge': downloading http://127\.0\.0\.1:9/"
+    ):
         datasets.load_rows("arc_challenge", "arc_challenge-test")
 
 

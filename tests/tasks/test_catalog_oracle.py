@@ -52,7 +52,7 @@ def gsm8k(prompt: str, right: bool) -> str:
 
 def mgsm(prompt: str, right: bool) -> str:
     language = re.search(r"\[(\w+)\]", prompt).group(1)
-    question, gold = next((q, a) for q, a in fx.MGSM[language] if q in prompt)
+    gold = next(a for q, a in fx.MGSM[language] if q in prompt)
     value = gold if right else str(int(gold) + 1)
     return f"Reasoning first.\n{ANSWER_PREFIX[language]}: {value}"
 
