@@ -9,6 +9,8 @@ evalfleet's endpoint overrides and cache directory at it.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 import threading
@@ -175,6 +177,15 @@ def encode(source: Source) -> bytes:
         writer.writerows(rows)
         return text.getvalue().encode()
     return "".join(f"{q}\t{a}\n" for q, a in rows).encode()
+
+
+def pin_fixture_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sources pinned by sha256 (GPQA, MGSM) accept the fixture bytes instead of the real
+    file's: what a task test needs; the download tests check the real pins are enforced."""
+    for name, source in list(SOURCES.items()):
+        if source.sha256 and name in ROWS:
+            digest = hashlib.sha256(encode(source)).hexdigest()
+            monkeypatch.setitem(SOURCES, name, dataclasses.replace(source, sha256=digest))
 
 
 def url_path(source: Source) -> str:

@@ -8,8 +8,6 @@ letter the correct choice got after shuffling), never from the task's own `targe
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -17,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from evalfleet.datasets.sources import SOURCES
 from evalfleet.tasks.mgsm import ANSWER_PREFIX
 from evalfleet.tasks.registry import create_task
 from evalfleet.testing import run_simulator
@@ -135,10 +132,7 @@ ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
 @pytest.fixture
 def pinned_to_fixtures(data_mirror, monkeypatch):
     """Sources pinned by sha256 (GPQA, MGSM) accept the fixture bytes the mirror serves."""
-    for name, source in list(SOURCES.items()):
-        if source.sha256 and name in fx.ROWS:
-            digest = hashlib.sha256(fx.encode(source)).hexdigest()
-            monkeypatch.setitem(SOURCES, name, dataclasses.replace(source, sha256=digest))
+    fx.pin_fixture_hashes(monkeypatch)
     return data_mirror
 
 
