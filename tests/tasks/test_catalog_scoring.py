@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -116,9 +117,12 @@ def test_math_equivalence_works_from_threads():
 
 
 def test_math_equivalence_timeout_kills_the_worker_and_recovers():
-    math_equiv.check("\\boxed{1}", "\\boxed{1}")  # warm: the pool has a worker
-    verdict = math_equiv.check("\\boxed{1}", "$\\boxed{1}$", timeout_s=1e-6)
+    math_equiv.check("\\boxed{1}", "\\boxed{1}")  # a worker is ready: no import below
+    started = time.monotonic()
+    # sympy evaluates 10^7! eagerly: minutes of work, cut off after 2 s.
+    verdict = math_equiv.check("\\boxed{3}", "$\\boxed{10000000!}$", timeout_s=2)
     assert verdict.timed_out and not verdict.equal
+    assert 2 <= time.monotonic() - started < 10
     assert math_equiv.check("\\boxed{2}", "$\\boxed{2}$").equal  # a fresh worker answers
 
 

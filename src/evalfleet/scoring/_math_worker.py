@@ -15,6 +15,8 @@ def main() -> None:
     logging.disable(logging.WARNING)  # math-verify warns on every call that timeouts are off
     from math_verify import parse, verify
 
+    sys.stdout.write('{"ready": true}\n')  # the import is done: time limits start now
+    sys.stdout.flush()
     for line in sys.stdin:
         request = json.loads(line)
         gold = parse(request["gold"], parsing_timeout=None)

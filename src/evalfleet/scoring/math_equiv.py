@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from evalfleet.exceptions import NotAvailableError
 
 DEFAULT_TIMEOUT_S = 10.0
-STARTUP_TIMEOUT_S = 60.0  # the first call also pays for importing sympy in the worker
+STARTUP_TIMEOUT_S = 60.0  # importing sympy and math-verify in a new worker
 MAX_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -48,29 +48,30 @@ class _Worker:
             text=True,
             encoding="utf-8",
         )
-        self.warm = False
+        self.ready = False  # True once it has imported math-verify
 
     def ask(self, gold: str, response: str, timeout_s: float) -> dict | None:
         """The worker's reply, or None when it took too long or died."""
         assert self.process.stdin and self.process.stdout
+        if not self.ready:
+            if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) is None:
+                return None
+            self.ready = True
+        deadline = time.monotonic() + timeout_s
         try:
             self.process.stdin.write(json.dumps({"gold": gold, "response": response}) + "\n")
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError included: the worker died
             return None
-        budget = timeout_s + (0 if self.warm else STARTUP_TIMEOUT_S)
-        deadline = time.monotonic() + budget
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.process.stdout], [], [], left)
-            if ready:
-                line = self.process.stdout.readline()
-                if not line:
-                    return None
-                self.warm = True
-                return json.loads(line)
+        return self._read_line(deadline)
+
+    def _read_line(self, deadline: float) -> dict | None:
+        assert self.process.stdout
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.process.stdout], [], [], left)[0]:
+            return None
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
 
     def close(self) -> None:
         if self.process.poll() is None:
