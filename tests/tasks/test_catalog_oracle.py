@@ -209,3 +209,29 @@ def test_mgsm_and_mmlu_pro_group_by_language_and_category(pinned_to_fixtures, cl
     assert set(results["metrics"]) == {
         "accuracy", "accuracy/category:law", "accuracy/category:math",
     }  # fmt: skip
+
+
+def test_evalfleet_run_downloads_in_the_job_process_and_then_runs_offline(
+    data_mirror, cli, write_yaml
+):
+    """`evalfleet run` (local executor: `evalfleet eval` in its own process) fetches gsm8k
+    through the env overrides; a second run with --offline needs only the cache."""
+    answers = answers_for("gsm8k", True)
+    hits_after_sampling = sum(data_mirror.hits.values())
+    for flags in ((), ("--offline",)):
+        with run_simulator(answers=answers) as sim:
+            path = write_yaml(
+                f"""\
+target: {{api_endpoint: {{url: "{sim.base_url}/v1", model_id: sim-model}}}}
+execution: {{output_dir: results}}
+evaluation:
+  tasks: [{{name: gsm8k, params: {{parallelism: 4}}}}]
+"""
+            )
+            result = cli(*flags, "run", "--config", str(path))
+        assert result.code == 0, result.err
+        invocation = result.out.strip().splitlines()[-1]
+        results = json.loads((Path("results") / invocation / "gsm8k" / "results.json").read_text())
+        assert results["metrics"]["exact_match"]["value"] == 1.0
+    # The data was downloaded once (by answers_for, in this process), then read from the cache.
+    assert sum(data_mirror.hits.values()) == hits_after_sampling == 1
