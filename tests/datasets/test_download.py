@@ -121,6 +121,8 @@ def test_ls_tasks_json_reports_offline_availability(data_mirror, cli):
     cli("data", "pull", "mmlu")
     after = {row["name"]: row for row in json.loads(cli("ls", "tasks", "--json").out)}
     assert after["mmlu"]["offline"] is True
+    assert after["mmlu"]["files"][0]["cached"] is True
+    assert after["gpqa_diamond"]["files"][0]["pinned_by"] == "sha256"
     assert set(after) >= {
         "ifeval", "gsm8k", "mmlu", "mmlu_pro", "gpqa_diamond", "math_500", "aime_2024",
         "aime_2025", "humaneval", "mbpp", "arc_challenge", "hellaswag", "mgsm",

@@ -280,6 +280,16 @@ def ls_tasks(as_json: bool) -> None:
         for t in TASK_CATALOG.values()
     ]
     if as_json:
+        from evalfleet.datasets import is_cached, sources_for
+
+        for row in rows:
+            row["files"] = [
+                {
+                    "url": s.url, "revision": s.revision, "sha256": s.sha256,
+                    "pinned_by": s.pinned, "license": s.license, "cached": is_cached(s),
+                }
+                for s in sources_for(row["name"])
+            ]  # fmt: skip
         click.echo(json.dumps(rows, indent=2))
         return
     from evalfleet.cli.render import print_table
