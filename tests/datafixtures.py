@@ -15,7 +15,7 @@ import io
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -109,17 +109,17 @@ ARC = [
      "answerKey": "1"},
 ]  # fmt: skip
 
-HELLASWAG = [
+HELLASWAG = [  # HF parquet: `label` is a string
     {"ind": 4, "activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.",
      "ctx_b": "then", "ctx": "", "endings": [", the man adds wax to the windshield and cuts it.",
      ", a person board a ski lift, while two men supporting the head of the person wearing winter clothes snow as the we girls sled.",
      ", the man puts on a christmas coat, knitted with netting.",
-     ", the man continues removing the snow on his car."], "label": 3,
+     ", the man continues removing the snow on his car."], "label": "3",
      "source_id": "activitynet~v_-1IBHYS3L-Y", "split": "val", "split_type": "indomain"},
     {"ind": 9, "activity_label": "Baking cookies", "ctx_a": "A woman mixes flour and sugar in a bowl.",
      "ctx_b": "she", "ctx": "", "endings": [" pours the batter into a tray and bakes it.",
      " throws the bowl out of the window.", " paints the bowl blue [title] then sings.",
-     " drives the car to the lake."], "label": 0,
+     " drives the car to the lake."], "label": "0",
      "source_id": "wikihow~1", "split": "val", "split_type": "indomain"},
 ]  # fmt: skip
 
@@ -156,7 +156,7 @@ ROWS: dict[str, Any] = {
     "gpqa_diamond": GPQA,
     "arc_challenge-test": ARC,
     "hellaswag-validation": HELLASWAG,
-    "mbpp": MBPP,
+    "mbpp-test": MBPP,
     **{f"mgsm-{lang}": rows for lang, rows in MGSM.items()},
 }
 
@@ -179,12 +179,13 @@ def encode(source: Source) -> bytes:
     return "".join(f"{q}\t{a}\n" for q, a in rows).encode()
 
 
-def pin_fixture_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sources pinned by sha256 (GPQA, MGSM) accept the fixture bytes instead of the real
-    file's: what a task test needs; the download tests check the real pins are enforced."""
+def pin_fixture_hashes(monkeypatch: pytest.MonkeyPatch, unhashed: Collection[str] = ()) -> None:
+    """Sources pinned by sha256 (GPQA, MGSM, HellaSwag, MBPP) accept the fixture bytes
+    instead of the real file's (or no hash, for names in `unhashed`, whose bytes a test
+    puts itself): what a task test needs; the download tests check real pins hold."""
     for name, source in list(SOURCES.items()):
         if source.sha256 and name in ROWS:
-            digest = hashlib.sha256(encode(source)).hexdigest()
+            digest = None if name in unhashed else hashlib.sha256(encode(source)).hexdigest()
             monkeypatch.setitem(SOURCES, name, dataclasses.replace(source, sha256=digest))
 
 

@@ -104,7 +104,7 @@ def test_unreachable_host_is_one_line(monkeypatch, tmp_path):
 
 
 def test_data_pull_cli_prefetches_every_file_of_a_task(data_mirror, cli):
-    result = cli("data", "pull", "mmlu_pro", "mbpp")
+    result = cli("data", "pull", "mmlu_pro", "math_500")
     assert result.code == 0, result.err
     assert result.out.count("downloaded, pinned by first-download") == 3
     assert all(datasets.is_cached(s) for s in datasets.sources_for("mmlu_pro"))

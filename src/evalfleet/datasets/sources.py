@@ -121,12 +121,15 @@ _ALL = [
            "test.jsonl", "jsonl", license="MIT"),
     Source("arc_challenge-test", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
            "ARC-Challenge/test-00000-of-00001.parquet", "parquet", license="CC-BY-SA-4.0"),
-    # No commit of these two GitHub files is known offline: the branch is named and the
-    # first download's sha256 is recorded, so a changed upstream file is detected.
-    Source("hellaswag-validation", "github", "rowanz/hellaswag", "master",
-           "data/hellaswag_val.jsonl", "jsonl", license="MIT"),
-    Source("mbpp", "github", "google-research/google-research", "master", "mbpp/mbpp.jsonl",
-           "jsonl", license="CC-BY-4.0"),
+    # Commits and hashes of these two as pinned by third parties that check them on download
+    # (not verified here: no hub access). The GitHub copy of HellaSwag is gone (HTTP 451).
+    Source("hellaswag-validation", "hf", "Rowan/hellaswag", "218ec52e09a7e7462a5400043bb9a69a41d06b76",
+           "data/validation-00000-of-00001.parquet", "parquet",
+           "899813071e1e95efafec90f856e1987d2150fa4d020fc005df6962c259f660cd", "MIT"),
+    Source("mbpp-test", "hf", "google-research-datasets/mbpp",
+           "4bb6404fdc6cacfda99d4ac4205087b89d32030c", "full/test-00000-of-00001.parquet",
+           "parquet", "566fd53060ffba5766dace1d1e2f4c38906781526de222b0dfbdbc325b696c77",
+           "CC-BY-4.0"),
     *(
         Source(f"mgsm-{lang}", "openai_blob", "", "unversioned", f"mgsm_{lang}.tsv", "tsv", sha,
                "CC-BY-4.0", ("question", "answer"))
@@ -146,7 +149,7 @@ TASK_SOURCES: dict[str, tuple[str, ...]] = {
     "aime_2025": ("aime_2025",),
     "arc_challenge": ("arc_challenge-test",),
     "hellaswag": ("hellaswag-validation",),
-    "mbpp": ("mbpp",),
+    "mbpp": ("mbpp-test",),
     "mgsm": tuple(f"mgsm-{lang}" for lang in MGSM_LANGUAGES),
 }
 """The sources each catalog task reads (tasks absent here ship their data in a package)."""

@@ -1,5 +1,7 @@
 """MBPP (Austin et al. 2021): the 500 test problems (task ids 11-510), 0-shot, chat.
 
+Data: `google-research-datasets/mbpp`, `full` test split (parquet).
+
 Prompt (the original paper's wording, asking for one code block): "You are an expert Python
 programmer, and here is your task: {text} Your code should pass these tests:\\n\\n{tests}\\n\\n
 Reply with the complete code in a single ```python code block." Defaults: temperature 0,
@@ -49,7 +51,7 @@ class MBPP(ChatTask):
                 messages=user(TEMPLATE.format(text=row["text"], tests="\n".join(row["test_list"]))),
                 metadata={"setup": row.get("test_setup_code") or ""},
             )
-            for row in load_rows(self.name, "mbpp")
+            for row in load_rows(self.name, "mbpp-test")
             if int(row["task_id"]) in TEST_IDS
         ]
 

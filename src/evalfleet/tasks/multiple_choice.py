@@ -11,7 +11,7 @@ new tokens (GPQA: 4,096). Scoring: the letter of the last `Answer: X` line (case
 - gpqa_diamond: 198 questions; the four choices are shuffled with `random.Random(0)`, one
   permutation per question drawn in file order (as simple-evals does), grouped by domain.
 - arc_challenge: AI2 ARC-Challenge test (1,172), 3-5 choices.
-- hellaswag: validation (10,042), the four endings as choices. lm-eval's HellaSwag scores
+- hellaswag: validation (10,042, `Rowan/hellaswag`), the four endings as choices. lm-eval's HellaSwag scores
   `acc_norm` from log-likelihoods of each ending; the engine has no log-likelihood requests
   yet, so this is the generative multiple-choice variant (chat, `accuracy`): its numbers
   are not comparable with acc_norm ones.
