@@ -140,3 +140,22 @@ def test_a_separate_process_downloads_through_the_env_overrides(data_mirror, tmp
     assert "aime_2024: hf:Maxwell-Jia/AIME_2024@8d88b28" in result.stdout
     assert datasets.is_cached(SOURCES["aime_2024"])
     assert Path(env["EVALFLEET_CACHE_DIR"]) == tmp_path / "cache"
+
+
+def test_eval_offline_without_data_fails_in_one_line(data_mirror, cli, tmp_path):
+    from tests.tasks.test_catalog_oracle import write_job
+
+    job = write_job(tmp_path / "job", "http://127.0.0.1:9", "arc_challenge")
+    result = cli("--offline", "eval", "--job", str(job), "-q")
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and "evalfleet data pull arc_challenge" in result.err
+    assert sum(data_mirror.hits.values()) == 0
+
+
+def test_cache_directory_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("EVALFLEET_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert datasets.cache_dir() == tmp_path / "xdg" / "evalfleet"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert datasets.cache_dir() == tmp_path / "home" / ".cache" / "evalfleet"

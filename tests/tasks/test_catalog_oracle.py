@@ -191,6 +191,15 @@ def test_grouped_metrics_and_rescore(pinned_to_fixtures, cli, tmp_path):
     assert again["metrics"] == metrics
 
 
+def test_math_rescore_reproduces_the_metrics(pinned_to_fixtures, cli, tmp_path):
+    with run_simulator(answers=answers_for("math_500", True)) as sim:
+        job = write_job(tmp_path / "math", sim.base_url, "math_500")
+        results = run_job(cli, job)
+    assert results["metrics"]["accuracy/subject:Algebra"]["n"] == 1
+    assert results["metrics"]["accuracy/category:level 2"]["n"] == 2
+    assert run_job(cli, job, "--rescore")["metrics"] == results["metrics"]
+
+
 def test_repeats_report_their_mean_and_spread(pinned_to_fixtures, cli, tmp_path):
     with run_simulator(answers=answers_for("aime_2024", True)) as sim:
         job = write_job(tmp_path / "aime", sim.base_url, "aime_2024", n_samples=3)
