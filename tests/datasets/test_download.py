@@ -159,3 +159,11 @@ def test_cache_directory_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert datasets.cache_dir() == tmp_path / "home" / ".cache" / "evalfleet"
+
+
+def test_a_mirror_override_that_is_not_a_url_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EVALFLEET_OFFLINE", "")
+    monkeypatch.setenv("EVALFLEET_OPENAI_BLOB_ENDPOINT", "not-a-url")
+    with pytest.raises(DataError, match=r"task 'gpqa_diamond': downloading not-a-url/"):
+        datasets.load_rows("gpqa_diamond", "gpqa_diamond")

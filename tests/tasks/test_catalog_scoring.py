@@ -132,3 +132,9 @@ def test_scores_are_pure_functions_of_sample_and_response():
     assert task.score(sample, "The final answer is 84").value == 1.0
     assert task.score(sample, "The final answer is 84").value == 1.0
     assert task.score(sample, "The final answer is 85").value == 0.0
+
+
+def test_mgsm_limit_covers_every_language(data_mirror, monkeypatch):
+    pin_fixture_hashes(monkeypatch)
+    first = list(create_task("mgsm").samples(11))
+    assert {s.metadata["group"] for s in first} == set(mgsm.ANSWER_PREFIX)

@@ -80,6 +80,7 @@ def fetch(source: Source, task: str) -> Fetched:
 
 
 def _download(source: Source, task: str, path: Path) -> Fetched:
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -108,7 +109,8 @@ def _download(source: Source, task: str, path: Path) -> Fetched:
         raise DataError(
             f"task {task!r}: downloading {url} failed: HTTP {exc.code} {exc.reason}"
         ) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # ValueError: a mirror override that is not a URL; HTTPException: a cut-off body.
         reason = getattr(exc, "reason", None) or exc
         raise DataError(
             f"task {task!r}: downloading {url} failed: {reason}; with no network, run "

@@ -49,17 +49,20 @@ class MGSM(ChatTask):
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}
 
     def _load(self) -> list[Sample]:
+        by_language = {lang: load_rows(self.name, f"mgsm-{lang}") for lang in MGSM_LANGUAGES}
         samples = []
-        for language in MGSM_LANGUAGES:
-            for index, row in enumerate(load_rows(self.name, f"mgsm-{language}")):
-                samples.append(
-                    Sample(
-                        id=f"mgsm/{language}/{index}",
-                        target=row["answer"].replace(",", "").strip(),
-                        messages=user(INSTRUCTION + row["question"]),
-                        metadata={"group": language},
+        # Problem by problem, each in every language: `limit_samples` then covers them all.
+        for index in range(max(len(rows) for rows in by_language.values())):
+            for language, rows in by_language.items():
+                if index < len(rows):
+                    samples.append(
+                        Sample(
+                            id=f"mgsm/{language}/{index}",
+                            target=rows[index]["answer"].replace(",", "").strip(),
+                            messages=user(INSTRUCTION + rows[index]["question"]),
+                            metadata={"group": language},
+                        )
                     )
-                )
         return samples
 
     def score(self, sample: Sample, response: str) -> Score:
