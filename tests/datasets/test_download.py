@@ -167,3 +167,22 @@ def test_a_mirror_override_that_is_not_a_url_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("EVALFLEET_OPENAI_BLOB_ENDPOINT", "not-a-url")
     with pytest.raises(DataError, match=r"task 'gpqa_diamond': downloading not-a-url/"):
         datasets.load_rows("gpqa_diamond", "gpqa_diamond")
+
+
+def test_data_pull_all_fetches_every_task_once(data_mirror, cli, monkeypatch):
+    from tests.datafixtures import pin_fixture_hashes
+
+    pin_fixture_hashes(monkeypatch)
+    result = cli("data", "pull", "--all")
+    assert result.code == 0, result.err
+    assert all(datasets.is_cached(source) for source in SOURCES.values())
+    assert all(count == 1 for count in data_mirror.hits.values())
+    assert len(data_mirror.hits) == len(SOURCES)
+
+
+def test_an_unwritable_cache_is_one_line(data_mirror, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(blocker))
+    with pytest.raises(DataError, match=r"task 'gsm8k': cannot write to the data cache"):
+        datasets.load_rows("gsm8k", "gsm8k-test")

@@ -85,10 +85,18 @@ def _download(source: Source, task: str, path: Path) -> Fetched:
     import urllib.request
 
     url = source.url
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+        )
+    except OSError as exc:
+        raise DataError(
+            f"task {task!r}: cannot write to the data cache {cache_dir()}: {exc.strerror} "
+            "(set EVALFLEET_CACHE_DIR to a writable directory)"
+        ) from None
     try:
         with os.fdopen(handle, "wb") as out:
             request = urllib.request.Request(url, headers={"User-Agent": "evalfleet"})

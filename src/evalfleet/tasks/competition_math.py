@@ -80,5 +80,5 @@ class Aime2025(_MathTask):
         return Sample(
             id=f"aime_2025/{row.get('id', index)}",
             target=str(row["answer"]),
-            messages=user(row["problem"] + SUFFIX),
+            messages=user((row.get("problem") or row["question"]) + SUFFIX),
         )
