@@ -220,12 +220,14 @@ def test_mgsm_and_mmlu_pro_group_by_language_and_category(pinned_to_fixtures, cl
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(("task", "metric"), [("gsm8k", "exact_match"), ("aime_2024", "accuracy")])
 def test_evalfleet_run_downloads_in_the_job_process_and_then_runs_offline(
-    data_mirror, cli, write_yaml
+    task, metric, data_mirror, cli, write_yaml
 ):
-    """`evalfleet run` (local executor: `evalfleet eval` in its own process) fetches gsm8k
-    through the env overrides; a second run with --offline needs only the cache."""
-    answers = answers_for("gsm8k", True)
+    """`evalfleet run` (local executor: `evalfleet eval` in its own process, which for
+    aime_2024 starts math-verify workers and must still exit) reads the data through the
+    env overrides; a second run with --offline needs only the cache."""
+    answers = answers_for(task, True)
     hits_after_sampling = sum(data_mirror.hits.values())
     for flags in ((), ("--offline",)):
         with run_simulator(answers=answers) as sim:
@@ -234,13 +236,13 @@ def test_evalfleet_run_downloads_in_the_job_process_and_then_runs_offline(
 target: {{api_endpoint: {{url: "{sim.base_url}/v1", model_id: sim-model}}}}
 execution: {{output_dir: results}}
 evaluation:
-  tasks: [{{name: gsm8k, params: {{parallelism: 4}}}}]
+  tasks: [{{name: {task}, params: {{parallelism: 4}}}}]
 """
             )
             result = cli(*flags, "run", "--config", str(path))
         assert result.code == 0, result.err
         invocation = result.out.strip().splitlines()[-1]
-        results = json.loads((Path("results") / invocation / "gsm8k" / "results.json").read_text())
-        assert results["metrics"]["exact_match"]["value"] == 1.0
+        results = json.loads((Path("results") / invocation / task / "results.json").read_text())
+        assert results["metrics"][metric]["value"] == 1.0
     # The data was downloaded once (by answers_for, in this process), then read from the cache.
     assert sum(data_mirror.hits.values()) == hits_after_sampling == 1
