@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from evalfleet.exceptions import EngineError
 from evalfleet.scoring import math_equiv
 from evalfleet.tasks import gsm8k, mgsm, mmlu_pro
 from evalfleet.tasks.base import Sample
@@ -138,3 +139,13 @@ def test_mgsm_limit_covers_every_language(data_mirror, monkeypatch):
     pin_fixture_hashes(monkeypatch)
     first = list(create_task("mgsm").samples(11))
     assert {s.metadata["group"] for s in first} == set(mgsm.ANSWER_PREFIX)
+
+
+def test_a_worker_that_cannot_start_stops_scoring_with_its_reason(monkeypatch):
+    math_equiv.shutdown()  # a fresh pool: the next check starts a worker
+    monkeypatch.setattr(math_equiv._Worker, "module", "evalfleet.scoring._no_such_worker")
+    try:
+        with pytest.raises(EngineError, match=r"math-verify worker did not start: .*No module"):
+            math_equiv.check("\\boxed{1}", "\\boxed{1}")
+    finally:
+        math_equiv.shutdown()

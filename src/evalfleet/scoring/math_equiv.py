@@ -16,11 +16,12 @@ import queue
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 
-from evalfleet.exceptions import NotAvailableError
+from evalfleet.exceptions import EngineError, NotAvailableError
 
 DEFAULT_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 60.0  # importing sympy and math-verify in a new worker
@@ -35,15 +36,19 @@ class Verdict:
 
 
 class _Worker:
+    module = "evalfleet.scoring._math_worker"
+
     def __init__(self) -> None:
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        # Read back only if it fails to start; closed with the worker.
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "evalfleet.scoring._math_worker"],
+            [sys.executable, "-m", self.module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
             env=env,
             text=True,
             encoding="utf-8",
@@ -55,7 +60,16 @@ class _Worker:
         assert self.process.stdin and self.process.stdout
         if not self.ready:
             if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) is None:
-                return None
+                # Not a wrong answer: every answer would be. Stop scoring with the reason.
+                if self.process.poll() is None:
+                    self.process.kill()
+                self.process.wait()
+                self.stderr.seek(0)
+                tail = self.stderr.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+                raise EngineError(
+                    "the math-verify worker did not start: "
+                    + (tail[0] if tail else f"no sign of life in {STARTUP_TIMEOUT_S:g} s")
+                )
             self.ready = True
         deadline = time.monotonic() + timeout_s
         try:
@@ -77,7 +91,7 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.process.stdin, self.process.stdout, self.stderr):
             if stream:
                 stream.close()
 
@@ -92,7 +106,11 @@ class _Pool:
     def verdict(self, gold: str, response: str, timeout_s: float) -> Verdict:
         with self._slots:
             worker = self._take()
-            reply = worker.ask(gold, response, timeout_s)
+            try:
+                reply = worker.ask(gold, response, timeout_s)
+            except EngineError:
+                self._discard(worker)
+                raise
             if reply is None:
                 self._discard(worker)
                 return Verdict(False, None, timed_out=True)
