@@ -136,13 +136,20 @@ def pinned_to_fixtures(data_mirror, monkeypatch):
     return data_mirror
 
 
-def write_job(directory: Path, base_url: str, task: str, **params) -> Path:
+def write_job(
+    directory: Path, base_url: str, task: str, endpoint_type: str = "chat", **params
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    path = "chat/completions" if endpoint_type == "chat" else "completions"
     spec = {
         "invocation_id": "feed0001",
         "job_id": "feed0001.0",
         "task": task,
-        "endpoint": {"url": f"{base_url}/v1/chat/completions", "model_id": "sim-model"},
+        "endpoint": {
+            "url": f"{base_url}/v1/{path}",
+            "model_id": "sim-model",
+            "type": endpoint_type,
+        },
         "params": {"parallelism": 4, "max_retries": 1, **params},
         "output_dir": str(directory),
     }
@@ -177,6 +184,26 @@ def test_gold_answers_score_one_and_wrong_answers_zero(task, pinned_to_fixtures,
         lines = (job.parent / "samples.jsonl").read_text().splitlines()
         samples = [json.loads(line) for line in lines]
         assert all(s["error"] is None and s["score"] == expected for s in samples)
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "mmlu_pro"])
+def test_a_completions_endpoint_gets_the_turns_as_one_prompt(
+    task, pinned_to_fixtures, cli, tmp_path
+):
+    """A base model behind /v1/completions: few-shot turns become one plain-text prompt."""
+    answer, expected_n = ORACLES[task]
+    completions = create_task(task, endpoint_type="completions")
+    answers = {}
+    for sample in completions.samples(None):
+        prompt = completions.request(sample)["prompt"]
+        assert prompt.endswith(sample.messages[-1]["content"] + "\n")
+        answers[prompt] = answer(sample.messages[-1]["content"], True)
+    with run_simulator(answers=answers) as sim:
+        job = write_job(tmp_path / task, sim.base_url, task, endpoint_type="completions")
+        results = run_job(cli, job)
+    assert results["endpoint_type"] == "completions"
+    assert results["metrics"][results["headline_metric"]]["value"] == 1.0
+    assert results["metrics"][results["headline_metric"]]["n"] == expected_n
 
 
 def test_grouped_metrics_and_rescore(pinned_to_fixtures, cli, tmp_path):

@@ -15,7 +15,12 @@ def user(content: str) -> tuple[dict[str, Any], ...]:
 
 
 class ChatTask:
-    """Base for the catalog's chat tasks; a subclass fills `_load()` and `score()`."""
+    """Base for the catalog's chat tasks; a subclass fills `_load()` and `score()`.
+
+    On a completions endpoint (`endpoint_type: completions`, e.g. a base model) the same
+    turns are sent as one plain-text prompt: each turn's text, a blank line between turns,
+    ending with the last user turn and a newline.
+    """
 
     name = ""
     endpoint_type = "chat"
@@ -24,7 +29,8 @@ class ChatTask:
     scores_in_subprocesses = False
     default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 2048}
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint_type: str = "chat") -> None:
+        self.endpoint_type = "completions" if endpoint_type == "completions" else "chat"
         self.n_samples = 1
         self._samples: list[Sample] | None = None
 
@@ -37,10 +43,17 @@ class ChatTask:
         return self._samples[:limit] if limit else self._samples
 
     def request(self, sample: Sample) -> dict[str, Any]:
+        if self.endpoint_type == "completions":
+            return {"prompt": as_prompt(sample.messages or ())}
         return {"messages": list(sample.messages or ())}
 
     def aggregate(self, per_sample: Sequence[tuple[Sample, float]]) -> dict[str, Metric]:
         return grouped(self.headline_metric, per_sample, self.group_label)
+
+
+def as_prompt(messages: Sequence[dict[str, Any]]) -> str:
+    """Chat turns as one completions prompt (see ChatTask)."""
+    return "\n\n".join(str(m["content"]) for m in messages) + "\n"
 
 
 def grouped(

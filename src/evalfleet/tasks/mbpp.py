@@ -39,8 +39,8 @@ class MBPP(ChatTask):
     scores_in_subprocesses = True
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}
 
-    def __init__(self, timeout_s: float = 10.0) -> None:
-        super().__init__()
+    def __init__(self, endpoint_type: str = "chat", timeout_s: float = 10.0) -> None:
+        super().__init__(endpoint_type)
         self.timeout_s = timeout_s
 
     def _load(self) -> list[Sample]:

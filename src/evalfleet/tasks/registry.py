@@ -36,7 +36,12 @@ def create_task(
         raise NotAvailableError(f"task {info.name!r} cannot run yet (it is built in parallel)")
     module_name, class_name = _FACTORIES[info.name]
     module = importlib.import_module(f"evalfleet.tasks.{module_name}")
-    return getattr(module, class_name)()
+    task_class = getattr(module, class_name)
+    from evalfleet.tasks._common import ChatTask
+
+    if issubclass(task_class, ChatTask):  # these also speak to completions endpoints
+        return task_class(endpoint_type)
+    return task_class()
 
 
 # name -> (module under evalfleet.tasks, class): imported only when the task runs.
