@@ -2,7 +2,7 @@
 
 Rows are written here (a few per source, never real GPQA items: its authors ask that they
 not be published in plain text). `DataMirror` serves them from a local HTTP server at the
-same paths as huggingface.co / raw.githubusercontent.com / the simple-evals blob, and points
+same paths as huggingface.co and the simple-evals blob, and points
 evalfleet's endpoint overrides and cache directory at it.
 """
 
@@ -218,7 +218,7 @@ def start_mirror(monkeypatch: Any, cache: Path) -> tuple[DataMirror, ThreadingHT
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            # Each host's base is a prefix here (/hf, /gh, /blob); below it, the real layout.
+            # Each host's base is a prefix here (/hf, /blob); below it, the real layout.
             path = urlsplit(self.path).path
             mirror.hits[path] += 1
             body = mirror.files.get(path)
@@ -238,7 +238,6 @@ def start_mirror(monkeypatch: Any, cache: Path) -> tuple[DataMirror, ThreadingHT
     base = f"http://127.0.0.1:{server.server_address[1]}"
     mirror.base_url = base
     monkeypatch.setenv("EVALFLEET_HF_ENDPOINT", f"{base}/hf")
-    monkeypatch.setenv("EVALFLEET_GITHUB_RAW_ENDPOINT", f"{base}/gh")
     monkeypatch.setenv("EVALFLEET_OPENAI_BLOB_ENDPOINT", f"{base}/blob/simple-evals")
     monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(cache))
     monkeypatch.setenv("EVALFLEET_OFFLINE", "")  # restored (unset) after the test

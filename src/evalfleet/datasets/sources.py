@@ -13,7 +13,6 @@ local HTTP server that serves the same URL layout):
 | host | URL layout | override |
 |---|---|---|
 | `hf` | `{base}/datasets/{repo}/resolve/{revision}/{path}` | `EVALFLEET_HF_ENDPOINT`, else `HF_ENDPOINT` |
-| `github` | `{base}/{repo}/{revision}/{path}` (raw.githubusercontent.com) | `EVALFLEET_GITHUB_RAW_ENDPOINT` |
 | `openai_blob` | `{base}/{path}` (openaipublic blob, simple-evals) | `EVALFLEET_OPENAI_BLOB_ENDPOINT` |
 """
 
@@ -23,11 +22,10 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-Host = Literal["hf", "github", "openai_blob"]
+Host = Literal["hf", "openai_blob"]
 
 _HOSTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hf": ("https://huggingface.co", ("EVALFLEET_HF_ENDPOINT", "HF_ENDPOINT")),
-    "github": ("https://raw.githubusercontent.com", ("EVALFLEET_GITHUB_RAW_ENDPOINT",)),
     "openai_blob": (
         "https://openaipublic.blob.core.windows.net/simple-evals",
         ("EVALFLEET_OPENAI_BLOB_ENDPOINT",),
@@ -43,7 +41,7 @@ class Source:
     """Unique key; also the cache sub-directory."""
     host: Host
     repo: str
-    """`owner/name` on HF or GitHub; empty for the OpenAI blob."""
+    """`owner/name` on the Hugging Face hub; empty for the OpenAI blob."""
     revision: str
     """A commit id; `unversioned` for the OpenAI blob (pinned by sha256 instead)."""
     path: str
@@ -58,8 +56,6 @@ class Source:
         base = host_base(self.host)
         if self.host == "hf":
             return f"{base}/datasets/{self.repo}/resolve/{self.revision}/{self.path}"
-        if self.host == "github":
-            return f"{base}/{self.repo}/{self.revision}/{self.path}"
         return f"{base}/{self.path}"
 
     @property
