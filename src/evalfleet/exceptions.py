@@ -11,6 +11,7 @@ EvalFleetError                  exit_code 1
 ├── DeploymentError             exit_code 1  a backend refused or failed
 │   ├── BackendRefused                       a backend API answered 4xx (its message kept)
 │   └── BackendUnreachable                   a backend API did not answer (after retries)
+├── DataError                   exit_code 1  benchmark data missing, not downloadable, or corrupt
 └── EngineError                 exit_code 1  an evaluation could not finish
     └── EndpointUnreachable                  the endpoint did not answer within the retry budget
 ```
@@ -86,6 +87,10 @@ class BackendRefused(DeploymentError):
 
 class BackendUnreachable(DeploymentError):
     """A backend's API could not be reached or kept failing (5xx) after retries."""
+
+
+class DataError(EvalFleetError):
+    """Benchmark data is not cached and cannot be downloaded, or fails its sha256 check."""
 
 
 class EngineError(EvalFleetError):

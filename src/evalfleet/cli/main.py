@@ -21,8 +21,16 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="evalfleet")
-def cli() -> None:
+@click.option(
+    "--offline", is_flag=True, help="Never download benchmark data (same as EVALFLEET_OFFLINE=1)."
+)
+def cli(offline: bool) -> None:
     """Deploy a model where your GPUs are, benchmark it, track and export every run."""
+    if offline:
+        import os
+
+        # An env var, not a flag passed along: the jobs this process starts inherit it.
+        os.environ["EVALFLEET_OFFLINE"] = "1"
 
 
 @cli.command()
@@ -262,25 +270,79 @@ def ls() -> None:
 @ls.command("tasks")
 @click.option("--json", "as_json", is_flag=True)
 def ls_tasks(as_json: bool) -> None:
-    """The benchmarks evalfleet knows by name."""
-    from evalfleet.tasks.catalog import TASK_CATALOG, runnable
+    """The benchmarks evalfleet knows by name, their data, and whether they can run here."""
+    from evalfleet.tasks.catalog import TASK_CATALOG, data_source, offline_ready, runnable
 
     rows = [
         {
             "name": t.name,
             "endpoint_type": t.endpoint_type,
             "headline_metric": t.headline_metric,
+            "samples": t.samples,
+            "source": data_source(t.name),
+            "offline": offline_ready(t.name),
             "runnable": runnable(t.name),
             "description": t.description,
         }
         for t in TASK_CATALOG.values()
     ]
     if as_json:
+        from evalfleet.datasets import is_cached, sources_for
+
+        for row in rows:
+            row["files"] = [
+                {
+                    "url": s.url, "revision": s.revision, "sha256": s.sha256,
+                    "pinned_by": s.pinned, "license": s.license, "cached": is_cached(s),
+                }
+                for s in sources_for(row["name"])
+            ]  # fmt: skip
         click.echo(json.dumps(rows, indent=2))
         return
     from evalfleet.cli.render import print_table
 
-    print_table(rows, ["name", "endpoint_type", "headline_metric", "runnable", "description"])
+    shown = [{**row, "offline": "yes" if row["offline"] else "no"} for row in rows]
+    print_table(
+        shown,
+        ["name", "endpoint_type", "headline_metric", "samples", "source", "offline", "runnable"],
+    )
+
+
+@cli.group("data")
+def data() -> None:
+    """Benchmark data: prefetch it into the cache for offline use."""
+
+
+@data.command("pull")
+@click.argument("tasks", nargs=-1)
+@click.option("--all", "all_tasks", is_flag=True, help="Every task that downloads data.")
+def data_pull(tasks: tuple[str, ...], all_tasks: bool) -> None:
+    """Download (once) and verify the data of TASKS into the cache (EVALFLEET_CACHE_DIR)."""
+    from evalfleet import datasets
+    from evalfleet.exceptions import UsageError
+    from evalfleet.tasks.catalog import resolve_task_name
+
+    if all_tasks:
+        tasks = tuple(datasets.TASK_SOURCES)
+    if not tasks:
+        raise click.UsageError("name the tasks to pull, or --all")
+    names = []
+    for task in tasks:
+        try:
+            names.append(resolve_task_name(task).name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    for name in names:
+        pulled = datasets.pull(name)
+        if not pulled:
+            click.echo(f"{name}: no download needed (data ships in a package)")
+        for source, fetched in pulled:
+            how = "downloaded" if fetched.downloaded else "cached"
+            click.echo(
+                f"{name}: {source.label}  {fetched.size:,} B  sha256 {fetched.sha256[:12]}  "
+                f"({how}, pinned by {source.pinned})"
+            )
+    click.echo(f"cache: {datasets.cache_dir()}", err=True)
 
 
 @ls.command("runs")

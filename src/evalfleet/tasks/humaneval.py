@@ -25,7 +25,7 @@ INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function, including "
     "its signature and any imports it needs, in a single ```python code block.\n\n"
 )
-_CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 def load_problems() -> list[dict[str, Any]]:
@@ -43,7 +43,7 @@ def load_problems() -> list[dict[str, Any]]:
 def extract_code(response: str, prompt: str, entry_point: str) -> str:
     """The model's function: its first code block (or the whole answer); when the answer
     is only a body, the prompt's signature is put back in front of it."""
-    match = _CODE_BLOCK.search(response)
+    match = CODE_BLOCK.search(response)
     code = match.group(1) if match else response
     if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
         header = "\n".join(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from evalfleet.exceptions import ConfigError, NotAvailableError
+from evalfleet.exceptions import ConfigError
 from evalfleet.tasks.base import Task
 from evalfleet.tasks.catalog import resolve_task_name
 
@@ -31,15 +32,29 @@ def create_task(
         info = resolve_task_name(name)
     except ValueError as exc:
         raise ConfigError(f"task: {exc}") from None
-    if info.name == "humaneval":
-        from evalfleet.tasks.humaneval import HumanEval
+    module_name, class_name = _FACTORIES[info.name]
+    module = importlib.import_module(f"evalfleet.tasks.{module_name}")
+    task_class = getattr(module, class_name)
+    from evalfleet.tasks._common import ChatTask
 
-        return HumanEval()
-    if info.name == "ifeval":
-        from evalfleet.tasks.ifeval import IFEval
+    if issubclass(task_class, ChatTask):  # these also speak to completions endpoints
+        return task_class(endpoint_type)
+    return task_class()
 
-        return IFEval()
-    raise NotAvailableError(
-        f"task {info.name!r} cannot run yet: its data and scorer arrive with the task catalog; "
-        "custom tasks (dataset.path + scorer) run today"
-    )
+
+# name -> (module under evalfleet.tasks, class): imported only when the task runs.
+_FACTORIES: dict[str, tuple[str, str]] = {
+    "humaneval": ("humaneval", "HumanEval"),
+    "ifeval": ("ifeval", "IFEval"),
+    "gsm8k": ("gsm8k", "GSM8K"),
+    "mgsm": ("mgsm", "MGSM"),
+    "math_500": ("competition_math", "Math500"),
+    "aime_2024": ("competition_math", "Aime2024"),
+    "aime_2025": ("competition_math", "Aime2025"),
+    "mmlu": ("multiple_choice", "MMLU"),
+    "mmlu_pro": ("mmlu_pro", "MMLUPro"),
+    "gpqa_diamond": ("multiple_choice", "GPQADiamond"),
+    "arc_challenge": ("multiple_choice", "ArcChallenge"),
+    "hellaswag": ("multiple_choice", "HellaSwag"),
+    "mbpp": ("mbpp", "MBPP"),
+}

@@ -1,0 +1,155 @@
+"""Where each benchmark's data comes from: host, repository, revision, file, sha256.
+
+Metadata only (cheap to import; `ls tasks` reads it). Revisions are commit ids wherever
+one is known, so the bytes behind a URL cannot change. A `sha256` is pinned where the
+file's hash is known without downloading it (from the upstream or from another tool that
+pins it); where it is not (`sha256=None`), the hash of the first download is recorded
+next to the cached file and every later read is checked against it ("trust on first use").
+`ls tasks --json` and `data pull` say which kind each source is.
+
+Hosts and the environment variables that point them at a mirror (tests point them at a
+local HTTP server that serves the same URL layout):
+
+| host | URL layout | override |
+|---|---|---|
+| `hf` | `{base}/datasets/{repo}/resolve/{revision}/{path}` | `EVALFLEET_HF_ENDPOINT`, else `HF_ENDPOINT` |
+| `openai_blob` | `{base}/{path}` (openaipublic blob, simple-evals) | `EVALFLEET_OPENAI_BLOB_ENDPOINT` |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+Host = Literal["hf", "openai_blob"]
+
+_HOSTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "hf": ("https://huggingface.co", ("EVALFLEET_HF_ENDPOINT", "HF_ENDPOINT")),
+    "openai_blob": (
+        "https://openaipublic.blob.core.windows.net/simple-evals",
+        ("EVALFLEET_OPENAI_BLOB_ENDPOINT",),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file of one benchmark's data."""
+
+    name: str
+    """Unique key; also the cache sub-directory."""
+    host: Host
+    repo: str
+    """`owner/name` on the Hugging Face hub; empty for the OpenAI blob."""
+    revision: str
+    """A commit id; `unversioned` for the OpenAI blob (pinned by sha256 instead)."""
+    path: str
+    format: Literal["parquet", "jsonl", "csv", "tsv"]
+    sha256: str | None = None
+    license: str = ""
+    columns: tuple[str, ...] = ()
+    """Column names of a file without a header row (MGSM's TSVs)."""
+
+    @property
+    def url(self) -> str:
+        base = host_base(self.host)
+        if self.host == "hf":
+            return f"{base}/datasets/{self.repo}/resolve/{self.revision}/{self.path}"
+        return f"{base}/{self.path}"
+
+    @property
+    def label(self) -> str:
+        """Short human form: `hf:openai/gsm8k@cc7b047 main/test-….parquet`."""
+        where = f"{self.host}:{self.repo}@{self.revision[:7]}" if self.repo else self.host
+        return f"{where} {self.path}"
+
+    @property
+    def pinned(self) -> str:
+        """How the bytes are pinned: `sha256` (known in advance) or `first-download`."""
+        return "sha256" if self.sha256 else "first-download"
+
+
+def host_base(host: str) -> str:
+    default, variables = _HOSTS[host]
+    for variable in variables:
+        value = os.environ.get(variable)
+        if value:
+            return value.rstrip("/")
+    return default
+
+
+_MGSM_SHA256 = {
+    # Hashes of google-research/url-nlp mgsm/*.tsv (the blob serves the same files: the
+    # English one is also pinned by inspect-evals for the blob URL).
+    "bn": "6b00bc7cc635547e866989284afa924d789b5affa2eb8de623c385dd943ad977",
+    "de": "4dfea30fede44b813e2e496f5f0534049e83c7cc8aed6e00600b30ec62053626",
+    "en": "50021d0f28cc957edcb44e7806425b1c7fbd648ddcb9e0a8ec689d10e57d40fa",
+    "es": "5bd27ebdf00140cec845c5298dc17715f5cd57d8edda6df1976db40bf3f0750a",
+    "fr": "36207c1c03fd7cd3ea491441eb755408199f94e4a647851df531bbaedc99d606",
+    "ja": "59a2b50debe77981fd784cb3b2bef1505e3abf2a37116dc9d7a366ab029b4637",
+    "ru": "6bd30fd2e80c5bac23f566fb4ae0e6a55a19578401fbf9a01fb21beb3645fef8",
+    "sw": "2bac828d77229e65d7c7197b1ad4a2cb5b1fe99b163f2cbdd66501de6a2115c4",
+    "te": "dd6b1452c244bb2e4ba254c01ea84137f80c1cefc57d69c23b0ed88b9c0f36b7",
+    "th": "f3932dc5ad8e9d0ea82b017adc1e1461dd647af861e7166d6741986602a0cfd6",
+    "zh": "b2fa63151022370a0de1f4211c8c284eae74b0f5a3b003b1d5982c0d4a73f661",
+}
+MGSM_LANGUAGES = tuple(_MGSM_SHA256)
+
+_ALL = [
+    Source("gsm8k-test", "hf", "openai/gsm8k", "cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
+           "main/test-00000-of-00001.parquet", "parquet", license="MIT"),
+    Source("mmlu-test", "hf", "cais/mmlu", "c30699e8356da336a370243923dbaf21066bb9fe",
+           "all/test-00000-of-00001.parquet", "parquet", license="MIT"),
+    Source("mmlu_pro-test", "hf", "TIGER-Lab/MMLU-Pro", "527feea0afed1de15a8c115abf7be4c912123315",
+           "data/test-00000-of-00001.parquet", "parquet", license="MIT"),
+    Source("mmlu_pro-validation", "hf", "TIGER-Lab/MMLU-Pro",
+           "527feea0afed1de15a8c115abf7be4c912123315",
+           "data/validation-00000-of-00001.parquet", "parquet", license="MIT"),
+    Source("gpqa_diamond", "openai_blob", "", "unversioned", "gpqa_diamond.csv", "csv",
+           "41d1213cd7a4998605a26c2798500652572007161b3a92817ba46b35befcd305", "CC-BY-4.0"),
+    # Revision as pinned by a third party; not checked against the hub (no access here).
+    Source("math_500-test", "hf", "HuggingFaceH4/MATH-500",
+           "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be", "test.jsonl", "jsonl", license="MIT"),
+    Source("aime_2024", "hf", "Maxwell-Jia/AIME_2024", "8d88b2876a82a080e2f172cc9b25d0d9d2cb4792",
+           "aime_2024_problems.parquet", "parquet", license="MIT"),
+    Source("aime_2025", "hf", "math-ai/aime25", "563bb8404243c5f09de6ec262f2db674fe5bce9b",
+           "test.jsonl", "jsonl", license="MIT"),
+    Source("arc_challenge-test", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
+           "ARC-Challenge/test-00000-of-00001.parquet", "parquet", license="CC-BY-SA-4.0"),
+    # Commits and hashes of these two as pinned by third parties that check them on download
+    # (not verified here: no hub access). The GitHub copy of HellaSwag is gone (HTTP 451).
+    Source("hellaswag-validation", "hf", "Rowan/hellaswag", "218ec52e09a7e7462a5400043bb9a69a41d06b76",
+           "data/validation-00000-of-00001.parquet", "parquet",
+           "899813071e1e95efafec90f856e1987d2150fa4d020fc005df6962c259f660cd", "MIT"),
+    Source("mbpp-test", "hf", "google-research-datasets/mbpp",
+           "4bb6404fdc6cacfda99d4ac4205087b89d32030c", "full/test-00000-of-00001.parquet",
+           "parquet", "566fd53060ffba5766dace1d1e2f4c38906781526de222b0dfbdbc325b696c77",
+           "CC-BY-4.0"),
+    *(
+        Source(f"mgsm-{lang}", "openai_blob", "", "unversioned", f"mgsm_{lang}.tsv", "tsv", sha,
+               "CC-BY-4.0", ("question", "answer"))
+        for lang, sha in _MGSM_SHA256.items()
+    ),
+]  # fmt: skip
+
+SOURCES: dict[str, Source] = {source.name: source for source in _ALL}
+
+TASK_SOURCES: dict[str, tuple[str, ...]] = {
+    "gsm8k": ("gsm8k-test",),
+    "mmlu": ("mmlu-test",),
+    "mmlu_pro": ("mmlu_pro-test", "mmlu_pro-validation"),
+    "gpqa_diamond": ("gpqa_diamond",),
+    "math_500": ("math_500-test",),
+    "aime_2024": ("aime_2024",),
+    "aime_2025": ("aime_2025",),
+    "arc_challenge": ("arc_challenge-test",),
+    "hellaswag": ("hellaswag-validation",),
+    "mbpp": ("mbpp-test",),
+    "mgsm": tuple(f"mgsm-{lang}" for lang in MGSM_LANGUAGES),
+}
+"""The sources each catalog task reads (tasks absent here ship their data in a package)."""
+
+
+def sources_for(task: str) -> list[Source]:
+    return [SOURCES[name] for name in TASK_SOURCES.get(task, ())]

