@@ -145,7 +145,13 @@ MGSM = {
     for lang in MGSM_LANGUAGES
 }
 
+IFEVAL = [
+    {"key": 1, "prompt": "Write a haiku without commas.",
+     "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+]  # fmt: skip
+
 ROWS: dict[str, Any] = {
+    "ifeval-input": IFEVAL,
     "gsm8k-test": GSM8K,
     "math_500-test": MATH_500,
     "aime_2024": AIME_2024,
@@ -218,7 +224,7 @@ def start_mirror(monkeypatch: Any, cache: Path) -> tuple[DataMirror, ThreadingHT
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            # Each host's base is a prefix here (/hf, /blob); below it, the real layout.
+            # Each host's base is a prefix here (/hf, /blob, /github); below it, the real layout.
             path = urlsplit(self.path).path
             mirror.hits[path] += 1
             body = mirror.files.get(path)
@@ -239,6 +245,7 @@ def start_mirror(monkeypatch: Any, cache: Path) -> tuple[DataMirror, ThreadingHT
     mirror.base_url = base
     monkeypatch.setenv("EVALFLEET_HF_ENDPOINT", f"{base}/hf")
     monkeypatch.setenv("EVALFLEET_OPENAI_BLOB_ENDPOINT", f"{base}/blob/simple-evals")
+    monkeypatch.setenv("EVALFLEET_GITHUB_RAW_ENDPOINT", f"{base}/github")
     monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(cache))
     monkeypatch.setenv("EVALFLEET_OFFLINE", "")  # restored (unset) after the test
     return mirror, server

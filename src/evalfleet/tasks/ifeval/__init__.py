@@ -4,7 +4,7 @@
 sentence counting and language detection without downloads, `data.py` the pinned prompts.
 """
 
-from evalfleet.tasks.ifeval.data import SOURCE, Prompt, load_prompts
+from evalfleet.tasks.ifeval.data import Prompt, load_prompts
 from evalfleet.tasks.ifeval.task import METRICS, IFEval
 
-__all__ = ["METRICS", "SOURCE", "IFEval", "Prompt", "load_prompts"]
+__all__ = ["METRICS", "IFEval", "Prompt", "load_prompts"]

