@@ -23,9 +23,11 @@ from evalfleet.executors.base import Invocation, Job
 
 TEMPLATE = "batch.sh.j2"
 JOB_JSON_DELIMITER = "EVALFLEET_JOB_JSON"
-# SIGTERM to the batch shell this many seconds before the time limit, so the trap can stop
-# the task and the server while Slurm still waits.
-TERM_GRACE_S = 60
+# SIGUSR1 to the batch shell this many seconds before the time limit: the script then queues
+# its successor (the next link of its chain, `--dependency=afternotok`), which starts only if
+# this job ends without success (TIMEOUT, PREEMPTED...); at the limit Slurm sends SIGTERM and
+# the trap stops the task and the server.
+LIMIT_SIGNAL_S = 60
 
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -101,9 +103,16 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
             "jobs": [_job_context(config, job) for job in jobs],
             "server": server_context,
         }
+        name = f"evalfleet-{inv.invocation_id}{suffix}.sbatch"
+        context["chain"] = {
+            "script": f"{inv.output_dir}/{name}",
+            "file": f"{inv.output_dir}/{chain_file_name(name)}",
+            "walltime_s": walltime_seconds(execution.walltime),
+            "max_walltime_s": walltime_seconds(execution.max_walltime or execution.walltime),
+        }
         scripts.append(
             SbatchScript(
-                name=f"evalfleet-{inv.invocation_id}{suffix}.sbatch",
+                name=name,
                 text=_template().render(context),
                 job_ids=[job.job_id for job in jobs],
             )
@@ -111,13 +120,29 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
     return scripts
 
 
+def chain_file_name(script_name: str) -> str:
+    """The file where each job of a script's chain appends its Slurm job id."""
+    return script_name.removesuffix(".sbatch") + ".slurm-jobs"
+
+
+def walltime_seconds(text: str) -> int:
+    """`[D-]HH:MM:SS` in seconds."""
+    days, _, clock = text.rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
 # --------------------------------------------------------------------------- header
+
+
+def job_name(prefix: str, invocation_id: str, task: str | None) -> str:
+    return f"{prefix}-{invocation_id}" + (f"-{task}" if task else "")
 
 
 def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[str]:
     """The `#SBATCH` options (without the `#SBATCH `), in the order they are written."""
     execution = inv.config.execution
-    name = f"{execution.job_name_prefix}-{inv.invocation_id}" + (f"-{task}" if task else "")
+    name = job_name(execution.job_name_prefix, inv.invocation_id, task)
     flags: list[tuple[str, Any]] = [("job-name", name)]
     for key in ("account", "partition", "qos"):
         if getattr(execution, key):
@@ -132,7 +157,7 @@ def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[s
     flags += [
         ("time", execution.walltime),
         ("output", output),
-        ("signal", f"B:TERM@{TERM_GRACE_S}"),
+        ("signal", f"B:USR1@{LIMIT_SIGNAL_S}"),
     ]
     where = {"output": "execution.output_dir", "job-name": "execution.job_name_prefix"}
     return [
