@@ -22,6 +22,14 @@ CONNECT_TIMEOUT_S = 10
 _LOGIN_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def control_dir() -> Path:
+    """Where the control masters' sockets live: short (a unix socket path is limited to
+    ~100 bytes), private to the user."""
+    directory = Path(tempfile.gettempdir()) / f"evalfleet-ssh-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
+
+
 class HostUnreachable(DeploymentError):
     """The submit host did not answer (ssh failed or a command timed out)."""
 
@@ -63,8 +71,6 @@ class SlurmHost:
 
     def ssh_argv(self) -> list[str]:
         """`ssh` with its options, up to (not including) the remote command."""
-        control_dir = Path(tempfile.gettempdir()) / f"evalfleet-ssh-{os.getuid()}"
-        control_dir.mkdir(mode=0o700, exist_ok=True)
         argv = ["ssh"]
         if self.ssh_config:
             argv += ["-F", os.path.expanduser(self.ssh_config)]
@@ -74,7 +80,7 @@ class SlurmHost:
             "ServerAliveInterval": "10",
             "ServerAliveCountMax": "3",
             "ControlMaster": "auto",
-            "ControlPath": f"{control_dir}/%C",
+            "ControlPath": f"{control_dir()}/%C",
             "ControlPersist": "60",
             "LogLevel": "ERROR",  # keeps "Warning: Permanently added..." out of messages
         }
