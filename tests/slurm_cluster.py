@@ -37,9 +37,7 @@ class SlurmCluster:
     accounting: bool
 
     def run(self, *argv: str) -> str:
-        return subprocess.run(
-            argv, capture_output=True, text=True, check=True, timeout=60
-        ).stdout
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,9 @@ class SshLogin:
 
     hostname: str
     ssh_config: Path
+    port: int
     refused_host: str  # a Host entry whose port nobody listens on
+    refused_port: int
 
 
 def _unavailable(reason: str) -> None:
@@ -157,10 +157,11 @@ def ssh_login(slurm_cluster: SlurmCluster) -> Iterator[SshLogin]:
         f"Host {SSH_HOST}\n  Port {port}\n"
         f"Host evalfleet-refused\n  Port {refused_port}\n"
     )
-    process = subprocess.Popen(
-        [sshd, "-D", "-e", "-f", str(directory / "sshd_config")],
-        stdout=subprocess.DEVNULL, stderr=(directory / "sshd.log").open("wb"),
-    )  # fmt: skip
+    with (directory / "sshd.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(directory / "sshd_config")],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -174,7 +175,7 @@ def ssh_login(slurm_cluster: SlurmCluster) -> Iterator[SshLogin]:
                 log = (directory / "sshd.log").read_text(errors="replace")
                 pytest.fail(f"sshd did not accept the test key: {probe.stderr}\n{log}")
             time.sleep(0.2)
-        yield SshLogin(SSH_HOST, client, "evalfleet-refused")
+        yield SshLogin(SSH_HOST, client, port, "evalfleet-refused", refused_port)
     finally:
         # Close the control master the executor's ssh calls share (it would linger a minute).
         subprocess.run(

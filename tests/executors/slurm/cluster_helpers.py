@@ -74,7 +74,9 @@ deployment:
 evaluation:
   params: {params}
   tasks:
-""" + "\n".join(task_lines) + "\n"
+"""
+        + "\n".join(task_lines)
+        + "\n"
     )
     return config
 

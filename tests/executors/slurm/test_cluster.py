@@ -111,9 +111,7 @@ def test_a_failing_task_is_failed_not_requeued_and_resume_reruns_only_it(
 
 
 def test_kill_while_pending_cancels_the_job(cli, tmp_path, free_port) -> None:
-    config = slurm_config(
-        tmp_path, free_port, execution="  sbatch_extra_flags: {begin: now+1hour}"
-    )
+    config = slurm_config(tmp_path, free_port, execution="  sbatch_extra_flags: {begin: now+1hour}")
     invocation_id = _run(cli, config)
     rows = wait_for(invocation_id, all_in("PENDING"), timeout_s=10)
     assert "(BeginTime)" in rows[0]["detail"]
@@ -165,9 +163,7 @@ def test_kill_after_the_next_job_was_queued_cancels_the_whole_chain(
     assert states(api.status([invocation_id])) == ["KILLED", "KILLED"]
 
 
-def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(
-    cli, tmp_path, free_port
-) -> None:
+def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path, free_port) -> None:
     """11 answers of 10 s each outlast the first job's 1-minute limit (Slurm kills it at
     60-95 s); the next job answers the rest from where the response cache left off."""
     config = slurm_config(

@@ -133,6 +133,11 @@ class SlurmExecutor:
                 for script in plan["scripts"]:
                     submitted[script["name"]].append(_sbatch(host, script["path"]))
                     store.update_invocation_handle(inv.invocation_id, {"slurm_jobs": submitted})
+            except HostUnreachable as exc:
+                _cancel_quietly(host, [i for ids in submitted.values() for i in ids])
+                for job in inv.jobs:
+                    store.update_job(job.job_id, state="FAILED", detail=f"not submitted: {exc}")
+                raise HostUnreachable(f"cannot submit to {host.hostname}: {exc}") from None
             except (DeploymentError, OSError) as exc:
                 _cancel_quietly(host, [i for ids in submitted.values() for i in ids])
                 message = str(exc) if isinstance(exc, DeploymentError) else exc.strerror
