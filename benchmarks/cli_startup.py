@@ -21,7 +21,9 @@ def median_seconds(argv: list[str], env: dict[str, str], runs: int) -> float:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 

@@ -47,7 +47,9 @@ def cpu_seconds() -> float:
 def write_dataset(path: Path, count: int) -> None:
     with path.open("w") as handle:
         for i in range(count):
-            handle.write(json.dumps({"id": i, "prompt": f"Question number {i}?", "answer": "x"}) + "\n")
+            handle.write(
+                json.dumps({"id": i, "prompt": f"Question number {i}?", "answer": "x"}) + "\n"
+            )
 
 
 async def run_engine(base_url: str, dataset: Path, out: Path, parallelism: int) -> int:
@@ -116,17 +118,25 @@ def main() -> None:
             write_dataset(dataset, count)
             print(f"parallelism {parallelism}: ideal {ideal:.0f} req/s")
             out = Path(tmp) / f"out-{parallelism}"
-            measure("evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal)
+            measure(
+                "evalfleet", partial(run_engine, sim.base_url, dataset, out, parallelism), ideal
+            )
             os.environ["EVALFLEET_HTTP"] = "aiohttp"
             try:
                 aio_out = Path(tmp) / f"out-aiohttp-{parallelism}"
-                measure("+aiohttp", partial(run_engine, sim.base_url, dataset, aio_out, parallelism), ideal)
+                measure(
+                    "+aiohttp",
+                    partial(run_engine, sim.base_url, dataset, aio_out, parallelism),
+                    ideal,
+                )
             finally:
                 del os.environ["EVALFLEET_HTTP"]
             if not args.skip_httpx:
                 # httpx needs ~20 ms of CPU per request at this concurrency here: two rounds
                 # are enough to measure it and keep the benchmark to a few minutes.
-                measure("httpx", partial(run_httpx, sim.base_url, parallelism * 2, parallelism), ideal)
+                measure(
+                    "httpx", partial(run_httpx, sim.base_url, parallelism * 2, parallelism), ideal
+                )
 
 
 if __name__ == "__main__":

@@ -113,20 +113,6 @@ def test_commands_of_later_releases_say_so_with_exit_2(cli, args):
     assert "Traceback" not in result.err
 
 
-def test_run_on_a_backend_that_cannot_launch_yet_creates_and_records_nothing(
-    cli, write_yaml, isolated
-):
-    path = write_yaml(
-        "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
-        "execution: {type: slurm, output_dir: /tmp/never}\n"
-        "evaluation: {tasks: [{name: gsm8k}]}\n"
-    )
-    result = cli("run", "--config", str(path))
-    assert result.code == 2
-    assert "--dry-run" in result.err
-    assert not isolated.exists()
-
-
 def test_ls_tasks(cli):
     rows = json.loads(cli("ls", "tasks", "--json").out)
     names = {r["name"] for r in rows}

@@ -174,6 +174,7 @@ def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path,
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=300, poll_s=3)
     assert states(rows) == ["SUCCESS"], rows
     assert rows[0]["detail"] == "accuracy 1.0000 ± 0.0000 (n=11)"
+    assert not wait_no_jobs(invocation_id)  # the next job's own successor is cancelled
     first, second, *_ = chain_jobs(invocation_id)[f"evalfleet-{invocation_id}.sbatch"]
     root = tmp_path / "results" / invocation_id
     assert "TIMEOUT" in _scontrol_state(first)
@@ -182,7 +183,6 @@ def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path,
     eval_log = (root / "slow" / "logs" / "eval.log").read_text()
     cached = [int(line.split()[-5]) for line in eval_log.splitlines() if "from the cache" in line]
     assert cached[0] == 0 and 0 < cached[1] < 11, eval_log
-    assert not wait_no_jobs(invocation_id)
 
 
 def _scontrol_state(job_id: str) -> str:
