@@ -8,6 +8,7 @@ batch script's traps, its `--dependency` chain and the model server's process.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,7 @@ def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path,
     assert "COMPLETED" in _scontrol_state(second)
     assert "queued job" in (root / f"slurm-{first}.out").read_text()
     eval_log = (root / "slow" / "logs" / "eval.log").read_text()
-    cached = [int(line.split()[-5]) for line in eval_log.splitlines() if "from the cache" in line]
+    cached = [int(n) for n in re.findall(r"INFO (\d+) answers came from the cache", eval_log)]
     assert cached[0] == 0 and 0 < cached[1] < 11, eval_log
 
 
