@@ -22,6 +22,7 @@
 #   LOCAL_SLURM_LINK_ETC=1     symlink /etc/slurm/slurm.conf -> STATE_DIR/etc/slurm.conf if that
 #                              path is absent, dangling or already ours, so clients need no
 #                              SLURM_CONF (stop-local-slurm.sh removes the link again); 0 = never
+#   LOCAL_SLURM_EXTRA_CONF=..  lines appended to slurm.conf (e.g. a second partition)
 #   LOCAL_SLURM_NO_INSTALL=1   never run apt-get (fail if binaries are missing)
 #   LOCAL_SLURM_TIMEOUT=60     seconds to wait for the node to become idle
 #
@@ -211,6 +212,7 @@ MailProg=/bin/true
 $overrides
 NodeName=$NODE NodeAddr=127.0.0.1 $nodehw State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+${LOCAL_SLURM_EXTRA_CONF:-}
 EOF
   mv "$CONF.new" "$CONF"
   chmod 644 "$CONF"
@@ -331,7 +333,7 @@ echo "export SLURM_CONF=$CONF" > "$STATE/env.sh"
 # ---------------------------------------------------------------- wait for idle node
 resumed=0
 for ((i = 0; i < TIMEOUT * 5; i++)); do
-  st=$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null || true)
+  st=$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1 || true)
   case $st in
     idle|mixed|allocated|completing) break ;;
     down*|drain*|fail*)
