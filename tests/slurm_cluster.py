@@ -92,6 +92,14 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         "LOCAL_SLURM_SLURMD_PORT": str(free_port()),
         "LOCAL_SLURM_DBD_PORT": str(free_port()),
         "LOCAL_SLURM_MYSQL_PORT": str(free_port()),
+        # Preemption: a job of `urgent` cancels (PREEMPTED) `preemptible` jobs it needs
+        # room for; jobs of the default partition are requeued by Slurm instead.
+        "LOCAL_SLURM_EXTRA_CONF": (
+            "PreemptType=preempt/partition_prio\nPreemptMode=REQUEUE\n"
+            "PartitionName=preemptible Nodes=localhost MaxTime=INFINITE State=UP "
+            "PriorityTier=1 PreemptMode=CANCEL\n"
+            "PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=10"
+        ),
     }
     conf = state / "etc" / "slurm.conf"
     previous = os.environ.get("SLURM_CONF")

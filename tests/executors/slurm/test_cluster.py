@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -188,9 +190,35 @@ def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path,
     assert len(cached) == 1 and 0 < cached[0] < 11, eval_log
 
 
-def _scontrol_state(job_id: str) -> str:
-    import subprocess
+def test_a_preempted_job_is_continued_and_finishes(cli, tmp_path, free_port) -> None:
+    """Preempted under PreemptMode=CANCEL (no warning, so the job queues no successor):
+    the next `status` continues the chain."""
+    config = slurm_config(
+        tmp_path, free_port, tasks=["slow"], samples=6, sim_args="--latency 2",
+        params="{parallelism: 1}",
+        execution="  partition: preemptible\n  sbatch_extra_flags: {exclusive: true}",
+    )  # fmt: skip
+    invocation_id = _run(cli, config)
+    wait_for(invocation_id, all_in("RUNNING"), timeout_s=60)
+    time.sleep(5)  # a few answers reach the cache
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "-p", "urgent", "--exclusive", "--wrap", "sleep 2"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
 
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
+    assert states(rows) == ["SUCCESS"], rows
+    assert not wait_no_jobs(invocation_id)
+    first, second = chain_jobs(invocation_id)[f"evalfleet-{invocation_id}.sbatch"]
+    assert "JobState=PREEMPTED" in _scontrol_state(first)
+    assert "JobState=COMPLETED" in _scontrol_state(second)
+    assert "JobState=COMPLETED" in _scontrol_state(urgent)
+    root = tmp_path / "results" / invocation_id
+    assert "(link 2)" in (root / f"slurm-{second}.out").read_text()
+    assert not server_processes(free_port)
+
+
+def _scontrol_state(job_id: str) -> str:
     return subprocess.run(
         ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
     ).stdout

@@ -24,9 +24,16 @@ from typing import Any
 from evalfleet.exceptions import DeploymentError, UsageError
 from evalfleet.executors.base import Invocation, JobState, JobStatus, unknown_statuses
 from evalfleet.executors.slurm.host import HostUnreachable, SlurmHost
-from evalfleet.executors.slurm.render import chain_file_name, job_name, render_scripts
+from evalfleet.executors.slurm.render import (
+    chain_file_name,
+    job_name,
+    render_scripts,
+    walltime_seconds,
+)
 from evalfleet.executors.slurm.states import (
     Probe,
+    TaskFiles,
+    next_link,
     parse_probe,
     probe_command,
     task_state,
@@ -167,6 +174,7 @@ class SlurmExecutor:
         rows = []
         from evalfleet.store import InvocationStore
 
+        _continue_preempted(host, record, probe)
         with InvocationStore() as store:
             store.update_invocation_handle(
                 record.invocation_id,
@@ -338,14 +346,48 @@ def _write_files(host: SlurmHost, directory: str, files: dict[str, str]) -> None
     host.check(f"mkdir -p {d} && tar -xf - -C {d}", "writing the batch scripts", buffer.getvalue())
 
 
-def _sbatch(host: SlurmHost, path: str) -> str:
+def _sbatch(host: SlurmHost, path: str, options: str = "", env: str = "") -> str:
     """Submit `path` (its directory as the working dir); returns the Slurm job id."""
     directory = shlex.quote(str(Path(path).parent))
-    out = host.check(f"cd {directory} && sbatch --parsable {shlex.quote(path)}", "sbatch")
+    out = host.check(
+        f"cd {directory} && {env} sbatch --parsable {options} {shlex.quote(path)}", "sbatch"
+    )
     job_id = out.decode().strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.split("_")[0].isdigit():
         raise DeploymentError(f"sbatch on {host.hostname} printed no job id: {out!r}")
     return job_id
+
+
+def _continue_preempted(host: SlurmHost, record: Any, probe: Probe) -> None:
+    """A job preempted without being requeued by Slurm (PreemptMode=CANCEL) gets no
+    warning, so it cannot queue its successor: the next status does, within max_walltime."""
+    execution = record.config.get("execution", {})
+    walltime = walltime_seconds(execution.get("walltime", "01:00:00"))
+    budget = walltime_seconds(execution.get("max_walltime") or execution.get("walltime"))
+    for name, view in probe.chains.items():
+        unfinished = [
+            job
+            for job in record.jobs
+            if job.handle.get("chain") == name
+            and (probe.tasks.get(job.job_id) or TaskFiles()).exit_code is None
+        ]
+        step = next_link(view, walltime, budget)
+        if step is None or not unfinished:
+            continue
+        link, minutes = step
+        preempted = view.latest
+        try:
+            job_id = _sbatch(
+                host,
+                f"{record.output_dir}/{name}",
+                f"--time={minutes}",
+                f"EVALFLEET_CHAIN_LINK={link}",
+            )
+        except DeploymentError:
+            continue  # shown as the preempted job's FAILED; resume can still continue it
+        view.job_ids.append(job_id)
+        view.links[job_id] = link
+        view.states[job_id] = ("PENDING", f"continues preempted job {preempted}")
 
 
 def _known_ids(record: Any) -> dict[str, list[str]]:

@@ -35,6 +35,7 @@ class ChainView:
     name: str
     job_ids: list[str] = field(default_factory=list)  # oldest first
     states: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (state, reason)
+    links: dict[str, int] = field(default_factory=dict)  # id -> its link number in the chain
 
     @property
     def latest(self) -> str | None:
@@ -126,10 +127,13 @@ def parse_probe(text: str, chains: dict[str, list[str]], job_names: dict[str, st
         if not section:
             continue
         if section[0] == "chain" and line:
-            job_id = line.split()[0]
+            job_id, *link = line.split()
             view = views.setdefault(section[1], ChainView(section[1]))
-            if job_id not in view.job_ids and job_id != "none":
-                view.job_ids.append(job_id)
+            if job_id != "none":
+                if job_id not in view.job_ids:
+                    view.job_ids.append(job_id)
+                if link and link[0].isdigit():
+                    view.links[job_id] = int(link[0])
         elif section[0] in ("squeue", "sacct") and "|" in line:
             job_id, state, *rest = line.split("|")
             if section[0] == "sacct" and job_id in states:
@@ -145,6 +149,20 @@ def parse_probe(text: str, chains: dict[str, list[str]], job_names: dict[str, st
         view.job_ids.sort(key=_numeric)
         view.states = {i: states[i] for i in view.job_ids if i in states}
     return Probe(views, tasks, accounting)
+
+
+def next_link(chain: ChainView, walltime_s: int, max_walltime_s: int) -> tuple[int, int] | None:
+    """(link number, minutes) for a job continuing a chain whose last job was preempted
+    without queueing its successor; None when the chain is active, did not end PREEMPTED,
+    or max_walltime is spent (each link counts as a full walltime)."""
+    latest = chain.latest
+    if latest is None or chain.active or chain.state_of(latest) != "PREEMPTED":
+        return None
+    link = chain.links.get(latest, 1)
+    left = max_walltime_s - link * walltime_s
+    if left <= 0:
+        return None
+    return link + 1, max(1, min(left, walltime_s) // 60)
 
 
 def _numeric(job_id: str) -> tuple[int, str]:
