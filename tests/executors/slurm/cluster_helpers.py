@@ -39,6 +39,7 @@ def slurm_config(
     execution: str = "",
     missing: tuple[str, ...] = (),
     params: str = "{parallelism: 2}",
+    command_prefix: str = "",
 ) -> Path:
     """A run config: the endpoint simulator as a `generic` deployment, custom tasks.
 
@@ -68,7 +69,7 @@ execution:
 {execution}
 deployment:
   type: generic
-  command: {PY} -m evalfleet.testing.endpoint --port {{port}} --answers {oracle} {sim_args}
+  command: {command_prefix}{PY} -m evalfleet.testing.endpoint --port {{port}} --answers {oracle} {sim_args}
   served_model_name: sim-model
   port: {port}
 evaluation:

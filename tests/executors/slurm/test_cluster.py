@@ -7,6 +7,7 @@ batch script's traps, its `--dependency` chain and the model server's process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -64,6 +65,28 @@ def test_two_tasks_with_a_generic_server_run_to_success(cli, tmp_path, free_port
     assert any(line.startswith("[server] READY http://127.0.0.1:") for line in lines)
     assert not wait_no_jobs(invocation_id)  # the job ends once it has stopped the server
     assert not server_processes(free_port), "the model server outlived its job"
+
+
+def test_a_secret_reaches_the_job_but_no_file(cli, tmp_path, free_port, isolated) -> None:
+    secret = "s3cret-7f1d2c"
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
+    config = slurm_config(
+        tmp_path,
+        free_port,
+        execution=f"  env_vars: {{MY_TOKEN: {secret}}}",
+        # The server starts only if the job's environment holds the value (by its hash).
+        command_prefix=f'test "$(printf %s "$MY_TOKEN" | sha256sum | cut -c1-16)" = {digest} && exec ',
+    )
+    invocation_id = _run(cli, config)
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
+    assert states(rows) == ["SUCCESS", "SUCCESS"], rows
+    assert not wait_no_jobs(invocation_id)
+    root = tmp_path / "results" / invocation_id
+    script = (root / f"evalfleet-{invocation_id}.sbatch").read_text()
+    assert ': "${MY_TOKEN:?' in script
+    for path in [*root.rglob("*"), *isolated.rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_job_per_task_gives_each_task_its_own_job(cli, tmp_path, free_port) -> None:

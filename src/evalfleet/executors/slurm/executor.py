@@ -28,6 +28,7 @@ from evalfleet.executors.slurm.render import (
     chain_file_name,
     job_name,
     render_scripts,
+    secret_env,
     walltime_seconds,
 )
 from evalfleet.executors.slurm.states import (
@@ -137,8 +138,9 @@ class SlurmExecutor:
                     local_dir.mkdir(parents=True, exist_ok=True)
                     (local_dir / "config.yaml").write_text(config_text, encoding="utf-8")
                 _write_files(host, inv.output_dir, files)
+                secrets = secret_env(inv.config)
                 for script in plan["scripts"]:
-                    submitted[script["name"]].append(_sbatch(host, script["path"]))
+                    submitted[script["name"]].append(_sbatch(host, script["path"], secrets))
                     store.update_invocation_handle(inv.invocation_id, {"slurm_jobs": submitted})
             except HostUnreachable as exc:
                 _cancel_quietly(host, [i for ids in submitted.values() for i in ids])
@@ -266,13 +268,19 @@ class SlurmExecutor:
             for row in todo
             for name in ("exit_code", "slurm_job")
         ]
+        secrets, missing = _secrets_from_environment(record)
+        if missing:
+            raise UsageError(
+                f"cannot resume {record.invocation_id}: the values of {', '.join(missing)} are "
+                "never stored; export them in this shell and resume again"
+            )
         host.check("rm -f " + " ".join(shlex.quote(path) for path in stale), "rm")
         from evalfleet.store import InvocationStore
 
         with InvocationStore() as store:
             known = dict(store.get(record.invocation_id).handle.get("slurm_jobs", {}))
             for chain in chains:
-                job_id = _sbatch(host, f"{record.output_dir}/{chain}")
+                job_id = _sbatch(host, f"{record.output_dir}/{chain}", secrets)
                 known[chain] = [*known.get(chain, []), job_id]
                 store.update_invocation_handle(record.invocation_id, {"slurm_jobs": known})
                 for row in todo:
@@ -346,11 +354,24 @@ def _write_files(host: SlurmHost, directory: str, files: dict[str, str]) -> None
     host.check(f"mkdir -p {d} && tar -xf - -C {d}", "writing the batch scripts", buffer.getvalue())
 
 
-def _sbatch(host: SlurmHost, path: str, options: str = "", env: str = "") -> str:
-    """Submit `path` (its directory as the working dir); returns the Slurm job id."""
+def _sbatch(
+    host: SlurmHost,
+    path: str,
+    secrets: dict[str, str],
+    options: str = "",
+    env: str = "",
+) -> str:
+    """Submit `path` (its directory as the working dir); returns the Slurm job id.
+
+    `secrets` reach sbatch's environment through its stdin (`read`), so their values are
+    on no command line and no disk; Slurm hands the environment on to the job."""
     directory = shlex.quote(str(Path(path).parent))
+    reads = "".join(f"IFS= read -r {name} && export {name} && " for name in secrets)
+    stdin = "".join(f"{value}\n" for value in secrets.values()).encode()
     out = host.check(
-        f"cd {directory} && {env} sbatch --parsable {options} {shlex.quote(path)}", "sbatch"
+        f"cd {directory} && {reads}{env} sbatch --parsable {options} {shlex.quote(path)}",
+        "sbatch",
+        stdin,
     )
     job_id = out.decode().strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.split("_")[0].isdigit():
@@ -376,10 +397,14 @@ def _continue_preempted(host: SlurmHost, record: Any, probe: Probe) -> None:
             continue
         link, minutes = step
         preempted = view.latest
+        secrets, missing = _secrets_from_environment(record)
+        if missing:
+            continue  # the preempted job shows FAILED; resume says what to export
         try:
             job_id = _sbatch(
                 host,
                 f"{record.output_dir}/{name}",
+                secrets,
                 f"--time={minutes}",
                 f"EVALFLEET_CHAIN_LINK={link}",
             )
@@ -388,6 +413,18 @@ def _continue_preempted(host: SlurmHost, record: Any, probe: Probe) -> None:
         view.job_ids.append(job_id)
         view.links[job_id] = link
         view.states[job_id] = ("PENDING", f"continues preempted job {preempted}")
+
+
+def _secrets_from_environment(record: Any) -> tuple[dict[str, str], list[str]]:
+    """The secret env vars a resubmission needs, from this process's environment (the
+    store holds only their names); and the names that are not set here."""
+    import os
+
+    from evalfleet.config.schema import RunConfig
+
+    names = sorted(secret_env(RunConfig.model_validate(record.config)))
+    found = {name: os.environ[name] for name in names if name in os.environ}
+    return found, [name for name in names if name not in found]
 
 
 def _known_ids(record: Any) -> dict[str, list[str]]:
