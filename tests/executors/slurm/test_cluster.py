@@ -151,6 +151,21 @@ def test_kill_while_pending_cancels_the_job(cli, tmp_path, free_port) -> None:
     assert cli("kill", invocation_id).out.strip() == "nothing was running"
 
 
+def test_kill_after_a_resume_cancels_the_resumed_job(cli, tmp_path, free_port) -> None:
+    config = slurm_config(tmp_path, free_port, execution="  sbatch_extra_flags: {begin: now+1hour}")
+    invocation_id = _run(cli, config)
+    assert cli("kill", invocation_id).code == 0
+    resumed = cli("resume", invocation_id)
+    assert resumed.code == 0, resumed.err
+    first, second = chain_jobs(invocation_id)[f"evalfleet-{invocation_id}.sbatch"]
+    assert [line.split("|")[0] for line in active_jobs(invocation_id)] == [second]
+
+    result = cli("kill", invocation_id)
+    assert (result.code, result.out.strip()) == (0, f"stopped Slurm job {second}")
+    assert not active_jobs(invocation_id)
+    assert "JobState=CANCELLED" in _scontrol_state(first)
+
+
 def test_kill_while_running_stops_the_server_and_twice_is_harmless(
     cli, tmp_path, free_port
 ) -> None:
