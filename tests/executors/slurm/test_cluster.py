@@ -89,6 +89,23 @@ def test_a_secret_reaches_the_job_but_no_file(cli, tmp_path, free_port, isolated
             assert secret.encode() not in path.read_bytes(), path
 
 
+def test_logs_follow_shows_the_run_as_it_goes_and_ends_with_it(cli, tmp_path, free_port) -> None:
+    import threading
+
+    invocation_id = _run(cli, slurm_config(tmp_path, free_port, sim_args="--latency 0.5"))
+    lines: list[str] = []
+    follower = threading.Thread(
+        target=lambda: lines.extend(api.logs(invocation_id, follow=True)), daemon=True
+    )
+    follower.start()
+    follower.join(timeout=120)
+    assert not follower.is_alive(), "logs --follow did not end with the job"
+    text = "\n".join(lines)
+    assert "evalfleet: task adds" in text and "all 2 task(s) succeeded" in text
+    assert text.index("task adds (") < text.index("task more (")
+    assert states(api.status([invocation_id])) == ["SUCCESS", "SUCCESS"]
+
+
 def test_job_per_task_gives_each_task_its_own_job(cli, tmp_path, free_port) -> None:
     # Both servers use the same port: --exclusive keeps the two jobs off the node together.
     config = slurm_config(
