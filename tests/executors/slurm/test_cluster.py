@@ -183,6 +183,29 @@ def test_kill_after_a_resume_cancels_the_resumed_job(cli, tmp_path, free_port) -
     assert "JobState=CANCELLED" in _scontrol_state(first)
 
 
+def test_a_controller_that_does_not_answer_is_unknown_not_failed(
+    cli, slurm_cluster, tmp_path, free_port, monkeypatch
+) -> None:
+    config = slurm_config(tmp_path, free_port, execution="  sbatch_extra_flags: {begin: now+1hour}")
+    invocation_id = _run(cli, config)
+    # The same cluster, seen through a config whose controller port nobody listens on.
+    text = slurm_cluster.conf.read_text()
+    port = re.search(r"^SlurmctldPort=(\d+)$", text, re.M).group(1)
+    elsewhere = tmp_path / "slurm.conf"
+    elsewhere.write_text(text.replace(f"SlurmctldPort={port}", f"SlurmctldPort={free_port}"))
+    monkeypatch.setenv("SLURM_CONF", str(elsewhere))
+
+    rows = api.status([invocation_id])
+    assert states(rows) == ["UNKNOWN", "UNKNOWN"], rows
+    assert "Unable to contact slurm controller" in rows[0]["detail"]
+    killed = cli("kill", invocation_id)
+    assert killed.code == 1 and "Unable to contact slurm controller" in killed.err
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    assert states(api.status([invocation_id])) == ["PENDING", "PENDING"]
+    assert cli("kill", invocation_id).code == 0
+    assert not active_jobs(invocation_id)
+
+
 def test_kill_while_running_stops_the_server_and_twice_is_harmless(
     cli, tmp_path, free_port
 ) -> None:

@@ -133,3 +133,14 @@ def test_first_message_picks_slurms_conclusion() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("00:01:00", 60), ("1-02:00:05", 93605)])
 def test_walltime_seconds(text: str, seconds: int) -> None:
     assert walltime_seconds(text) == seconds
+
+
+def test_a_failing_squeue_is_reported_with_its_message() -> None:
+    text = (
+        "@@evalfleet squeue\n@@evalfleet squeue-failed\n"
+        "squeue: error: Unable to contact slurm controller (connect failure)\n"
+    )
+    probe = parse_probe(text, {"s": ["7"]}, {"s": "n"})
+    assert probe.squeue_error == (
+        "squeue: error: Unable to contact slurm controller (connect failure)"
+    )

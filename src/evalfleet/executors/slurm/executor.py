@@ -441,9 +441,12 @@ def _probe(host: SlurmHost, record: Any) -> Probe:
     )
     result = host.run(command)
     text = result.stdout.decode("utf-8", "replace")
+    probe = parse_probe(text, chains, record.handle.get("job_names", {}))
+    if probe.squeue_error:
+        raise HostUnreachable(probe.squeue_error)
     if "@@evalfleet end" not in text:
         raise HostUnreachable(f"the status query was cut short (exit {result.returncode})")
-    return parse_probe(text, chains, record.handle.get("job_names", {}))
+    return probe
 
 
 def _raise_unless_gone(result: subprocess.CompletedProcess[bytes], host: SlurmHost) -> None:

@@ -60,6 +60,7 @@ class Probe:
     chains: dict[str, ChainView]
     tasks: dict[str, TaskFiles]  # evalfleet job id -> files
     accounting: bool
+    squeue_error: str | None = None  # squeue failed: Slurm could not be asked
 
 
 def slurm_state(text: str) -> str:
@@ -84,7 +85,12 @@ def probe_command(
     for name, path in chain_files.items():
         lines.append(f"echo {q(f'{_SECTION} chain {name}')}; cat {q(path)} 2>/dev/null")
     lines.append(f"echo {_SECTION} squeue")
-    lines.append(f"squeue -h -t all --name={q(','.join(job_names))} -o '%i|%T|%r|%j' 2>/dev/null")
+    # A failing squeue (no controller, not installed) ends the probe with its message.
+    lines.append(
+        f"if out=$(squeue -h -t all --name={q(','.join(job_names))} -o '%i|%T|%r|%j' 2>&1);"
+        f' then printf "%s\\n" "$out";'
+        f' else echo {_SECTION} squeue-failed; printf "%s\\n" "$out" | tail -n 1; exit 0; fi'
+    )
     if known_ids:
         lines.append(f"echo {_SECTION} sacct")
         lines.append(
@@ -107,6 +113,7 @@ def parse_probe(text: str, chains: dict[str, list[str]], job_names: dict[str, st
     states: dict[str, tuple[str, str]] = {}
     tasks: dict[str, TaskFiles] = {}
     accounting = True
+    squeue_error: str | None = None
     section: list[str] = []
     task_lines: list[str] = []
 
@@ -123,6 +130,9 @@ def parse_probe(text: str, chains: dict[str, list[str]], job_names: dict[str, st
             task_lines = []
             if section == ["no-accounting"]:
                 accounting = False
+            continue
+        if section == ["squeue-failed"]:
+            squeue_error = line or "squeue failed"
             continue
         if not section:
             continue
@@ -148,7 +158,7 @@ def parse_probe(text: str, chains: dict[str, list[str]], job_names: dict[str, st
     for view in views.values():
         view.job_ids.sort(key=_numeric)
         view.states = {i: states[i] for i in view.job_ids if i in states}
-    return Probe(views, tasks, accounting)
+    return Probe(views, tasks, accounting, squeue_error)
 
 
 def next_link(chain: ChainView, walltime_s: int, max_walltime_s: int) -> tuple[int, int] | None:
