@@ -98,9 +98,6 @@ def test_info_shows_where_things_are(cli):
 @pytest.mark.parametrize(
     "args",
     [
-        ["logs", "eeee5555"],  # a slurm invocation: not yet
-        ["kill", "eeee5555"],
-        ["resume", "eeee5555"],
         ["export", "--invocation-id", "eeee5555", "--exporter", "mlflow",
          "--tracking-uri", "http://127.0.0.1:5000", "--experiment-name", "x"],
     ],
@@ -112,20 +109,6 @@ def test_commands_of_later_releases_say_so_with_exit_2(cli, args):
     assert "yet" in result.err or "in this release" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert "Traceback" not in result.err
-
-
-def test_run_on_a_backend_that_cannot_launch_yet_creates_and_records_nothing(
-    cli, write_yaml, isolated
-):
-    path = write_yaml(
-        "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
-        "execution: {type: slurm, output_dir: /tmp/never}\n"
-        "evaluation: {tasks: [{name: gsm8k}]}\n"
-    )
-    result = cli("run", "--config", str(path))
-    assert result.code == 2
-    assert "--dry-run" in result.err
-    assert not isolated.exists()
 
 
 def test_ls_tasks(cli):

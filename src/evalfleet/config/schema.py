@@ -416,6 +416,10 @@ class SlurmExecution(ExecutionBase):
     type: Literal["slurm"] = "slurm"
     hostname: str | None = Field(None, description="login node; empty or localhost = local sbatch")
     username: str | None = None
+    ssh_config: str | None = Field(None, description="ssh client config file (ssh -F)")
+    local_output_dir: str = Field(
+        "evalfleet_results", description="remote runs: where results are copied back"
+    )
     account: str | None = None
     partition: str | None = None
     qos: str | None = None

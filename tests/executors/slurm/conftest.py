@@ -70,3 +70,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+from tests.slurm_cluster import slurm_cluster, ssh_login  # noqa: E402, F401  (session fixtures)

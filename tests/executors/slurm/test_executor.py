@@ -1,4 +1,4 @@
-"""SlurmExecutor: the --dry-run plan, and the parts that come in a later release."""
+"""SlurmExecutor: the --dry-run plan (no cluster needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evalfleet.exceptions import ConfigError, NotAvailableError
+from evalfleet.exceptions import ConfigError
 from evalfleet.executors import get_executor
 from evalfleet.executors.slurm.executor import SlurmExecutor
 from evalfleet.executors.slurm.render import render_scripts
@@ -78,18 +78,3 @@ def test_a_host_that_looks_like_an_option_is_refused(plan_config) -> None:
     inv = plan_config(VLLM, "execution.hostname='-oProxyCommand=x'")
     with pytest.raises(ConfigError, match=r"execution\.hostname"):
         SlurmExecutor().plan(inv)
-
-
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda executor, inv: executor.launch(inv, {}),
-        lambda executor, inv: executor.kill(inv),
-        lambda executor, inv: executor.resume(inv),
-        lambda executor, inv: executor.logs(inv, None, follow=False),
-    ],
-)
-def test_only_planning_is_available(plan_config, call) -> None:
-    inv = plan_config(NO_DEPLOYMENT)
-    with pytest.raises(NotAvailableError, match=r"Slurm executor can only plan \(--dry-run\)"):
-        call(SlurmExecutor(), inv)

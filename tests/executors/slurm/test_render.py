@@ -112,7 +112,7 @@ def test_header_options_only_when_set(plan_config) -> None:
         "#SBATCH --ntasks-per-node=1",
         "#SBATCH --time=02:00:00",
         "#SBATCH --output=/lustre/evals/0123abcd/slurm-%j.out",
-        "#SBATCH --signal=B:TERM@60",
+        "#SBATCH --signal=B:USR1@60",
     ]
 
 

@@ -264,3 +264,94 @@ def test_sigterm_stops_the_running_task_and_the_server(
     assert process_gone(task_pid), "the task outlived the script"
     assert process_gone(server_pid), "the server outlived the script"
     assert not port_open(free_port)
+
+
+def test_time_limit_warning_queues_the_next_job_and_a_finished_job_cancels_it(
+    plan_config, tmp_path
+) -> None:
+    """SIGUSR1 (`--signal=B:USR1@60`) while a task runs: the task keeps running (bash's
+    `wait` is interrupted, not the task), the next link is queued with sbatch; when the
+    task then finishes, the script cancels that link (it only continues a timed-out job)."""
+    bin_dir = tmp_path / "bin"
+    calls = tmp_path / "slurm-calls.txt"
+    record = shlex.quote(str(calls))
+    write_executable(
+        bin_dir / "sbatch",
+        f'#!/bin/bash\necho "sbatch link=$EVALFLEET_CHAIN_LINK $*" >> {record}\necho 777\n',
+    )
+    write_executable(bin_dir / "scancel", f'#!/bin/bash\necho "scancel $*" >> {record}\n')
+    started, release = tmp_path / "started", tmp_path / "release"
+    fake = write_executable(
+        bin_dir / "fake-evalfleet",
+        f"#!/bin/bash\ntouch {shlex.quote(str(started))}\n"
+        f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.1; done\n",
+    )
+    out = tmp_path / "results"
+    inv = plan_config(
+        NO_DEPLOYMENT,
+        override("execution.evalfleet_command", str(fake)),
+        "execution.walltime=00:10:00",
+        "execution.max_walltime=00:25:00",
+        output_dir=str(out),
+    )
+    script = _script(inv, tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "41"}
+    assert BASH is not None
+    with subprocess.Popen(
+        [BASH, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while not calls.exists():
+            assert time.monotonic() < deadline, "no next job was queued"
+            time.sleep(0.05)
+        release.touch()
+        _, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, stderr
+    sbatch, scancel = calls.read_text().splitlines()
+    assert sbatch == (
+        "sbatch link=2 --parsable --dependency=afternotok:41 --kill-on-invalid-dep=yes "
+        f"--time=10 {out}/0123abcd/evalfleet-0123abcd.sbatch"
+    )
+    assert scancel == "scancel 777"
+    assert "queued job 777 to continue (10 min)" in stderr
+    run_dir = out / "0123abcd"
+    assert (run_dir / "gsm8k" / "logs" / "exit_code").read_text() == "0\n"
+    assert (run_dir / "evalfleet-0123abcd.slurm-jobs").read_text() == "41 1\n777 2 queued\n"
+
+
+def test_no_next_job_once_max_walltime_is_spent(plan_config, tmp_path) -> None:
+    bin_dir = tmp_path / "bin"
+    calls = tmp_path / "slurm-calls.txt"
+    write_executable(bin_dir / "sbatch", f"#!/bin/bash\necho sbatch >> {shlex.quote(str(calls))}\n")
+    started = tmp_path / "started"
+    fake = write_executable(
+        bin_dir / "fake-evalfleet", f"#!/bin/bash\ntouch {shlex.quote(str(started))}\nsleep 1\n"
+    )
+    inv = plan_config(
+        NO_DEPLOYMENT,
+        override("execution.evalfleet_command", str(fake)),
+        "execution.walltime=00:10:00",
+        "execution.max_walltime=00:20:00",
+        output_dir=str(tmp_path / "results"),
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env["EVALFLEET_CHAIN_LINK"] = "2"  # the second 10-minute job of a 20-minute budget
+    assert BASH is not None
+    with subprocess.Popen(
+        [BASH, str(_script(inv, tmp_path))], env=env, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        while not started.exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGUSR1)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "max_walltime (1200s) spent: no further job" in stderr
+    assert not calls.exists()

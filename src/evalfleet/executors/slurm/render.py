@@ -23,9 +23,11 @@ from evalfleet.executors.base import Invocation, Job
 
 TEMPLATE = "batch.sh.j2"
 JOB_JSON_DELIMITER = "EVALFLEET_JOB_JSON"
-# SIGTERM to the batch shell this many seconds before the time limit, so the trap can stop
-# the task and the server while Slurm still waits.
-TERM_GRACE_S = 60
+# SIGUSR1 to the batch shell this many seconds before the time limit: the script then queues
+# its successor (the next link of its chain, `--dependency=afternotok`), which starts only if
+# this job ends without success (TIMEOUT, PREEMPTED...); at the limit Slurm sends SIGTERM and
+# the trap stops the task and the server.
+LIMIT_SIGNAL_S = 60
 
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -75,7 +77,8 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
                 "(use letters, digits, '.', '_', '-')"
             )
     server = _server(config)
-    env = _global_env(config)
+    secrets = secret_env(config)
+    env = {k: v for k, v in _global_env(config).items() if k not in secrets}
     extra_flags = sbatch_extra_flags(execution.sbatch_extra_flags)
     command = _evalfleet_command(execution.evalfleet_command)
     groups: list[tuple[str | None, list[Job]]] = (
@@ -90,7 +93,9 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
         if server is not None:
             # A server per task logs next to its task; a shared one in the invocation's logs.
             log_dir = f"{(jobs[0].output_dir if task else inv.output_dir)}/logs"
-            server_context = _server_context(execution, server, log_dir, job_logs=bool(task))
+            server_context = _server_context(
+                execution, server, log_dir, job_logs=bool(task), secrets=secrets
+            )
         context = {
             "title": f"invocation {inv.invocation_id}" + (f", task {task}" if task else ""),
             "invocation_id": inv.invocation_id,
@@ -98,12 +103,20 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
             "sbatch": sbatch_header(inv, task, extra_flags),
             "evalfleet_command": command,
             "env": list(env.items()),
-            "jobs": [_job_context(config, job) for job in jobs],
+            "secret_names": sorted(secrets),
+            "jobs": [_job_context(config, job, secrets) for job in jobs],
             "server": server_context,
+        }
+        name = f"evalfleet-{inv.invocation_id}{suffix}.sbatch"
+        context["chain"] = {
+            "script": f"{inv.output_dir}/{name}",
+            "file": f"{inv.output_dir}/{chain_file_name(name)}",
+            "walltime_s": walltime_seconds(execution.walltime),
+            "max_walltime_s": walltime_seconds(execution.max_walltime or execution.walltime),
         }
         scripts.append(
             SbatchScript(
-                name=f"evalfleet-{inv.invocation_id}{suffix}.sbatch",
+                name=name,
                 text=_template().render(context),
                 job_ids=[job.job_id for job in jobs],
             )
@@ -111,13 +124,29 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
     return scripts
 
 
+def chain_file_name(script_name: str) -> str:
+    """The file where each job of a script's chain appends its Slurm job id."""
+    return script_name.removesuffix(".sbatch") + ".slurm-jobs"
+
+
+def walltime_seconds(text: str) -> int:
+    """`[D-]HH:MM:SS` in seconds."""
+    days, _, clock = text.rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
 # --------------------------------------------------------------------------- header
+
+
+def job_name(prefix: str, invocation_id: str, task: str | None) -> str:
+    return f"{prefix}-{invocation_id}" + (f"-{task}" if task else "")
 
 
 def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[str]:
     """The `#SBATCH` options (without the `#SBATCH `), in the order they are written."""
     execution = inv.config.execution
-    name = f"{execution.job_name_prefix}-{inv.invocation_id}" + (f"-{task}" if task else "")
+    name = job_name(execution.job_name_prefix, inv.invocation_id, task)
     flags: list[tuple[str, Any]] = [("job-name", name)]
     for key in ("account", "partition", "qos"):
         if getattr(execution, key):
@@ -132,7 +161,7 @@ def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[s
     flags += [
         ("time", execution.walltime),
         ("output", output),
-        ("signal", f"B:TERM@{TERM_GRACE_S}"),
+        ("signal", f"B:USR1@{LIMIT_SIGNAL_S}"),
     ]
     where = {"output": "execution.output_dir", "job-name": "execution.job_name_prefix"}
     return [
@@ -186,6 +215,28 @@ def _flag(name: str, value: Any, where: str) -> str:
 # --------------------------------------------------------------------------- body
 
 
+def secret_env(config: Any) -> dict[str, str]:
+    """Env vars with secret-looking names (HF_TOKEN, *_API_KEY…), from every section.
+
+    Their values never go into a script (which sits on the cluster's disk): the script only
+    checks they are set; the executor hands them to `sbatch` on its stdin, and Slurm passes
+    the submitting environment on to the job.
+    """
+    from evalfleet.config.redact import is_secret_key
+
+    sections = [
+        config.execution.env_vars,
+        config.env_vars,
+        config.evaluation.env_vars,
+        *(task.env_vars for task in config.evaluation.tasks),
+        getattr(config.deployment, "env_vars", {}),
+    ]
+    found: dict[str, str] = {}
+    for env in sections:
+        found.update({name: value for name, value in env.items() if is_secret_key(name)})
+    return found
+
+
 def _global_env(config: Any) -> dict[str, str]:
     """Exported for the whole script; later sections win."""
     sections = [
@@ -218,11 +269,13 @@ def _evalfleet_command(text: str) -> list[str]:
     return words
 
 
-def _job_context(config: Any, job: Job) -> dict[str, Any]:
+def _job_context(config: Any, job: Job, secrets: dict[str, str]) -> dict[str, Any]:
     text = json.dumps(job.spec, indent=2, sort_keys=True)
     if JOB_JSON_DELIMITER in text.splitlines():  # pragma: no cover - indent=2 prevents it
         raise ValueError(f"job {job.job_id}: job.json contains the heredoc delimiter")
-    task_env = config.evaluation.tasks[job.index].env_vars
+    task_env = {
+        k: v for k, v in config.evaluation.tasks[job.index].env_vars.items() if k not in secrets
+    }
     run_args = [job.task, job.job_id, job.job_file, *(f"{k}={v}" for k, v in task_env.items())]
     return {
         "job_id": job.job_id,
@@ -248,12 +301,15 @@ def _server(config: Any) -> ServerSpec | None:
 
 
 def _server_context(
-    execution: Any, server: ServerSpec, log_dir: str, job_logs: bool
+    execution: Any, server: ServerSpec, log_dir: str, job_logs: bool, secrets: dict[str, str]
 ) -> dict[str, Any]:
     """`job_logs`: the log goes to the (already created) logs dir of the script's one job."""
     q = shlex.quote
     srun = "srun --ntasks=1 --nodes=1 --overlap"
-    assignments = [f"{name}={q(value)}" for name, value in server.env.items()]
+    # A secret is in the job's environment already (srun passes it on): not on a command line.
+    assignments = [
+        f"{name}={q(value)}" for name, value in server.env.items() if name not in secrets
+    ]
     launch = ["setsid env", *assignments, srun] if assignments else [f"setsid {srun}"]
     if execution.container_image:
         launch.append(f"--container-image={q(execution.container_image)}")
