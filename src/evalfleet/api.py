@@ -261,4 +261,6 @@ def evaluate_job(
                 shown.cancel()
                 await asyncio.gather(shown, return_exceptions=True)
 
-    return asyncio.run(main())
+    from evalfleet.engine.loop import run
+
+    return run(main())

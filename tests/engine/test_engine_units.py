@@ -155,3 +155,19 @@ def test_unknown_interceptor_names_the_key():
         parse_interceptors({"sytem_prompt": "x"}, "evaluation.tasks[0].interceptors")
     with pytest.raises(ConfigError, match="interceptor 'magic' is not supported"):
         canonical_interceptors({"interceptors": [{"name": "magic"}]}, "adapter_config")
+
+
+def test_the_engine_loop_is_uvloop_unless_asked_otherwise(monkeypatch) -> None:
+    import asyncio
+
+    from evalfleet.engine import loop
+
+    async def loop_type() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    pytest.importorskip("uvloop")
+    assert loop.loop_name() == "uvloop"
+    assert loop.run(loop_type()).startswith("uvloop")
+    monkeypatch.setenv("EVALFLEET_LOOP", "asyncio")
+    assert loop.loop_name() == "asyncio"
+    assert loop.run(loop_type()).startswith("asyncio")

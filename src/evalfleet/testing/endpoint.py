@@ -265,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 50)
-    asyncio.run(_serve_until_signalled(settings, host, port))
+    from evalfleet.engine.loop import run
+
+    run(_serve_until_signalled(settings, host, port))
     return 0
 
 
