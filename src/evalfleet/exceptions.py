@@ -9,8 +9,9 @@ EvalFleetError                  exit_code 1
 ├── NotAvailableError           exit_code 2  a part that a later release provides
 ├── StoreError                  exit_code 1  the invocation database cannot be read/written
 ├── DeploymentError             exit_code 1  a backend refused or failed
-└── EngineError                 exit_code 1  an evaluation could not finish
-    └── EndpointUnreachable                  the endpoint did not answer within the retry budget
+├── EngineError                 exit_code 1  an evaluation could not finish
+│   └── EndpointUnreachable                  the endpoint did not answer within the retry budget
+└── ExportError                 exit_code 1  a tracker (MLflow, W&B) is unreachable or refused
 ```
 
 The CLI shows an `EvalFleetError` as one line on stderr and exits with its `exit_code`;
@@ -80,3 +81,8 @@ class EngineError(EvalFleetError):
 
 class EndpointUnreachable(EngineError):
     """The endpoint could not be reached within the retry budget."""
+
+
+class ExportError(EvalFleetError):
+    """Results could not be exported: the destination is unreachable, refused a write, or
+    there is nothing finished to export."""
