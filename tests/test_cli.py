@@ -101,8 +101,6 @@ def test_info_shows_where_things_are(cli):
         ["logs", "eeee5555"],  # a lepton invocation: not yet
         ["kill", "eeee5555"],
         ["resume", "eeee5555"],
-        ["export", "--invocation-id", "eeee5555", "--exporter", "mlflow",
-         "--tracking-uri", "http://127.0.0.1:5000", "--experiment-name", "x"],
     ],
 )  # fmt: skip
 def test_commands_of_later_releases_say_so_with_exit_2(cli, args):

@@ -160,6 +160,19 @@ def test_auto_export_that_fails_does_not_fail_the_run(run_invocation):
     assert f"evalfleet export {ran.invocation_id} --dest mlflow" in line
 
 
+def test_log_metrics_and_log_samples_are_applied(cli, run_invocation, mlflow_server, mlflow_client):
+    settings = "export: {mlflow: {log_metrics: [pass@1], log_samples: false, tags: {team: a}}}\n"
+    inv = run_invocation(extra=settings).invocation_id
+    result = cli("export", inv, "--dest", "mlflow", "--tracking-uri", mlflow_server.url)
+    assert result.code == 0, result.err
+    _, children = _runs(mlflow_client, "evalfleet", inv)
+    for child in children:
+        assert "accuracy" not in child.data.metrics and "samples_scored" in child.data.metrics
+        assert child.data.tags["team"] == "a"
+        names = {a.path for a in mlflow_client.list_artifacts(child.info.run_id)}
+        assert names == {"results.json", "config.yaml"}
+
+
 def test_metric_names_are_sanitised_without_collisions():
     assert metric_key("pass@1") == "pass_at_1"
     assert metric_key("acc (strict)/mean") == "acc _strict_/mean"

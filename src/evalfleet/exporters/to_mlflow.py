@@ -114,7 +114,7 @@ def _export_invocation(
     headline = {
         f"{task.task}.{task.headline_metric}": value
         for task in inv.tasks
-        for name, value in task.metrics().items()
+        for name, value in task.metrics(settings.log_metrics or None).items()
         if name == task.headline_metric
     }
     _write(client, parent_id, tags=parent_tags, params=_invocation_params(inv), metrics=headline)
