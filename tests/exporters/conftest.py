@@ -8,12 +8,16 @@ endpoint simulator, on the arithmetic task of tests/engine.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,3 +142,57 @@ evaluation:
         return Ran(result.out.strip().splitlines()[-1], result.err)
 
     return run
+
+
+class _Relay(http.server.BaseHTTPRequestHandler):
+    """Forwards to `target`, except requests whose path contains `refuse`: 403."""
+
+    target = ""
+    refuse = ""
+
+    def _relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.refuse and self.refuse in self.path:
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        request = urllib.request.Request(
+            self.target + self.path, data=body if body else None, method=self.command,
+            headers={k: v for k, v in self.headers.items() if k.lower() in ("content-type",)},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, payload, kind = (
+                    answer.status,
+                    answer.read(),
+                    answer.headers.get("Content-Type"),
+                )
+        except urllib.error.HTTPError as error:
+            status, payload, kind = error.code, error.read(), error.headers.get("Content-Type")
+            error.close()
+        self.send_response(status)
+        self.send_header("Content-Type", kind or "application/octet-stream")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def refusing_relay(target: str, refuse: str) -> Iterator[str]:
+    """A loopback HTTP relay to `target` that answers 403 to paths containing `refuse`."""
+    handler = type("Relay", (_Relay,), {"target": target, "refuse": refuse})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

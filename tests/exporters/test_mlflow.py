@@ -11,7 +11,7 @@ import pytest
 from evalfleet import __version__
 from evalfleet.exporters.to_mlflow import metric_key, public_uri, sanitized
 from evalfleet.testing import run_simulator
-from tests.exporters.conftest import free_port
+from tests.exporters.conftest import free_port, refusing_relay
 
 SECRET = "sekrit-value-123"
 # A literal secret in the config: it must be redacted from every exported artifact.
@@ -42,7 +42,8 @@ def test_the_guides_command_exports_tags_params_metrics_and_artifacts(
         "--tracking-uri", mlflow_server.url, "--experiment-name", "lepton-evaluations",
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert f"exported 2 task(s) of {inv} (2 new)" in result.out
+    (summary,) = result.out.strip().splitlines()  # MLflow's own chatter does not reach stdout
+    assert f"exported 2 task(s) of {inv} (2 new) to experiment 'lepton-evaluations'" in summary
 
     parent, children = _runs(mlflow_client, "lepton-evaluations", inv)
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"evalfleet-{inv}"
@@ -182,3 +183,26 @@ def test_metric_names_are_sanitised_without_collisions():
         "a_b_3": 3.0,
     }
     assert public_uri("https://u:p@host:5000/x") == "https://host:5000/x"
+
+
+def test_an_export_cut_short_is_not_reported_done_and_exporting_again_completes_it(
+    cli, run_invocation, mlflow_server, mlflow_client
+):
+    inv = run_invocation().invocation_id
+    # The server accepts the runs but refuses the first task's results.json upload.
+    with refusing_relay(mlflow_server.url, refuse="results.json") as relay:
+        cut = cli("export", inv, "--dest", "mlflow", "--tracking-uri", relay)
+    assert cut.code == 1 and cut.out == ""
+    (line,) = cut.err.strip().splitlines()
+    assert line.startswith(f"error: MLflow at {relay}: ") and "403" in line
+    parent, children = _runs(mlflow_client, "evalfleet", inv)
+    assert parent.info.status == "RUNNING"
+    assert [(c.data.tags["task"], c.info.status) for c in children] == [("adds", "RUNNING")]
+
+    again = cli("export", inv, "--dest", "mlflow", "--tracking-uri", mlflow_server.url)
+    assert again.code == 0 and "(1 new, 1 updated)" in again.out
+    parent_again, children = _runs(mlflow_client, "evalfleet", inv)
+    assert parent_again.info.run_id == parent.info.run_id and parent_again.info.status == "FINISHED"
+    assert [(c.data.tags["task"], c.info.status) for c in children] == [
+        ("adds", "FINISHED"), ("adds_exact", "FINISHED"),
+    ]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -173,9 +174,23 @@ def _run_for(
     found = client.search_runs([experiment_id], filter_string=where, max_results=2)
     if found:
         run_id = found[0].info.run_id
+        _forget_artifact_repo(run_id)
         client.update_run(run_id, status="RUNNING")
         return run_id, False
     return client.create_run(experiment_id, run_name=run_name, tags=identity).info.run_id, True
+
+
+def _forget_artifact_repo(run_id: str) -> None:
+    """MLflow caches each run's artifact store process-wide, bound to the tracking URI it
+    was first used with: a later export of the same run to another URI from the same
+    process (auto-export, the API) would upload to the old one."""
+    try:
+        from mlflow.tracking._tracking_service import utils
+    except ImportError:
+        return
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if isinstance(cache, dict):
+        cache.pop(run_id, None)
 
 
 def _write(
@@ -255,13 +270,21 @@ def _client_class() -> Any:
 
 @contextlib.contextmanager
 def _client_env() -> Iterator[None]:
+    """Capped retries (unless the user set them), and no retry chatter from urllib3 or
+    MLflow on stderr: what went wrong is said once, in the ExportError."""
     added = [name for name in _CLIENT_ENV if name not in os.environ]
     os.environ.update({name: _CLIENT_ENV[name] for name in added})
+    loggers = [logging.getLogger(name) for name in ("urllib3", "mlflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
