@@ -162,14 +162,20 @@ def test_auto_export_that_fails_does_not_fail_the_run(run_invocation):
 
 
 def test_log_metrics_and_log_samples_are_applied(cli, run_invocation, mlflow_server, mlflow_client):
-    settings = "export: {mlflow: {log_metrics: [pass@1], log_samples: false, tags: {team: a}}}\n"
+    # More params than one MLflow call takes (100): they are sent in batches.
+    extra = json.dumps({"checkpoint": "step-900", **{f"note{i}": i for i in range(120)}})
+    settings = (
+        "export: {mlflow: {log_metrics: [pass@1], log_samples: false, tags: {team: a},"
+        f" extra_metadata: {extra}}}}}\n"
+    )
     inv = run_invocation(extra=settings).invocation_id
     result = cli("export", inv, "--dest", "mlflow", "--tracking-uri", mlflow_server.url)
     assert result.code == 0, result.err
     _, children = _runs(mlflow_client, "evalfleet", inv)
     for child in children:
         assert "accuracy" not in child.data.metrics and "samples_scored" in child.data.metrics
-        assert child.data.tags["team"] == "a"
+        assert child.data.tags["team"] == "a" and child.data.params["checkpoint"] == "step-900"
+        assert child.data.params["note119"] == "119"
         names = {a.path for a in mlflow_client.list_artifacts(child.info.run_id)}
         assert names == {"results.json", "config.yaml"}
 

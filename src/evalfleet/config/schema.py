@@ -515,6 +515,9 @@ class MlflowExportConfig(Strict):
         default_factory=list, description="export only these metrics (default: all)"
     )
     log_samples: bool = Field(True, description="upload samples.jsonl as an artifact")
+    extra_metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="added to every run's params"
+    )
 
 
 class WandbExportConfig(Strict):
@@ -527,6 +530,9 @@ class WandbExportConfig(Strict):
         default_factory=list, description="export only these metrics (default: all)"
     )
     log_samples: bool = Field(True, description="add samples.jsonl to the run's artifact")
+    extra_metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="added to every run's params"
+    )
     mode: Literal["online", "offline"] | None = Field(None, description="default: $WANDB_MODE")
     dir: str | None = Field(None, description="where wandb keeps its run files (default ./wandb)")
 

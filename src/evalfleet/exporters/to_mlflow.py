@@ -37,6 +37,7 @@ _CLIENT_ENV = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+_MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. :/]")
 
 
@@ -118,7 +119,13 @@ def _export_invocation(
         for name, value in task.metrics(settings.log_metrics or None).items()
         if name == task.headline_metric
     }
-    _write(client, parent_id, tags=parent_tags, params=_invocation_params(inv), metrics=headline)
+    _write(
+        client,
+        parent_id,
+        tags=parent_tags,
+        params={**_invocation_params(inv), **settings.extra_metadata},
+        metrics=headline,
+    )
     client.log_artifact(parent_id, str(config_file))
     for task in inv.tasks:
         run_id, created = _run_for(
@@ -129,7 +136,7 @@ def _export_invocation(
             client, run_id,
             tags={**tags, "job_id": task.job_id, "task": task.task,
                   "mlflow.parentRunId": parent_id},
-            params=task.params(),
+            params={**task.params(), **settings.extra_metadata},
             metrics=task.metrics(settings.log_metrics or None),
         )  # fmt: skip
         for name, path in task.artifacts.items():
@@ -208,12 +215,15 @@ def _write(
     now = int(time.time() * 1000)
     new_params = {k: v for k, v in sanitized(params).items() if k not in data.params}
     changed = {k: v for k, v in sanitized(metrics).items() if data.metrics.get(k) != v}
+    params_list = [Param(key, str(value)) for key, value in new_params.items()]
     client.log_batch(
         run_id,
         metrics=[Metric(key, value, now, 0) for key, value in changed.items()],
-        params=[Param(key, value) for key, value in new_params.items()],
+        params=params_list[:_MAX_PARAMS_PER_BATCH],
         tags=[RunTag(metric_key(key), str(value)) for key, value in tags.items()],
     )
+    for start in range(_MAX_PARAMS_PER_BATCH, len(params_list), _MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=params_list[start : start + _MAX_PARAMS_PER_BATCH])
 
 
 def _finish(client: Any, run_id: str, status: str) -> None:

@@ -75,7 +75,7 @@ def _export_task(
         job_type="evaluation",
         tags=[task.task, *settings.tags],
         notes=settings.description,
-        config={**inv.tags(), "job_id": task.job_id, **task.params()},
+        config={**inv.tags(), "job_id": task.job_id, **task.params(), **settings.extra_metadata},
         resume="allow",
         dir=settings.dir,
         mode=mode,
