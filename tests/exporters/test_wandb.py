@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.exporters.conftest import free_port
+
 pytest.importorskip("wandb", reason="needs the wandb client: pip install 'evalfleet[wandb]'")
 
 _BLOCK = 32 * 1024
@@ -105,3 +107,16 @@ def test_exporting_again_reuses_the_run_ids(cli, run_invocation):
     # `wandb sync` updates two runs instead of creating four.
     assert len(run_dirs) == 4
     assert sorted(offline_runs(Path.cwd())) == [f"evalfleet-{inv}-0", f"evalfleet-{inv}-1"]
+
+
+def test_an_unreachable_server_online_is_one_line_and_a_failure(cli, run_invocation, monkeypatch):
+    inv = run_invocation().invocation_id
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    result = cli("export", inv, "--dest", "wandb")
+    assert result.code == 1 and result.out == ""
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("error: W&B server http://127.0.0.1:") and "not reachable" in line
+    assert "x" * 40 not in line
+    assert not Path("wandb").exists()

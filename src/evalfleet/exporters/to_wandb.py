@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,11 @@ def export(invocations: list[InvocationExport], settings: Any) -> ExportReport:
     mode = settings.mode or os.environ.get("WANDB_MODE") or "online"
     where = f"{settings.entity}/{settings.project}" if settings.entity else settings.project
     report = ExportReport("wandb", f"project {where!r} ({mode})")
+    if mode == "online":
+        _check_reachable(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    silent = "WANDB_SILENT" not in os.environ
+    if silent:  # wandb.login's "Loaded credentials" line would come before init's settings
+        os.environ["WANDB_SILENT"] = "true"
     try:
         with tempfile.TemporaryDirectory() as staging:
             for inv in invocations:
@@ -59,6 +66,8 @@ def export(invocations: list[InvocationExport], settings: Any) -> ExportReport:
         raise ExportError(f"W&B refused the export to {where}: {message}") from None
     finally:
         wandb.teardown()  # stop the wandb service process this export started
+        if silent:
+            os.environ.pop("WANDB_SILENT", None)
     return report
 
 
@@ -102,6 +111,19 @@ def _export_task(
     created = not run.resumed
     run.finish()
     return created
+
+
+def _check_reachable(base_url: str) -> None:
+    """Fail in one line, before anything is written, when the W&B server does not answer
+    (wandb itself retries for a minute and a half)."""
+    try:
+        with urllib.request.urlopen(base_url, timeout=10):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ExportError(f"W&B server {base_url} is not reachable: {reason}") from None
 
 
 def _import_wandb() -> Any:
