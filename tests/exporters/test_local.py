@@ -85,3 +85,16 @@ def test_a_missing_client_says_which_extra_to_install(cli, run_invocation, monke
     )
     assert result.code == 2
     assert f"pip install 'evalfleet[{dest}]'" in result.err
+
+
+def test_a_task_whose_results_are_gone_is_reported_not_exported(cli, run_invocation):
+    inv = run_invocation().invocation_id
+    gone = Path("results") / inv / "adds_exact" / "results.json"
+    gone.unlink()  # as when a remote job's files never came back
+    result = cli("export", inv, "--dest", "local")
+    assert result.code == 3
+    assert result.err.strip() == (
+        f"local: not exported {inv}.1 adds_exact: no results: {gone.resolve()} not found"
+    )
+    rows = json.loads(Path("evalfleet_exports/summary.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["adds"]
