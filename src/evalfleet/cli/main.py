@@ -202,11 +202,11 @@ def info(id: str, as_json: bool) -> None:
     "--exporter", "--dest", "dest", type=click.Choice(["mlflow", "wandb", "local"]),
     default="local", show_default=True, help="Where to export.",
 )  # fmt: skip
-@click.option("--tracking-uri", help="mlflow: the tracking server (default from the config).")
-@click.option("--experiment-name", help="mlflow: the experiment (default evalfleet).")
-@click.option("--project", help="wandb: the project (default evalfleet).")
-@click.option("--entity", help="wandb: the entity (default: your default entity).")
-@click.option("--output-dir", help="local: where summary.json/.csv go.")
+@click.option("--tracking-uri", help="mlflow: the tracking server [export.mlflow.tracking_uri].")
+@click.option("--experiment-name", help="mlflow: the experiment [export.mlflow.experiment_name].")
+@click.option("--project", help="wandb: the project [export.wandb.project].")
+@click.option("--entity", help="wandb: the entity [export.wandb.entity].")
+@click.option("--output-dir", help="local: where summary.json/.csv go [export.local.output_dir].")
 def export(
     ids: tuple[str, ...],
     invocation_ids: tuple[str, ...],
@@ -218,6 +218,8 @@ def export(
     output_dir: str | None,
 ) -> None:
     """Export finished tasks to MLflow, W&B or local JSON/CSV files.
+
+    An option not given comes from the first invocation's config, [in brackets].
 
     Exit code 0: every task exported; 3: the finished ones exported, the others (failed,
     still running) listed on stderr; 1: nothing could be exported.
