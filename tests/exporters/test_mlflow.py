@@ -13,6 +13,8 @@ from evalfleet.exporters.to_mlflow import metric_key, public_uri, sanitized
 from evalfleet.testing import run_simulator
 from tests.exporters.conftest import free_port, refusing_relay
 
+pytest.importorskip("mlflow", reason="needs the mlflow client: pip install 'evalfleet[mlflow]'")
+
 SECRET = "sekrit-value-123"
 # A literal secret in the config: it must be redacted from every exported artifact.
 WITH_SECRET = f"env_vars: {{MY_TOKEN: {SECRET}}}\n"
