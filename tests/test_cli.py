@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from evalfleet.store import InvocationStore, NewJob
 
 
@@ -93,22 +91,6 @@ def test_info_shows_where_things_are(cli):
     assert [j["output_dir"] for j in info["jobs"]] == [
         "/results/dddd4444/ifeval", "/results/dddd4444/gsm8k",
     ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["export", "--invocation-id", "eeee5555", "--exporter", "mlflow",
-         "--tracking-uri", "http://127.0.0.1:5000", "--experiment-name", "x"],
-    ],
-)  # fmt: skip
-def test_commands_of_later_releases_say_so_with_exit_2(cli, args):
-    _record("eeee5555", "slurm")
-    result = cli(*args)
-    assert result.code == 2
-    assert "yet" in result.err or "in this release" in result.err
-    assert len(result.err.strip().splitlines()) == 1
-    assert "Traceback" not in result.err
 
 
 def test_ls_tasks(cli):

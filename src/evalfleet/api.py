@@ -205,6 +205,30 @@ def invocation_summary(record: Any) -> dict[str, Any]:
     }
 
 
+def export(ids: list[str], destination: str, overrides: dict[str, Any] | None = None) -> Any:
+    """Export the finished tasks of the given invocations; returns an exporters.ExportReport.
+
+    Job states are asked of each invocation's executor first (a task that finished after
+    the store last heard of it is exported too); a backend that cannot be asked yet
+    leaves the recorded states.
+    """
+    from evalfleet import exporters
+    from evalfleet.executors import get_executor
+
+    records = {}
+    for id_or_prefix in ids:
+        record = get_invocation(id_or_prefix)
+        records.setdefault(record.invocation_id, record)
+    states: dict[str, dict[str, tuple[str, str]]] = {}
+    for record in records.values():
+        try:
+            rows = get_executor(record.executor).status(record)
+        except NotAvailableError:
+            continue
+        states[record.invocation_id] = {row.job_id: (row.state.value, row.detail) for row in rows}
+    return exporters.export(list(records.values()), destination, overrides, states)
+
+
 def get_invocation(id_or_prefix: str) -> Any:
     from evalfleet.store import InvocationStore
 

@@ -12,8 +12,9 @@ EvalFleetError                  exit_code 1
 │   ├── BackendRefused                       a backend API answered 4xx (its message kept)
 │   └── BackendUnreachable                   a backend API did not answer (after retries)
 ├── DataError                   exit_code 1  benchmark data missing, not downloadable, or corrupt
-└── EngineError                 exit_code 1  an evaluation could not finish
-    └── EndpointUnreachable                  the endpoint did not answer within the retry budget
+├── EngineError                 exit_code 1  an evaluation could not finish
+│   └── EndpointUnreachable                  the endpoint did not answer within the retry budget
+└── ExportError                 exit_code 1  a tracker (MLflow, W&B) is unreachable or refused
 ```
 
 The CLI shows an `EvalFleetError` as one line on stderr and exits with its `exit_code`;
@@ -99,3 +100,8 @@ class EngineError(EvalFleetError):
 
 class EndpointUnreachable(EngineError):
     """The endpoint could not be reached within the retry budget."""
+
+
+class ExportError(EvalFleetError):
+    """Results could not be exported: the destination is unreachable, refused a write, or
+    there is nothing finished to export."""

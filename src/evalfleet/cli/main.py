@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 
 from evalfleet import __version__
-from evalfleet.exceptions import EvalFleetError, NotAvailableError
+from evalfleet.exceptions import EvalFleetError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -214,25 +213,54 @@ def info(id: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("ids", nargs=-1)
 @click.option("--invocation-id", "invocation_ids", multiple=True, help="Invocation to export.")
-@click.option("--exporter", "--dest", "dest", type=click.Choice(["mlflow", "wandb", "local"]))
-@click.option("--tracking-uri", help="MLflow tracking server.")
-@click.option("--experiment-name", help="MLflow experiment.")
+@click.option(
+    "--exporter", "--dest", "dest", type=click.Choice(["mlflow", "wandb", "local"]),
+    default="local", show_default=True, help="Where to export.",
+)  # fmt: skip
+@click.option("--tracking-uri", help="mlflow: the tracking server [export.mlflow.tracking_uri].")
+@click.option("--experiment-name", help="mlflow: the experiment [export.mlflow.experiment_name].")
+@click.option("--project", help="wandb: the project [export.wandb.project].")
+@click.option("--entity", help="wandb: the entity [export.wandb.entity].")
+@click.option("--output-dir", help="local: where summary.json/.csv go [export.local.output_dir].")
 def export(
     ids: tuple[str, ...],
     invocation_ids: tuple[str, ...],
-    dest: str | None,
+    dest: str,
     tracking_uri: str | None,
     experiment_name: str | None,
+    project: str | None,
+    entity: str | None,
+    output_dir: str | None,
 ) -> None:
-    """Export results to MLflow, W&B or local JSON/CSV files."""
+    """Export finished tasks to MLflow, W&B or local JSON/CSV files.
+
+    An option not given comes from the first invocation's config, [in brackets].
+
+    Exit code 0: every task exported; 3: the finished ones exported, the others (failed,
+    still running) listed on stderr; 1: nothing could be exported.
+    """
+    from evalfleet import api
+
     wanted = [*ids, *invocation_ids]
     if not wanted:
         raise click.UsageError("give invocation ids, or --invocation-id ID")
-    for id_or_prefix in wanted:
-        _known(id_or_prefix)
-    raise NotAvailableError(
-        f"export to {dest or 'local'} is not available yet: exporters arrive in a later release"
-    )
+    options = {
+        "mlflow": {"tracking_uri": tracking_uri, "experiment_name": experiment_name},
+        "wandb": {"project": project, "entity": entity},
+        "local": {"output_dir": output_dir},
+    }
+    for other, values in options.items():
+        for name, value in values.items():
+            if other != dest and value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise click.UsageError(f"{flag} goes with --exporter {other}, not {dest}")
+    report = api.export(wanted, dest, options[dest])
+    summary, *not_exported = report.lines()
+    click.echo(summary)
+    for line in not_exported:
+        click.echo(line, err=True)
+    if not report.complete:
+        raise SystemExit(3)
 
 
 @cli.command("eval")
@@ -379,12 +407,6 @@ def _parse_since(text: str | None) -> float | None:
             f"{text!r}: expected an ISO date (2026-11-01) or an age (30m, 12h, 7d, 2w)",
             param_hint="--since",
         ) from None
-
-
-def _known(id_or_prefix: str) -> Any:
-    from evalfleet import api
-
-    return api.get_invocation(id_or_prefix)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -394,7 +394,10 @@ LEPTON_DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim")
 
 
 class AutoExport(Strict):
-    destinations: list[Literal["mlflow", "wandb", "local"]] = Field(default_factory=list)
+    destinations: list[Literal["mlflow", "wandb", "local"]] = Field(
+        default_factory=list,
+        description="exported when the invocation ends, with the settings in export.<destination>",
+    )
 
 
 class ExecutionBase(Strict):
@@ -505,10 +508,52 @@ EXECUTION_TYPES = ("local", "slurm", "lepton")
 # --------------------------------------------------------------------------- export
 
 
+class MlflowExportConfig(Strict):
+    tracking_uri: str | None = Field(
+        None, description="tracking server URL; default $MLFLOW_TRACKING_URI"
+    )
+    experiment_name: str = Field("evalfleet", min_length=1)
+    tags: dict[str, str] = Field(default_factory=dict, description="added to every run")
+    description: str | None = Field(None, description="the invocation run's note")
+    log_metrics: list[str] = Field(
+        default_factory=list, description="export only these metrics (default: all)"
+    )
+    log_samples: bool = Field(True, description="upload samples.jsonl as an artifact")
+    extra_metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="added to every run's params"
+    )
+
+
+class WandbExportConfig(Strict):
+    entity: str | None = Field(None, description="default: your W&B default entity")
+    project: str = Field("evalfleet", min_length=1)
+    group: str | None = Field(None, description="default: the invocation id")
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = None
+    log_metrics: list[str] = Field(
+        default_factory=list, description="export only these metrics (default: all)"
+    )
+    log_samples: bool = Field(True, description="add samples.jsonl to the run's artifact")
+    extra_metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="added to every run's params"
+    )
+    mode: Literal["online", "offline"] | None = Field(None, description="default: $WANDB_MODE")
+    dir: str | None = Field(None, description="where wandb keeps its run files (default ./wandb)")
+
+
+class LocalExportConfig(Strict):
+    output_dir: str = Field("evalfleet_exports", description="where the summary files go")
+    filename: str = Field(
+        "summary",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="writes <filename>.json and <filename>.csv",
+    )
+
+
 class ExportConfig(Strict):
-    mlflow: dict[str, Any] = Field(default_factory=dict)
-    wandb: dict[str, Any] = Field(default_factory=dict)
-    local: dict[str, Any] = Field(default_factory=dict)
+    mlflow: MlflowExportConfig = Field(default_factory=MlflowExportConfig)
+    wandb: WandbExportConfig = Field(default_factory=WandbExportConfig)
+    local: LocalExportConfig = Field(default_factory=LocalExportConfig)
     env_vars: EnvVars = Field(default_factory=dict)
 
 

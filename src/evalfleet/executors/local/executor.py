@@ -121,7 +121,9 @@ class LocalExecutor:
                 config=shown_config,
                 jobs=[NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
             )
-            return self._execute(inv, store, list(inv.jobs))
+            failures = self._execute(inv, store, list(inv.jobs))
+            _auto_export(store.get(inv.invocation_id))
+            return failures
 
     def resume(self, record: Any) -> int:
         """Rerun, in the foreground, every task of `record` that did not succeed; each
@@ -162,7 +164,9 @@ class LocalExecutor:
         with InvocationStore() as store, _terminate_as_interrupt():
             for job in todo:
                 store.update_job(job.job_id, state="PENDING", detail="resumed")
-            return self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
+            failures = self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
+            _auto_export(store.get(inv.invocation_id))
+            return failures
 
     def _execute(self, inv: Invocation, store: Any, jobs: list[Job]) -> int:
         """Start the server (if any), run `jobs`, always stop the server."""
@@ -303,6 +307,14 @@ class LocalExecutor:
                 return
             if not fresh:
                 time.sleep(0.2)
+
+
+def _auto_export(record: Any) -> None:
+    """`execution.auto_export`: once every task has ended (not after Ctrl-C or kill)."""
+    from evalfleet.exporters import auto_export
+
+    for line in auto_export(record):
+        print(line, file=sys.stderr)
 
 
 def _headline(output_dir: str) -> str:

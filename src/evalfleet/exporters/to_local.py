@@ -1,0 +1,89 @@
+"""Export to files: one JSON and one CSV summary, a row per finished task, across any set
+of invocations (`evalfleet export A B C --dest local`).
+
+The files are rewritten whole (atomically) from the invocations given, so exporting the
+same set twice gives the same files. The JSON also lists what was not exported and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from evalfleet.exceptions import ExportError
+from evalfleet.exporters._gather import InvocationExport, TaskExport
+from evalfleet.exporters._report import Exported, ExportReport
+
+SCHEMA_VERSION = 1
+COLUMNS = (
+    "invocation_id", "job_id", "model", "task", "executor", "headline_metric",
+    "value", "stderr", "ci95_low", "ci95_high", "n", "errors", "output_dir",
+)  # fmt: skip
+
+
+def row(inv: InvocationExport, task: TaskExport) -> dict[str, Any]:
+    """The summary row of one task: its headline metric, with its uncertainty."""
+    metric = (task.results.get("metrics") or {}).get(task.headline_metric) or {}
+    ci95 = metric.get("ci95") or [None, None]
+    return {
+        "invocation_id": inv.invocation_id,
+        "job_id": task.job_id,
+        "model": task.model,
+        "task": task.task,
+        "executor": inv.executor,
+        "headline_metric": task.headline_metric,
+        "value": metric.get("value"),
+        "stderr": metric.get("stderr"),
+        "ci95_low": ci95[0],
+        "ci95_high": ci95[1],
+        "n": metric.get("n"),
+        "errors": (task.results.get("counts") or {}).get("errors"),
+        "output_dir": str(task.output_dir),
+    }
+
+
+def export(invocations: list[InvocationExport], settings: Any) -> ExportReport:
+    """Write `<output_dir>/<filename>.json` and `.csv` (config.schema.LocalExportConfig)."""
+    out = Path(settings.output_dir).expanduser().resolve()
+    json_path, csv_path = out / f"{settings.filename}.json", out / f"{settings.filename}.csv"
+    report = ExportReport("local", f"{json_path} and {csv_path.name}")
+    rows = []
+    for inv in invocations:
+        for task in inv.tasks:
+            rows.append(row(inv, task))
+            report.exported.append(
+                Exported(inv.invocation_id, task.job_id, task.task, str(json_path), True)
+            )
+        report.skipped.extend(inv.skipped)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "columns": list(COLUMNS),
+        "rows": rows,
+        "not_exported": [vars(item) for item in report.skipped],
+    }
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(json_path, json.dumps(summary, indent=2) + "\n")
+        _write_atomic(csv_path, table.getvalue())
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write the summary to {out}: {exc.strerror}; choose another "
+            "export.local.output_dir (or --output-dir)"
+        ) from None
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)

@@ -1,0 +1,100 @@
+"""Export to local files: one JSON and one CSV summary across invocations; the CLI's rules."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_summary_across_invocations_has_a_row_per_finished_task(cli, run_invocation):
+    first = run_invocation().invocation_id
+    second = run_invocation(failing=True).invocation_id
+    result = cli("export", first, second, "--dest", "local", "--output-dir", "out")
+    assert result.code == 3
+    assert result.err.strip() == (
+        f"local: not exported {second}.2 broken: FAILED: "
+        f"evalfleet eval exited with code 2; see {Path.cwd()}/results/{second}/broken/logs/eval.log"
+    )
+    summary = json.loads(Path("out/summary.json").read_text())
+    rows = summary["rows"]
+    assert [(r["invocation_id"], r["task"]) for r in rows] == [
+        (first, "adds"), (first, "adds_exact"), (second, "adds"), (second, "adds_exact"),
+    ]  # fmt: skip
+    for row in rows:
+        results = json.loads((Path(row["output_dir"]) / "results.json").read_text())
+        metric = results["metrics"][results["headline_metric"]]
+        assert (row["headline_metric"], row["value"], row["stderr"], row["n"]) == (
+            "accuracy", metric["value"], metric["stderr"], metric["n"],
+        )  # fmt: skip
+        assert row["model"] == "sim-model"
+    assert [r["n"] for r in rows] == [120, 10, 120, 10]
+    assert summary["not_exported"] == [
+        {"invocation_id": second, "job_id": f"{second}.2", "task": "broken",
+         "reason": result.err.strip().split(": ", 2)[2]},
+    ]  # fmt: skip
+    with open("out/summary.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [{k: v for k, v in r.items()} for r in table] == [
+        {k: "" if v is None else str(v) for k, v in r.items()} for r in rows
+    ]
+
+
+def test_export_form_and_option_mistakes_are_one_line(cli, run_invocation):
+    inv = run_invocation().invocation_id
+    wrong = cli("export", inv, "--dest", "wandb", "--tracking-uri", "http://x")
+    assert wrong.code == 2 and "--tracking-uri goes with --exporter mlflow, not wandb" in wrong.err
+    assert cli("export").code == 2
+    unknown = cli("export", "--invocation-id", "ffff", "--exporter", "local")
+    assert unknown.code == 2 and unknown.err.strip() == "error: no invocation matches 'ffff'"
+    bad_name = cli("export", inv, "--dest", "local", "--output-dir", "/proc/nope")
+    assert bad_name.code == 1 and len(bad_name.err.strip().splitlines()) == 1
+    assert "cannot write the summary to /proc/nope" in bad_name.err
+
+
+def test_nothing_finished_is_an_error_naming_why(cli, run_invocation, write_yaml, tmp_path):
+    config = write_yaml(
+        f"target: {{api_endpoint: {{url: 'http://127.0.0.1:9/v1', model_id: m}}}}\n"
+        f"evaluation: {{tasks: [{{name: t, dataset: {{path: {tmp_path}/none.jsonl}}, scorer: numeric}}]}}\n"
+    )
+    run = cli("run", "--config", str(config))
+    inv = run.out.strip().splitlines()[-1]
+    result = cli("export", inv)
+    assert result.code == 1
+    assert result.err.startswith(
+        f"error: nothing to export: no task has finished results ({inv}.0 t: FAILED"
+    )
+    assert not Path("evalfleet_exports").exists()
+
+
+@pytest.mark.parametrize("dest", ["mlflow", "wandb"])
+def test_a_missing_client_says_which_extra_to_install(cli, run_invocation, monkeypatch, dest):
+    import sys
+
+    inv = run_invocation().invocation_id
+    monkeypatch.setitem(sys.modules, dest, None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    result = cli(
+        "export",
+        inv,
+        "--dest",
+        dest,
+        *(["--tracking-uri", "file:///tmp/x"] if dest == "mlflow" else []),
+    )
+    assert result.code == 2
+    assert f"pip install 'evalfleet[{dest}]'" in result.err
+
+
+def test_a_task_whose_results_are_gone_is_reported_not_exported(cli, run_invocation):
+    inv = run_invocation().invocation_id
+    gone = Path("results") / inv / "adds_exact" / "results.json"
+    gone.unlink()  # as when a remote job's files never came back
+    result = cli("export", inv, "--dest", "local")
+    assert result.code == 3
+    assert result.err.strip() == (
+        f"local: not exported {inv}.1 adds_exact: no results: {gone.resolve()} not found"
+    )
+    rows = json.loads(Path("evalfleet_exports/summary.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["adds"]
