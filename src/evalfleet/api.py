@@ -101,8 +101,22 @@ def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
     if keep_endpoint:
         if run_plan.plan["executor"] != "lepton":
             raise UsageError("--keep-endpoint applies to execution.type: lepton only")
-        return executor.launch(run_plan.invocation, run_plan.config, keep_endpoint=True)  # type: ignore[call-arg]
-    return executor.launch(run_plan.invocation, run_plan.config)
+        failed = executor.launch(run_plan.invocation, run_plan.config, keep_endpoint=True)  # type: ignore[call-arg]
+    else:
+        failed = executor.launch(run_plan.invocation, run_plan.config)
+    _auto_export_if_ended(run_plan.invocation.invocation_id)
+    return failed
+
+
+def _auto_export_if_ended(invocation_id: str) -> None:
+    """`execution.auto_export` runs where an invocation's end is first seen: the end of a
+    foreground run, or a later `status` (Slurm, or a Lepton run whose runner died)."""
+    import sys
+
+    from evalfleet.exporters import auto_export_once
+
+    for line in auto_export_once(invocation_id):
+        print(line, file=sys.stderr)
 
 
 def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
@@ -121,8 +135,14 @@ def resume(id_or_prefix: str) -> tuple[str, int]:
     """Rerun what did not finish; returns (invocation id, tasks that still failed)."""
     record = get_invocation(id_or_prefix)
     from evalfleet.executors import get_executor
+    from evalfleet.store import InvocationStore
 
-    return record.invocation_id, get_executor(record.executor).resume(record)
+    failed = get_executor(record.executor).resume(record)
+    # The rerun has new results: export them again once it has ended.
+    with InvocationStore() as store:
+        store.update_invocation_handle(record.invocation_id, {"auto_exported_at": None})
+    _auto_export_if_ended(record.invocation_id)
+    return record.invocation_id, failed
 
 
 def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
@@ -245,13 +265,17 @@ def status(ids: list[str]) -> list[dict[str, str]]:
     from evalfleet.store import InvocationStore
 
     rows: list[dict[str, str]] = []
+    ended: list[str] = []
     with InvocationStore() as store:
         for id_or_prefix in ids:
             record = store.get(id_or_prefix)
             wanted = {store.get_job(id_or_prefix).job_id} if "." in id_or_prefix else None
-            for row in _job_statuses(record):
-                if wanted is None or row["job_id"] in wanted:
-                    rows.append(row)
+            found = _job_statuses(record)
+            rows += [row for row in found if wanted is None or row["job_id"] in wanted]
+            if all(row["state"] in ("SUCCESS", "FAILED") for row in found):
+                ended.append(record.invocation_id)
+    for invocation_id in ended:
+        _auto_export_if_ended(invocation_id)
     return rows
 
 

@@ -104,3 +104,23 @@ def auto_export(record: Any) -> list[str]:
                 f"(retry: evalfleet export {record.invocation_id} --dest {destination})"
             )
     return lines
+
+
+def auto_export_once(invocation_id: str) -> list[str]:
+    """`auto_export` for an invocation whose every task has ended without a kill, once:
+    called wherever a backend's end is observed (the end of a foreground run, a later
+    `status` of a Slurm or Lepton invocation); a store flag keeps it from repeating."""
+    import time
+
+    from evalfleet.store import InvocationStore
+
+    with InvocationStore() as store:
+        record = store.get(invocation_id)
+        execution = record.config.get("execution") or {}
+        if not (execution.get("auto_export") or {}).get("destinations"):
+            return []
+        states = {job.state for job in record.jobs}
+        if record.handle.get("auto_exported_at") or not states <= {"SUCCESS", "FAILED"}:
+            return []
+        store.update_invocation_handle(invocation_id, {"auto_exported_at": time.time()})
+    return auto_export(record)

@@ -118,14 +118,24 @@ def test_vllm_example_runs_to_success(cli, lepton, tmp_path, isolated, monkeypat
     _assert_token_nowhere(isolated, out, texts=(result.out, result.err, logs.out, dry.out))
 
 
+AUTO_EXPORT = ("-o", "execution.auto_export.destinations=[local]")
+
+
+def _exported(exports: Path) -> list[tuple[str, str]]:
+    summary = json.loads((exports / "summary.json").read_text())
+    return [(row["invocation_id"], row["task"]) for row in summary["rows"]]
+
+
 def test_nim_example_runs_to_success(cli, lepton, tmp_path, isolated):
-    out = tmp_path / "out"
-    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out))
+    out, exports = tmp_path / "out", tmp_path / "exports"
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out, *AUTO_EXPORT,
+                            "-o", f"export.local.output_dir={exports}"))  # fmt: skip
     assert result.code == 0, result.err
     invocation_id = result.out.strip().splitlines()[-1]
     # Without the token in the launcher's env, the probe accepts the endpoint's 401.
     assert "up (401 without the token" in result.err
     assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+    assert _exported(exports) == [(invocation_id, "humaneval")]  # auto-export at the end
     _assert_nothing_left(lepton)
     _assert_token_nowhere(isolated, out, texts=(result.out, result.err))
 
@@ -208,8 +218,10 @@ def test_kill_mid_run_leaves_nothing(cli, lepton, tmp_path):
 
 def test_a_dead_runner_is_cleaned_up_by_status(cli, lepton, tmp_path):
     out = tmp_path / "out"
+    exports = tmp_path / "exports"
     run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
-                               "-o", "execution.evaluation_tasks.install_command=sleep 2"))  # fmt: skip
+                               "-o", "execution.evaluation_tasks.install_command=sleep 2",
+                               *AUTO_EXPORT, "-o", f"export.local.output_dir={exports}"))  # fmt: skip
     try:
         invocation_id = _wait_for(_running_invocation, what="jobs submitted")
         run.send_signal(signal.SIGKILL)  # no clean-up: the endpoint stays
@@ -222,6 +234,11 @@ def test_a_dead_runner_is_cleaned_up_by_status(cli, lepton, tmp_path):
         assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
         _assert_nothing_left(lepton)
         assert _record(invocation_id).handle["endpoint_deleted"] is True
+        # The run died before its end: the status that saw the end exported it, once.
+        assert _exported(exports) == [(invocation_id, "humaneval")]
+        (exports / "summary.json").unlink()
+        assert cli("status", invocation_id).code == 0
+        assert not (exports / "summary.json").exists()
     finally:
         if run.poll() is None:
             run.kill()

@@ -41,10 +41,18 @@ def _run(cli, config: Path) -> str:
 
 
 def test_two_tasks_with_a_generic_server_run_to_success(cli, tmp_path, free_port) -> None:
-    invocation_id = _run(cli, slurm_config(tmp_path, free_port))
+    auto_export = "  auto_export: {destinations: [local]}"
+    invocation_id = _run(cli, slurm_config(tmp_path, free_port, execution=auto_export))
+    summary = Path.cwd() / "evalfleet_exports" / "summary.json"
+    assert not summary.exists()  # run returns once submitted: nothing has ended yet
 
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
     assert states(rows) == ["SUCCESS", "SUCCESS"], rows
+    # the status that saw the end exported the invocation
+    exported = json.loads(summary.read_text())["rows"]
+    assert [(r["invocation_id"], r["task"]) for r in exported] == [
+        (invocation_id, "adds"), (invocation_id, "more"),
+    ]  # fmt: skip
     assert [row["detail"] for row in rows] == ["accuracy 1.0000 ± 0.0000 (n=4)"] * 2
     root = tmp_path / "results" / invocation_id
     for task in ("adds", "more"):

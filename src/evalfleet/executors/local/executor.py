@@ -122,7 +122,6 @@ class LocalExecutor:
                 jobs=[NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
             )
             failures = self._execute(inv, store, list(inv.jobs))
-            _auto_export(store.get(inv.invocation_id))
             return failures
 
     def resume(self, record: Any) -> int:
@@ -165,7 +164,6 @@ class LocalExecutor:
             for job in todo:
                 store.update_job(job.job_id, state="PENDING", detail="resumed")
             failures = self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
-            _auto_export(store.get(inv.invocation_id))
             return failures
 
     def _execute(self, inv: Invocation, store: Any, jobs: list[Job]) -> int:
@@ -307,14 +305,6 @@ class LocalExecutor:
                 return
             if not fresh:
                 time.sleep(0.2)
-
-
-def _auto_export(record: Any) -> None:
-    """`execution.auto_export`: once every task has ended (not after Ctrl-C or kill)."""
-    from evalfleet.exporters import auto_export
-
-    for line in auto_export(record):
-        print(line, file=sys.stderr)
 
 
 def _headline(output_dir: str) -> str:
