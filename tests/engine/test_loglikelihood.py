@@ -11,6 +11,7 @@ from evalfleet.config.interceptors import parse_interceptors
 from evalfleet.engine.client import EndpointClient
 from evalfleet.engine.jobspec import ParamsSpec
 from evalfleet.engine.loglikelihood import NotScorable, build_body, split_continuation
+from evalfleet.exceptions import ConfigError
 from evalfleet.testing import run_simulator
 
 
@@ -75,9 +76,10 @@ def test_answers_without_the_continuation_logprobs_are_not_scorable(logprobs, re
 def test_the_simulator_echo_splits_where_its_words_straddle_the_context():
     """Its tokens are words with their leading space: context "Answer: " and continuation
     "Paris" give the token " Paris" starting inside the context."""
-    body = build_body(
+    body, split = build_body(
         "Answer: ", "Paris", ParamsSpec(), "sim-model", parse_interceptors({}, "interceptors")
     )
+    assert split == (8, 13)
     assert body == {
         "model": "sim-model", "prompt": "Answer: Paris", "max_tokens": 1, "temperature": 0.0,
         "logprobs": 1, "echo": True,
@@ -91,6 +93,19 @@ def test_the_simulator_echo_splits_where_its_words_straddle_the_context():
         reply = asyncio.run(ask(f"{sim.base_url}/v1/completions"))
     assert reply.logprobs["tokens"][:2] == ["Answer:", " Paris"]
     assert len(reply.logprobs["tokens"]) == 3  # the one generated token follows
-    split = split_continuation(reply.logprobs, len("Answer: "), len("Answer: Paris"))
-    assert split["tokens"] == [" Paris"]
-    assert split["logprob"] == -0.75 and split["is_greedy"] is True
+    reduced = split_continuation(reply.logprobs, *split)
+    assert reduced["tokens"] == [" Paris"]
+    assert reduced["logprob"] == -0.75 and reduced["is_greedy"] is True
+
+
+def test_a_system_prompt_before_the_context_moves_the_split():
+    interceptors = parse_interceptors({"system_prompt": {"mode": "replace", "text": "Be brief."}})
+    body, split = build_body("Answer: ", "Paris", ParamsSpec(), "m", interceptors)
+    assert body["prompt"] == "Be brief.\n\nAnswer: Paris"
+    assert body["prompt"][split[0] : split[1]] == "Paris" and split[1] == len(body["prompt"])
+
+
+def test_interceptors_that_take_the_prompt_away_are_refused():
+    interceptors = parse_interceptors({"request_params": {"rename": {"prompt": "text"}}})
+    with pytest.raises(ConfigError, match="must still end with the continuation"):
+        build_body("Answer: ", "Paris", ParamsSpec(), "m", interceptors)

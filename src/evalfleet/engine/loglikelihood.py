@@ -25,6 +25,7 @@ from typing import Any
 from evalfleet.config.interceptors import Interceptors
 from evalfleet.engine.client import Reply
 from evalfleet.engine.jobspec import ParamsSpec
+from evalfleet.exceptions import ConfigError
 
 REQUIREMENT = (
     "a completions endpoint (/v1/completions) that echoes the prompt with its token logprobs "
@@ -43,8 +44,10 @@ def build_body(
     params: ParamsSpec,
     model: str,
     interceptors: Interceptors,
-) -> dict[str, Any]:
-    """The completions request that scores `continuation` after `context`."""
+) -> tuple[dict[str, Any], tuple[int, int]]:
+    """The completions request that scores `continuation` after `context`, and where the
+    continuation starts and ends in the prompt as sent (a system prompt interceptor puts
+    text before the context)."""
     body: dict[str, Any] = {
         "model": model,
         "prompt": context + continuation,
@@ -55,7 +58,14 @@ def build_body(
     }
     if params.extra_body:
         body.update(params.extra_body)
-    return interceptors.apply_request(body)
+    body = interceptors.apply_request(body)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.endswith(continuation):
+        raise ConfigError(
+            "interceptors: a log-likelihood request's prompt must still end with the "
+            "continuation it scores (only a system prompt may be put before it)"
+        )
+    return body, (len(prompt) - len(continuation), len(prompt))
 
 
 def continuation_answer(reply: Reply, context_chars: int, prompt_chars: int) -> dict[str, Any]:

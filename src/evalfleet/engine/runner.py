@@ -166,13 +166,13 @@ async def _evaluate(
             assert splits is not None
             for sample in samples:
                 for context, continuation in pairs[sample.id]:
-                    body = loglikelihood.build_body(
+                    body, split = loglikelihood.build_body(
                         context, continuation, params, job.endpoint.model_id, interceptors
                     )
                     payload = canonical_payload(body)
                     item = _Item(sample, 0, request_key(payload, 0), body, payload)
                     items.append(item)
-                    splits[item.key] = (len(context), len(context) + len(continuation))
+                    splits[item.key] = split
                     if item.key in answers:
                         progress.done += 1
                         progress.cached += 1
