@@ -217,9 +217,10 @@ async def _evaluate(
         logger.info("%d answers came from the cache", progress.cached)
     finally:
         cache.close()
-    scored_items = [(i.sample, i.repeat, i.key) for i in items]
     if by_loglikelihood:
         scored_items, answers, failures = _per_sample(samples, pairs, items, answers, failures)
+    else:
+        scored_items = [(i.sample, i.repeat, i.key) for i in items]
     results, records = build_results(
         job=job,
         task=task,
