@@ -14,7 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,44 @@ def test_a_chat_endpoint_is_refused_before_any_request(pinned, cli, tmp_path):
     assert result.code == 2
     assert "endpoint.type" in result.err and "hellaswag" in result.err
     assert "'chat'" in result.err
+
+
+class _NoLogprobs(BaseHTTPRequestHandler):
+    """A completions endpoint that ignores echo and logprobs (answers the text alone)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"choices": [{"index": 0, "text": " it", "finish_reason": "length"}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the engine hangs up on the requests in flight once it stops: expected
+
+
+def test_an_endpoint_that_ignores_echo_stops_the_run_in_one_line(pinned, cli, tmp_path):
+    server = _Server(("127.0.0.1", 0), _NoLogprobs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        job = write_job(tmp_path / "ignored", url, "hellaswag", "completions")
+        result = cli("eval", "--job", str(job), "-q")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert result.code == 1
+    message = result.err.strip()
+    assert "\n" not in message and "task hellaswag" in message
+    assert "echo: true, logprobs: 1" in message
+    assert "the answer has no logprobs" in message
+    assert not (job.parent / "results.json").exists()
