@@ -19,7 +19,8 @@ What one completion request goes through, in order:
 
 1. counted in ``/stats`` ``requests``; 401 if an API key is required and missing or wrong;
 2. 400 for a body that is not a JSON object, lacks ``model``/``messages``/``prompt`` or has a
-   bad parameter (``stream: true`` included); 404 ``model_not_found`` for another model;
+   bad parameter (``stream: true`` included, and ``echo: true`` with ``--refuse-echo``);
+   404 ``model_not_found`` for another model;
 3. its lookup key(s) counted in ``by_key`` (sha256 of the last user message or the prompt);
 4. the fault draw: a ``429`` answers at once, without queueing;
 5. a capacity slot (FIFO queue while all are taken), then ``latency`` (± jitter) inside it;
