@@ -207,8 +207,9 @@ async def _evaluate(
         first = next(pending, None)
         if first is not None:
             logger.info(
-                "job %s task %s: %d samples, %d requests to %s",
-                job.job_id, job.task, len(samples), requests_total, job.endpoint.url,
+                "job %s task %s: %d samples x %d repeats to %s%s",
+                job.job_id, job.task, len(samples), params.n_samples, job.endpoint.url,
+                f" ({requests_total} log-likelihood requests)" if by_loglikelihood else "",
             )  # fmt: skip
             client_stats = await _fetch(
                 job, params, itertools.chain([first], pending), cache, answers, failures,
