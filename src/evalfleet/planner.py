@@ -36,10 +36,11 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
     for index, task in enumerate(config.evaluation.tasks):
         if task.dataset is not None:
             name, default_type = task.name, "chat"
+            endpoint_type = task.endpoint_type or config.target.api_endpoint.type or default_type
         else:
             info = resolve_task_name(task.name)
-            name, default_type = info.name, info.endpoint_type
-        endpoint_type = task.endpoint_type or config.target.api_endpoint.type or default_type
+            name = info.name
+            endpoint_type = _task_endpoint_type(info, task.endpoint_type, config, index)
         job_dir = f"{_job_root(config, output_dir, invocation_id)}/{name}"
         spec = {
             "schema_version": JOB_SCHEMA_VERSION,
@@ -116,6 +117,19 @@ def _job_root(config: Any, output_dir: str, invocation_id: str) -> str:
         return f"{mounts[0].mount_path.rstrip('/')}/evalfleet/{invocation_id}"
     # Relative: the job script runs in a fresh scratch dir (see executors/lepton/spec.py).
     return f"evalfleet/{invocation_id}"
+
+
+def _task_endpoint_type(info: Any, asked: str | None, config: Any, index: int) -> str:
+    """The task's own setting, then the target's, then the catalog's; a log-likelihood
+    task always needs completions (the target's type describes the model's usual use)."""
+    if info.request_kind != "loglikelihood":
+        return asked or config.target.api_endpoint.type or info.endpoint_type
+    if asked not in (None, "completions"):
+        raise ConfigError(
+            f"evaluation.tasks[{index}].endpoint_type: {info.name} is scored by log-likelihood "
+            f"and needs 'completions' (prompt logprobs), got {asked!r}"
+        )
+    return "completions"
 
 
 def _endpoint(config: Any, endpoint_type: str) -> dict[str, Any]:

@@ -102,18 +102,13 @@ def arc_challenge(prompt: str, right: bool) -> str:
     return f"answer: ${letter if right else _other(letter)}$"
 
 
-def hellaswag(prompt: str, right: bool) -> str:
-    row = next(r for r in fx.HELLASWAG if r["ctx_a"] in prompt)
-    letter = _letter_of(prompt, row["endings"][int(row["label"])])
-    return f"The most natural ending.\nAnswer: {letter if right else _other(letter)}"
-
-
 def mbpp(prompt: str, right: bool) -> str:
     row = _row(fx.MBPP, "text", prompt)
     code = row["code"] if right else row["code"].split(":")[0] + ":\n    return None"
     return f"Here it is:\n```python\n{code}\n```"
 
 
+# HellaSwag is scored by log-likelihood, not from a reply: tests/tasks/test_hellaswag.py.
 ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
     "gsm8k": (gsm8k, len(fx.GSM8K)),
     "mgsm": (mgsm, 2 * len(fx.MGSM)),
@@ -124,7 +119,6 @@ ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
     "mmlu_pro": (mmlu_pro, len(fx.MMLU_PRO_TEST)),
     "gpqa_diamond": (gpqa_diamond, len(fx.GPQA)),
     "arc_challenge": (arc_challenge, len(fx.ARC)),
-    "hellaswag": (hellaswag, len(fx.HELLASWAG)),
     "mbpp": (mbpp, 2),  # task 10 is not in the test split
 }
 

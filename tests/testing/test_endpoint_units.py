@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from evalfleet.testing import SimulatorSettings, build_app
 from evalfleet.testing import _sim_openai as oa
-from evalfleet.testing._sim_server import Gate
+from evalfleet.testing._sim_server import Gate, load_answers
 from evalfleet.testing.endpoint import _parser
 
 
@@ -128,3 +128,34 @@ def test_build_app_serves_the_same_routes_in_process() -> None:
             assert (await client.get("/health")).status == 200
 
     asyncio.run(scenario())
+
+
+def test_oracle_token_logprob_lines(tmp_path) -> None:
+    path = tmp_path / "oracle.jsonl"
+    rows = [
+        {"prompt": "a", "response": "A"},
+        {"prompt": "b", "token_logprob": 0},
+        {"prompt": "c", "response": "C", "token_logprob": -1.5},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert load_answers(str(path)) == ({"a": "A", "c": "C"}, {"b": 0.0, "c": -1.5})
+    for bad, message in (
+        ({"prompt": "d"}, "'response' or 'token_logprob'"),
+        ({"prompt": "d", "token_logprob": 0.5}, "must be a number <= 0"),
+        ({"prompt": "d", "token_logprob": "high"}, "must be a number <= 0"),
+    ):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(ValueError, match=message):
+            load_answers(str(path))
+
+
+def test_echoed_prompt_tokens_take_the_oracle_logprob() -> None:
+    lp = json.loads(oa.legacy_logprobs("ctx and more", " gen", 1, -0.25))
+    assert lp["token_logprobs"] == [None, -0.25, -0.25, oa.LOGPROB]
+    assert lp["top_logprobs"][1] == {" and": -0.25}
+
+
+def test_refuse_echo_is_a_flag() -> None:
+    assert SimulatorSettings(refuse_echo=True).to_argv() == ["--refuse-echo"]
+    with pytest.raises(ValueError):
+        SimulatorSettings(refuse_echo="yes")

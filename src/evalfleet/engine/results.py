@@ -15,7 +15,8 @@ from typing import Any
 
 from evalfleet.config.interceptors import Interceptors
 from evalfleet.engine.jobspec import JobSpec, ParamsSpec
-from evalfleet.tasks.base import Sample, Task
+from evalfleet.scoring.stats import summarize
+from evalfleet.tasks.base import Loglikelihood, Sample, Score, Task, is_loglikelihood
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -43,6 +44,7 @@ def build_results(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records: list[dict[str, Any]] = []
     per_sample: dict[str, list[float]] = {}
+    secondary: dict[str, dict[str, list[float]]] = {}  # metric -> sample id -> values
     per_repeat: dict[int, list[float]] = {}
     samples: dict[str, Sample] = {}
     usage: Counter[str] = Counter()
@@ -79,6 +81,8 @@ def build_results(
         score = scores[key]
         per_sample.setdefault(sample.id, []).append(score.value)
         per_repeat.setdefault(repeat, []).append(score.value)
+        for name, value in score.metrics.items():
+            secondary.setdefault(name, {}).setdefault(sample.id, []).append(value)
         record.update(
             response=text,
             extracted=score.extracted,
@@ -89,6 +93,10 @@ def build_results(
         )
         if reasoning:
             record["reasoning"] = reasoning
+        if score.metrics:
+            record["metrics"] = score.metrics
+        if "loglikelihoods" in answer:
+            record["loglikelihoods"] = answer["loglikelihoods"]
         records.append(record)
     scored = [(samples[sid], statistics.fmean(values)) for sid, values in per_sample.items()]
     metrics = (
@@ -96,6 +104,10 @@ def build_results(
         if scored
         else {}
     )
+    for name, by_sample in secondary.items():
+        if name not in metrics:
+            values = [statistics.fmean(v) for v in by_sample.values()]
+            metrics[name] = summarize(values).as_dict()
     errors = sum(1 for r in records if r["error"] is not None)
     results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -146,6 +158,12 @@ def _score_all(
 ) -> dict[str, Any]:
     """Scores of every answered item; tasks that run code score in parallel threads (each
     waits on its own sandbox process)."""
+    if is_loglikelihood(task):
+        return {
+            key: _score_loglikelihoods(task, sample, answers[key])
+            for sample, _, key in items
+            if key in answers
+        }
     work = [
         (
             key,
@@ -160,6 +178,14 @@ def _score_all(
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
         scored = pool.map(lambda entry: task.score(entry[1], entry[2]), work)
         return {key: score for (key, _, _), score in zip(work, scored, strict=True)}
+
+
+def _score_loglikelihoods(task: Any, sample: Sample, answer: dict[str, Any]) -> Score:
+    results = [
+        Loglikelihood(logprob=entry["logprob"], is_greedy=entry["is_greedy"], chars=entry["chars"])
+        for entry in answer["loglikelihoods"]
+    ]
+    return task.score_loglikelihoods(sample, results)  # type: ignore[no-any-return]
 
 
 def _versions() -> dict[str, str]:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.config.interceptors import Interceptors, parse_interceptors
+from evalfleet.engine import loglikelihood
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
-from evalfleet.engine.client import EndpointClient, RequestFailed, RetryPolicy
+from evalfleet.engine.client import EndpointClient, Reply, RequestFailed, RetryPolicy
 from evalfleet.engine.jobspec import JobSpec, ParamsSpec
 from evalfleet.engine.results import build_results, percentile
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
-from evalfleet.tasks.base import Sample, Task
+from evalfleet.tasks.base import Sample, Task, is_loglikelihood
 from evalfleet.tasks.registry import create_task
 
 # Give up on a run, rather than on one sample, after this many consecutive samples failed
@@ -137,6 +138,9 @@ async def _evaluate(
         endpoint_type=job.endpoint.type,
     )
     params = effective_params(job, task)
+    by_loglikelihood = is_loglikelihood(task)
+    if by_loglikelihood:
+        params = _check_loglikelihood_job(job, params, logger)
     if hasattr(task, "n_samples"):
         task.n_samples = params.n_samples  # pass@k needs to know how many tries there were
     interceptors = parse_interceptors(job.interceptors, "job.interceptors")
@@ -144,10 +148,40 @@ async def _evaluate(
     items: list[_Item] = []
     failures: dict[str, str] = {}
     client_stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0}
-    progress.task, progress.total = job.task, len(samples) * params.n_samples
+    # Log-likelihood tasks: each sample's (context, continuation) pairs, and per request key
+    # where its continuation starts and ends in the prompt.
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    if by_loglikelihood:
+        pairs = {sample.id: list(task.pairs(sample)) for sample in samples}  # type: ignore[attr-defined]
+    splits: dict[str, tuple[int, int]] | None = {} if by_loglikelihood else None
+    requests_total = (
+        sum(map(len, pairs.values())) if by_loglikelihood else len(samples) * params.n_samples
+    )
+    progress.task, progress.total = job.task, requests_total
     cache = ResponseCache(output_dir / "cache.sqlite")
     try:
         answers = cache.load()
+
+        def unanswered_pairs() -> Iterator[_Item]:
+            assert splits is not None
+            for sample in samples:
+                for context, continuation in pairs[sample.id]:
+                    body, split = loglikelihood.build_body(
+                        context, continuation, params, job.endpoint.model_id, interceptors
+                    )
+                    payload = canonical_payload(body)
+                    item = _Item(sample, 0, request_key(payload, 0), body, payload)
+                    items.append(item)
+                    splits[item.key] = split
+                    if item.key in answers:
+                        progress.done += 1
+                        progress.cached += 1
+                    elif rescore:
+                        failures[item.key] = (
+                            "not in the response cache (--rescore sends no requests)"
+                        )
+                    else:
+                        yield item
 
         def unanswered() -> Iterator[_Item]:
             # Built lazily: request building overlaps with the first answers arriving.
@@ -169,25 +203,30 @@ async def _evaluate(
                     else:
                         yield item
 
-        pending = unanswered()
+        pending = unanswered_pairs() if by_loglikelihood else unanswered()
         first = next(pending, None)
         if first is not None:
             logger.info(
-                "job %s task %s: %d samples x %d repeats to %s",
+                "job %s task %s: %d samples x %d repeats to %s%s",
                 job.job_id, job.task, len(samples), params.n_samples, job.endpoint.url,
+                f" ({requests_total} log-likelihood requests)" if by_loglikelihood else "",
             )  # fmt: skip
             client_stats = await _fetch(
                 job, params, itertools.chain([first], pending), cache, answers, failures,
-                progress, interceptors, output_dir, logger,
+                progress, interceptors, output_dir, logger, splits,
             )  # fmt: skip
         logger.info("%d answers came from the cache", progress.cached)
     finally:
         cache.close()
+    if by_loglikelihood:
+        scored_items, answers, failures = _per_sample(samples, pairs, items, answers, failures)
+    else:
+        scored_items = [(i.sample, i.repeat, i.key) for i in items]
     results, records = build_results(
         job=job,
         task=task,
         params=params,
-        items=[(i.sample, i.repeat, i.key) for i in items],
+        items=scored_items,
         answers=answers,
         failures=failures,
         interceptors=interceptors,
@@ -212,7 +251,10 @@ async def _fetch(
     interceptors: Interceptors,
     output_dir: Path,
     logger: logging.Logger,
+    splits: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, int]:
+    """Send every pending request; with `splits` (a log-likelihood task) each reply is
+    reduced to its continuation's logprobs before it is cached."""
     api_key = None
     if job.endpoint.api_key_name:
         api_key = os.environ.get(job.endpoint.api_key_name)
@@ -220,7 +262,9 @@ async def _fetch(
             raise ConfigError(
                 f"endpoint.api_key_name: the env var {job.endpoint.api_key_name} is not set"
             )
-    state = {"unreachable_streak": 0}
+    # A log-likelihood request the endpoint refuses (400) or answers without prompt logprobs
+    # means it cannot serve the task at all, unless it already scored some: stop at once.
+    state = {"unreachable_streak": 0, "scored_a_pair": bool(answers)}
     abort: list[RequestFailed] = []
     logged = 0
     request_log = (
@@ -235,7 +279,13 @@ async def _fetch(
         for item in items:
             try:
                 reply = await client.send(item.payload)
+                if splits is None:
+                    answer = reply.as_dict()
+                else:
+                    answer = _reduce(reply, splits[item.key], state)
             except RequestFailed as exc:
+                if splits is not None and exc.status == 400 and not state["scored_a_pair"]:
+                    exc = RequestFailed(exc.reason, kind="capability", status=400, fatal=True)
                 failures[item.key] = exc.reason
                 progress.errors += 1
                 if exc.fatal:
@@ -248,7 +298,6 @@ async def _fetch(
                         return
                 continue
             state["unreachable_streak"] = 0
-            answer = reply.as_dict()
             cache.put(item.key, answer)
             answers[item.key] = answer
             progress.done += 1
@@ -294,6 +343,11 @@ async def _fetch(
         reason = abort[0]
         kept = len(answers)
         logger.error("aborted: %s (%d answers kept in the cache)", reason.reason, kept)
+        if reason.kind == "capability":
+            raise EngineError(
+                f"task {job.task} scores answers by log-likelihood and needs "
+                f"{loglikelihood.REQUIREMENT}; {job.endpoint.url} answered: {reason.reason}"
+            )
         if reason.fatal:
             raise EngineError(
                 f"the endpoint refused the requests: {reason.reason}; {kept} answers kept in the "
@@ -304,6 +358,62 @@ async def _fetch(
             "kept in the cache, run the job again to continue"
         )
     return stats
+
+
+def _check_loglikelihood_job(
+    job: JobSpec, params: ParamsSpec, logger: logging.Logger
+) -> ParamsSpec:
+    if job.endpoint.type != "completions":
+        raise ConfigError(
+            f"endpoint.type: task {job.task} scores answers by log-likelihood and needs "
+            f"{loglikelihood.REQUIREMENT}; got {job.endpoint.type!r} ({job.endpoint.url})"
+        )
+    if params.n_samples != 1:  # a log-likelihood is deterministic: repeats would only cost
+        logger.info("n_samples %d ignored: log-likelihoods need one request", params.n_samples)
+        params = params.model_copy(update={"n_samples": 1})
+    return params
+
+
+def _reduce(reply: Reply, split: tuple[int, int], state: dict[str, int]) -> dict[str, Any]:
+    """A log-likelihood reply as it is cached; RequestFailed when it cannot be scored."""
+    try:
+        answer = loglikelihood.continuation_answer(reply, *split)
+    except loglikelihood.NotScorable as exc:
+        reason = f"malformed response: {exc}"
+        if state["scored_a_pair"]:
+            raise RequestFailed(reason, kind="malformed") from None
+        raise RequestFailed(reason, kind="capability", fatal=True) from None
+    state["scored_a_pair"] = 1
+    return answer
+
+
+def _per_sample(
+    samples: list[Sample],
+    pairs: dict[str, list[tuple[str, str]]],
+    items: list[_Item],
+    answers: dict[str, dict[str, Any]],
+    failures: dict[str, str],
+) -> tuple[list[tuple[Sample, int, str]], dict[str, dict[str, Any]], dict[str, str]]:
+    """A log-likelihood task's per-pair answers folded into one answer per sample (scored
+    only when every pair of it has one), keyed by the sample id."""
+    keys: dict[str, list[str]] = {}
+    for item in items:
+        keys.setdefault(item.sample.id, []).append(item.key)
+    folded: dict[str, dict[str, Any]] = {}
+    folded_failures: dict[str, str] = {}
+    scored_items = []
+    for sample in samples:
+        key = f"sample:{sample.id}"
+        scored_items.append((sample, 0, key))
+        sample_keys = keys.get(sample.id, [])
+        missing = [k for k in sample_keys if k not in answers]
+        if missing:
+            folded_failures[key] = failures.get(missing[0], "no answer")
+            continue
+        folded[key] = loglikelihood.per_sample_answer(
+            pairs[sample.id], [answers[k] for k in sample_keys]
+        )
+    return scored_items, folded, folded_failures
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,6 +1,11 @@
 """What a benchmark is, as the engine sees it.
 
-`score` is pure (no network, no clock): results can be recomputed from the response cache
+Two kinds: a `Task` (the default, `request_kind = "generate"`) gets one reply text per
+sample and scores it; a `LoglikelihoodTask` (`request_kind = "loglikelihood"`) gives several
+(context, continuation) pairs per sample and scores how likely the model found each
+continuation (`engine/loglikelihood.py` asks a completions endpoint).
+
+Scoring is pure (no network, no clock): results can be recomputed from the response cache
 without a single request (`evalfleet eval --rescore`).
 """
 
@@ -30,7 +35,23 @@ class Sample:
 @dataclass(frozen=True)
 class Score:
     value: float
+    """The headline metric's per-sample value."""
     extracted: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Further per-sample metrics reported beside the headline (HellaSwag's `acc`), each
+    summarised like it (mean, stderr, ci95) unless `aggregate` already names it."""
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """How likely the model found one continuation after its context."""
+
+    logprob: float
+    """The sum of the continuation's token logprobs."""
+    is_greedy: bool | None
+    """Whether each continuation token was the model's top choice (None: not reported)."""
+    chars: int
+    """The continuation's length in characters (what `acc_norm` divides by)."""
 
 
 class Task(Protocol):
@@ -47,3 +68,25 @@ class Task(Protocol):
     def score(self, sample: Sample, response: str) -> Score: ...
 
     def aggregate(self, per_sample: Sequence[tuple[Sample, float]]) -> dict[str, Metric]: ...
+
+
+class LoglikelihoodTask(Protocol):
+    name: str
+    endpoint_type: Literal["completions"]
+    request_kind: Literal["loglikelihood"]
+    headline_metric: str
+    default_params: dict[str, Any]
+
+    def samples(self, limit: int | None) -> Iterable[Sample]: ...
+
+    def pairs(self, sample: Sample) -> Sequence[tuple[str, str]]:
+        """The (context, continuation) pairs to score; one completions request each."""
+
+    def score_loglikelihoods(self, sample: Sample, results: Sequence[Loglikelihood]) -> Score:
+        """Score from the per-pair results, in the order `pairs` gave them."""
+
+    def aggregate(self, per_sample: Sequence[tuple[Sample, float]]) -> dict[str, Metric]: ...
+
+
+def is_loglikelihood(task: object) -> bool:
+    return getattr(task, "request_kind", "generate") == "loglikelihood"

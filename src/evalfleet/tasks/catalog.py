@@ -19,6 +19,8 @@ class TaskInfo:
     headline_metric: str
     samples: int
     description: str
+    request_kind: Literal["generate", "loglikelihood"] = "generate"
+    """`loglikelihood`: scored from prompt logprobs, so only a completions endpoint will do."""
 
 
 _TASKS = (
@@ -33,7 +35,7 @@ _TASKS = (
     TaskInfo("humaneval", "chat", "pass@1", 164, "Python function synthesis (OpenAI HumanEval)"),
     TaskInfo("mbpp", "chat", "pass@1", 500, "Mostly basic Python problems (sandboxed)"),
     TaskInfo("arc_challenge", "chat", "accuracy", 1172, "AI2 reasoning challenge, hard set"),
-    TaskInfo("hellaswag", "chat", "accuracy", 10042, "Commonsense sentence completion, as multiple choice"),
+    TaskInfo("hellaswag", "completions", "acc_norm", 10042, "Commonsense sentence completion, ending log-likelihoods (lm-eval acc_norm)", "loglikelihood"),
     TaskInfo("mgsm", "chat", "exact_match", 2750, "Multilingual grade-school math, 11 languages"),
 )  # fmt: skip
 

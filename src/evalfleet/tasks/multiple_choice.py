@@ -1,4 +1,4 @@
-"""Multiple-choice questions answered in a chat: MMLU, GPQA-Diamond, ARC-Challenge, HellaSwag.
+"""Multiple-choice questions answered in a chat: MMLU, GPQA-Diamond, ARC-Challenge.
 
 Prompt (simple-evals' QUERY_TEMPLATE_MULTICHOICE, 0-shot chain of thought): "Answer the
 following multiple choice question. The last line of your response should be of the
@@ -11,10 +11,8 @@ new tokens (GPQA: 4,096). Scoring: the letter of the last `Answer: X` line (case
 - gpqa_diamond: 198 questions; the four choices are shuffled with `random.Random(0)`, one
   permutation per question drawn in file order (as simple-evals does), grouped by domain.
 - arc_challenge: AI2 ARC-Challenge test (1,172), 3-5 choices.
-- hellaswag: validation (10,042, `Rowan/hellaswag`), the four endings as choices. lm-eval's HellaSwag scores
-  `acc_norm` from log-likelihoods of each ending; the engine has no log-likelihood requests
-  yet, so this is the generative multiple-choice variant (chat, `accuracy`): its numbers
-  are not comparable with acc_norm ones.
+
+HellaSwag is not here: it is scored by log-likelihood, as published (`hellaswag.py`).
 """
 
 from __future__ import annotations
@@ -157,29 +155,5 @@ class ArcChallenge(_MultipleChoice):
                     list(row["choices"]["text"]),
                     labels.index(row["answerKey"]),
                 )
-            )
-        return samples
-
-
-def _hellaswag_clean(text: str) -> str:
-    """lm-eval's HellaSwag preprocessing: WikiHow markup out, spacing fixed."""
-    text = text.strip().replace(" [title]", ". ")
-    text = re.sub(r"\[.*?\]", "", text)
-    return text.replace("  ", " ")
-
-
-class HellaSwag(_MultipleChoice):
-    name = "hellaswag"
-
-    def _load(self) -> list[Sample]:
-        samples = []
-        for row in load_rows(self.name, "hellaswag-validation"):
-            context = row["ctx_a"] + " " + row["ctx_b"].capitalize()
-            question = "Which ending continues this text most plausibly?\n\n" + _hellaswag_clean(
-                row["activity_label"] + ": " + context
-            )
-            endings = [_hellaswag_clean(ending) for ending in row["endings"]]
-            samples.append(
-                _mc_sample(f"hellaswag/{row['ind']}", question, endings, int(row["label"]))
             )
         return samples

@@ -55,6 +55,6 @@ _FACTORIES: dict[str, tuple[str, str]] = {
     "mmlu_pro": ("mmlu_pro", "MMLUPro"),
     "gpqa_diamond": ("multiple_choice", "GPQADiamond"),
     "arc_challenge": ("multiple_choice", "ArcChallenge"),
-    "hellaswag": ("multiple_choice", "HellaSwag"),
+    "hellaswag": ("hellaswag", "HellaSwag"),
     "mbpp": ("mbpp", "MBPP"),
 }

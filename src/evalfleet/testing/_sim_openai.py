@@ -23,6 +23,9 @@ THINK_PREFIX = f"<think>{REASONING_TEXT}</think>"
 LOGPROB = -0.5
 """The logprob every simulated token gets; the alternatives in top_logprobs get less."""
 
+ECHO_REFUSED = "echo is not supported by this model (simulated: refuse_echo)."
+"""The 400 message of a completions request with `echo: true` when `refuse_echo` is set."""
+
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
 
@@ -166,23 +169,27 @@ def finish(answer: str, sampling: Sampling) -> tuple[str, str]:
 # --------------------------------------------------------------------------- responses
 
 
-def _top(token: str, k: int) -> dict[str, float]:
-    top = {token: LOGPROB}
+def _top(token: str, k: int, logprob: float = LOGPROB) -> dict[str, float]:
+    top = {token: logprob}
     for i in range(1, k):
-        top[f"<alt{i}>"] = LOGPROB - 2.0 * i
+        top[f"<alt{i}>"] = logprob - 2.0 * i
     return top
 
 
-def legacy_logprobs(prompt: str | None, text: str, k: int) -> str:
-    """OpenAI legacy `logprobs` JSON for `text` (preceded by `prompt`'s tokens when echoing)."""
+def legacy_logprobs(prompt: str | None, text: str, k: int, prompt_logprob: float = LOGPROB) -> str:
+    """OpenAI legacy `logprobs` JSON for `text` (preceded by `prompt`'s tokens when echoing).
+
+    Echoed prompt tokens get `prompt_logprob` each (the first, as on vLLM, gets null): an
+    oracle's `token_logprob` makes one prompt likelier than its rivals.
+    """
     tokens: list[str] = []
     values: list[float | None] = []
     tops: list[dict[str, float] | None] = []
     if prompt is not None:
         for i, tok in enumerate(_TOKEN.findall(prompt)):
             tokens.append(tok)
-            values.append(None if i == 0 else LOGPROB)
-            tops.append(None if i == 0 else _top(tok, k))
+            values.append(None if i == 0 else prompt_logprob)
+            tops.append(None if i == 0 else _top(tok, k, prompt_logprob))
     for tok in _TOKEN.findall(text):
         tokens.append(tok)
         values.append(LOGPROB)

@@ -53,24 +53,42 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def load_answers(path: str) -> dict[str, str]:
-    """Read an oracle file: JSONL of `{"prompt": …, "response": …}`; a later line wins."""
+def load_answers(path: str) -> tuple[dict[str, str], dict[str, float]]:
+    """Read an oracle file: JSONL of `{"prompt": …, "response": …}` and/or
+    `{"prompt": …, "token_logprob": …}`; a later line wins.
+
+    Returns (responses, token logprobs), both keyed by prompt. `token_logprob` is what every
+    token of that prompt scores when a completions request echoes it with logprobs (the
+    default is `LOGPROB`, -0.5): 0.0 makes that prompt the likeliest of its rivals.
+    """
     answers: dict[str, str] = {}
+    token_logprobs: dict[str, float] = {}
     with Path(path).open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                prompt, response = row["prompt"], row["response"]
+                prompt = row["prompt"]
+                if "response" not in row and "token_logprob" not in row:
+                    raise KeyError("response")
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object with 'prompt' and 'response' ({exc})"
+                    f"{path}:{lineno}: expected a JSON object with 'prompt' and 'response' "
+                    f"or 'token_logprob' ({exc})"
                 ) from None
-            if not isinstance(prompt, str) or not isinstance(response, str):
+            response, logprob = row.get("response"), row.get("token_logprob")
+            if not isinstance(prompt, str) or not isinstance(response, (str, type(None))):
                 raise ValueError(f"{path}:{lineno}: 'prompt' and 'response' must be strings")
-            answers[prompt] = response
-    return answers
+            if logprob is not None and (
+                isinstance(logprob, bool) or not isinstance(logprob, (int, float)) or logprob > 0
+            ):
+                raise ValueError(f"{path}:{lineno}: 'token_logprob' must be a number <= 0")
+            if response is not None:
+                answers[prompt] = response
+            if logprob is not None:
+                token_logprobs[prompt] = float(logprob)
+    return answers, token_logprobs
 
 
 class Gate:
@@ -193,6 +211,7 @@ class Endpoint:
         self.started = int(time.time())
         self._seq = 0
         self.answers: dict[str, str] = {}
+        self.token_logprobs: dict[str, float] = {}
         self.apply(settings, reseed=True)
         self._routes = self.routes()
 
@@ -203,12 +222,14 @@ class Endpoint:
         old = getattr(self, "settings", None)
         if settings.answers is None:
             answers: dict[str, str] = {}
+            token_logprobs: dict[str, float] = {}
         elif old is None or old.answers != settings.answers:
-            answers = load_answers(settings.answers)
+            answers, token_logprobs = load_answers(settings.answers)
         else:
-            answers = self.answers
+            answers, token_logprobs = self.answers, self.token_logprobs
         self.settings = settings
         self.answers = answers
+        self.token_logprobs = token_logprobs
         key = settings.require_api_key
         self.auth = None if key is None else f"Bearer {key}"
         self.chat_head = oa.envelope_head("chat.completion", settings.model)
@@ -379,6 +400,8 @@ class Endpoint:
         sampling = oa.parse_sampling(payload)
         logprobs_k = oa.parse_logprobs(payload)
         echo = bool(payload.get("echo"))
+        if echo and self.settings.refuse_echo:
+            raise oa.RequestError(oa.ECHO_REFUSED, "echo")
         n = sampling.n
         choices: list[str] = []
         prompt_tokens = completion_tokens = 0
@@ -393,7 +416,12 @@ class Endpoint:
             logprobs = (
                 "null"
                 if logprobs_k is None
-                else oa.legacy_logprobs(prompt if echo else None, text, logprobs_k)
+                else oa.legacy_logprobs(
+                    prompt if echo else None,
+                    text,
+                    logprobs_k,
+                    self.token_logprobs.get(prompt, oa.LOGPROB),
+                )
             )
             shown = prompt + text if echo else text
             choices.extend(

@@ -19,7 +19,8 @@ What one completion request goes through, in order:
 
 1. counted in ``/stats`` ``requests``; 401 if an API key is required and missing or wrong;
 2. 400 for a body that is not a JSON object, lacks ``model``/``messages``/``prompt`` or has a
-   bad parameter (``stream: true`` included); 404 ``model_not_found`` for another model;
+   bad parameter (``stream: true`` included, and ``echo: true`` with ``--refuse-echo``);
+   404 ``model_not_found`` for another model;
 3. its lookup key(s) counted in ``by_key`` (sha256 of the last user message or the prompt);
 4. the fault draw: a ``429`` answers at once, without queueing;
 5. a capacity slot (FIFO queue while all are taken), then ``latency`` (± jitter) inside it;
@@ -105,13 +106,19 @@ class SimulatorSettings:
     """Seeds fault and jitter draws, so a run's fault sequence is reproducible."""
     answers: str | None = None
     """Oracle file: JSONL of `{"prompt": …, "response": …}`, keyed by the last user message
-    (chat) or the prompt (completions); other keys get `"echo: " + key[-64:]`."""
+    (chat) or the prompt (completions); other keys get `"echo: " + key[-64:]`. A line may
+    give `"token_logprob": x` (<= 0) instead of or beside `response`: when a completions
+    request echoes that prompt with `logprobs`, each of its tokens scores x instead of -0.5
+    (so 0.0 makes it the likeliest choice of a log-likelihood benchmark)."""
     require_api_key: str | None = None
     """If set, requests without `Authorization: Bearer <key>` get 401."""
     reasoning: bool = False
     """Prefix chat answers with `<think>simulated reasoning</think>`."""
     reasoning_field: bool = False
     """Put the reasoning in `message.reasoning_content` instead (implies `reasoning`)."""
+    refuse_echo: bool = False
+    """Answer completions requests with `echo: true` by 400, as endpoints without prompt
+    logprobs do (a log-likelihood benchmark cannot run against them)."""
 
     def __post_init__(self) -> None:
         for name in ("latency", "latency_jitter", "retry_after", "hang_seconds", "fault_rate"):
@@ -145,7 +152,7 @@ class SimulatorSettings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string or null, got {value!r}")
-        for name in ("reasoning", "reasoning_field"):
+        for name in ("reasoning", "reasoning_field", "refuse_echo"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -159,7 +166,7 @@ class SimulatorSettings:
                 continue
             option = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
-                argv.append(option)  # both flags default to False
+                argv.append(option)  # every flag defaults to False
             elif f.name == "faults":
                 argv += [option, ",".join(value)]
             else:
@@ -235,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--require-api-key", default=None, metavar="KEY")
     p.add_argument("--reasoning", action="store_true")
     p.add_argument("--reasoning-field", action="store_true")
+    p.add_argument("--refuse-echo", action="store_true")
     return p
 
 
@@ -364,7 +372,8 @@ def run_simulator(*, ready_timeout: float = 30.0, **settings: Any) -> Iterator[S
     """Start the simulator as a subprocess; stop it (SIGTERM, then SIGKILL) on exit.
 
     Keyword arguments are `SimulatorSettings` fields; `answers` may also be a mapping of
-    prompt to response, written to a temporary oracle file.
+    prompt to response (or to a dict of oracle fields, e.g. `{"token_logprob": 0.0}`),
+    written to a temporary oracle file.
     """
     with contextlib.ExitStack() as stack:
         answers = settings.get("answers")
@@ -373,7 +382,8 @@ def run_simulator(*, ready_timeout: float = 30.0, **settings: Any) -> Iterator[S
             path = Path(tmp) / "answers.jsonl"
             with path.open("w", encoding="utf-8") as fh:
                 for prompt, response in answers.items():
-                    fh.write(json.dumps({"prompt": prompt, "response": response}) + "\n")
+                    row = response if isinstance(response, Mapping) else {"response": response}
+                    fh.write(json.dumps({"prompt": prompt, **row}) + "\n")
             settings["answers"] = str(path)
         argv = SimulatorSettings(**settings).to_argv()
         src = str(Path(__file__).resolve().parents[2])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalfleet.config import load_config
+from evalfleet.exceptions import ConfigError
 from evalfleet.executors.local.executor import LocalExecutor
 from evalfleet.planner import plan_invocation
 from tests.helpers import assert_matches_golden
@@ -55,6 +56,40 @@ def test_endpoint_urls_follow_each_tasks_endpoint_type(write_yaml):
     assert specs[1]["endpoint"]["url"] == "https://api.example.com/v1/completions"
     assert specs[0]["endpoint"]["api_key_name"] == "MY_KEY"
     assert specs[0]["params"] == {"parallelism": 8}
+
+
+def test_a_log_likelihood_task_gets_a_completions_endpoint_whatever_the_target_says(
+    write_yaml,
+):
+    config = load_config(
+        write_yaml("""\
+target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m, type: chat}}
+execution: {type: local, output_dir: /data/results}
+evaluation: {tasks: [{name: hellaswag}, {name: gsm8k}]}
+""")
+    ).model
+    jobs = plan_invocation(config, invocation_id="0123abcd").jobs
+    assert [job.spec["endpoint"]["url"] for job in jobs] == [
+        "https://api.example.com/v1/completions",
+        "https://api.example.com/v1/chat/completions",
+    ]
+    assert [job.endpoint_type for job in jobs] == ["completions", "chat"]
+
+
+def test_a_log_likelihood_task_asked_to_use_chat_is_refused(write_yaml):
+    config = load_config(
+        write_yaml("""\
+target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m}}
+execution: {type: local, output_dir: /data/results}
+evaluation: {tasks: [{name: gsm8k}, {name: hellaswag, endpoint_type: chat}]}
+""")
+    ).model
+    with pytest.raises(
+        ConfigError,
+        match=r"evaluation.tasks\[1\].endpoint_type: hellaswag .*"
+        r"log-likelihood and needs 'completions'.*got 'chat'",
+    ):
+        plan_invocation(config, invocation_id="0123abcd")
 
 
 @pytest.mark.parametrize(
