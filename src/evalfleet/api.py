@@ -147,14 +147,16 @@ def resume(id_or_prefix: str) -> tuple[str, int]:
 
 def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
     """Start `evalfleet <argv> --invocation-id ID` in its own session, its output in
-    `<output_dir>/<id>/logs/run.log`; returns once the invocation is recorded."""
+    `<output_dir>/<id>/logs/run.log`; returns once the invocation is recorded.
+
+    The same on every executor: the background process is a plain foreground `run`, which
+    owns the local server or the Lepton endpoint and tears it down when the tasks end (a
+    Slurm run returns once its jobs are submitted anyway)."""
     import sys
     import time
 
     from evalfleet.store import InvocationStore
 
-    if run_plan.plan["executor"] != "local":
-        raise NotAvailableError(f"--detach is not available yet on {run_plan.plan['executor']}")
     invocation_id = run_plan.invocation.invocation_id
     log = Path(run_plan.invocation.output_dir) / "logs" / "run.log"
     log.parent.mkdir(parents=True, exist_ok=True)

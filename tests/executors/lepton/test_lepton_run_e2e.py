@@ -172,6 +172,23 @@ def test_keep_endpoint_then_kill_deletes_it(cli, lepton, tmp_path):
 # --------------------------------------------------------------------------- background runs
 
 
+def test_detach_returns_at_once_and_the_background_run_tears_down(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    result = cli(*_run_args("lepton_nim_llama_3_1_8b_instruct", out), "--detach")
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    assert not (out / invocation_id / "humaneval" / "results.json").exists()  # not done yet
+
+    # The background run brings the results home, then deletes the endpoint, then ends.
+    _wait_for(lambda: _record(invocation_id).handle.get("endpoint_deleted"), timeout=90,
+              what="the detached run to finish")  # fmt: skip
+    _assert_nothing_left(lepton)
+    assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+    rows = json.loads(cli("status", invocation_id, "--json").out)
+    assert [row["state"] for row in rows] == ["SUCCESS"]
+    assert "deleted" in (out / invocation_id / "logs" / "run.log").read_text()
+
+
 def _start_run(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "evalfleet", *args], env=env,
