@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def _lepton(plan: dict[str, Any]) -> None:
 
 def _slurm(plan: dict[str, Any]) -> None:
     for script in plan["scripts"]:
-        command = " ".join(script["command"])
+        command = shlex.join(script["command"])
         click.echo(
             f"\n# {script['name']}  (jobs {', '.join(script['job_ids'])}; submit: {command})"
         )

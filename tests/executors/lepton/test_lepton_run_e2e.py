@@ -179,9 +179,14 @@ def test_detach_returns_at_once_and_the_background_run_tears_down(cli, lepton, t
     invocation_id = result.out.strip().splitlines()[-1]
     assert not (out / invocation_id / "humaneval" / "results.json").exists()  # not done yet
 
-    # The background run brings the results home, then deletes the endpoint, then ends.
-    _wait_for(lambda: _record(invocation_id).handle.get("endpoint_deleted"), timeout=90,
-              what="the detached run to finish")  # fmt: skip
+    try:
+        # The background run brings the results home, then deletes the endpoint, then ends.
+        _wait_for(lambda: _record(invocation_id).handle.get("endpoint_deleted"), timeout=90,
+                  what="the detached run to finish")  # fmt: skip
+    finally:
+        runner = _record(invocation_id).handle.get("runner_pid")
+        if runner and _wait_for_exit(runner, timeout=10) is False:
+            os.kill(runner, signal.SIGKILL)  # never leave it polling a stopped emulator
     _assert_nothing_left(lepton)
     assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
     rows = json.loads(cli("status", invocation_id, "--json").out)
@@ -203,6 +208,18 @@ def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    """Whether process `pid` is gone within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _running_invocation() -> str | None:

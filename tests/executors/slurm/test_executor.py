@@ -26,13 +26,18 @@ def test_plan_local_submission(plan_config) -> None:
         "executor": "slurm",
         "invocation_id": "0123abcd",
         "output_dir": "/lustre/evals/0123abcd",
-        "submit": {"host": "localhost", "command": ["sbatch"]},
+        "submit": {"host": "localhost", "command": ["sh", "-c"]},
         "scripts": [
             {
                 "name": "evalfleet-0123abcd.sbatch",
                 "path": "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
                 "job_ids": ["0123abcd.0", "0123abcd.1"],
-                "command": ["sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch"],
+                "command": [
+                    "sh",
+                    "-c",
+                    "cd /lustre/evals/0123abcd && sbatch --parsable "
+                    "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
+                ],
                 "text": script.text,
             }
         ],
@@ -42,12 +47,12 @@ def test_plan_local_submission(plan_config) -> None:
 
 def test_plan_remote_submission_goes_through_ssh(plan_config) -> None:
     plan = SlurmExecutor().plan(plan_config(VLLM))
-    assert plan["submit"] == {
-        "host": "login.example.com",
-        "command": ["ssh", "alice@login.example.com", "sbatch"],
-    }
+    assert plan["submit"]["host"] == "login.example.com"
+    ssh = plan["submit"]["command"]
+    assert ssh[0] == "ssh" and ssh[-3:] == ["-T", "alice@login.example.com", "--"]
+    assert "BatchMode=yes" in ssh and "ControlMaster=auto" in ssh
     assert plan["scripts"][0]["command"] == [
-        "ssh", "alice@login.example.com", "sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
+        *ssh, "cd /lustre/evals/0123abcd && sbatch --parsable /lustre/evals/0123abcd/evalfleet-0123abcd.sbatch",
     ]  # fmt: skip
 
 
@@ -55,12 +60,15 @@ def test_plan_remote_path_is_quoted_for_the_remote_shell(plan_config) -> None:
     inv = plan_config(VLLM, output_dir="/lustre/my evals")
     (script,) = SlurmExecutor().plan(inv)["scripts"]
     assert script["path"] == "/lustre/my evals/0123abcd/evalfleet-0123abcd.sbatch"
-    assert script["command"][-1] == "'/lustre/my evals/0123abcd/evalfleet-0123abcd.sbatch'"
+    assert script["command"][-1] == (
+        "cd '/lustre/my evals/0123abcd' && sbatch --parsable "
+        "'/lustre/my evals/0123abcd/evalfleet-0123abcd.sbatch'"
+    )
 
 
 def test_plan_without_username_uses_the_bare_host(plan_config) -> None:
     plan = SlurmExecutor().plan(plan_config(VLLM, "execution.username=null"))
-    assert plan["submit"]["command"] == ["ssh", "login.example.com", "sbatch"]
+    assert plan["submit"]["command"][-3:] == ["-T", "login.example.com", "--"]
 
 
 def test_plan_job_per_task_lists_every_script(plan_config) -> None:
@@ -70,7 +78,8 @@ def test_plan_job_per_task_lists_every_script(plan_config) -> None:
         ("evalfleet-0123abcd-hellaswag.sbatch", ["0123abcd.1"]),
     ]
     assert plan["scripts"][1]["command"] == [
-        "sbatch", "/lustre/evals/0123abcd/evalfleet-0123abcd-hellaswag.sbatch",
+        "sh", "-c",
+        "cd /lustre/evals/0123abcd && sbatch --parsable /lustre/evals/0123abcd/evalfleet-0123abcd-hellaswag.sbatch",
     ]  # fmt: skip
 
 

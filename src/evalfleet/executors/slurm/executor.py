@@ -49,9 +49,16 @@ def submit_host(execution: Any) -> str:
 
 
 def submit_prefix(execution: Any) -> list[str]:
-    """The command a script's path is appended to: `sbatch`, or `sbatch` over ssh."""
+    """How a submission command reaches the submit host: `sh -c`, or ssh and its options."""
     host = SlurmHost.for_execution(execution)
-    return ["ssh", host.target, "sbatch"] if host.remote else ["sbatch"]
+    return host.ssh_argv() if host.remote else ["sh", "-c"]
+
+
+def sbatch_line(path: str, options: str = "", env: str = "", reads: str = "") -> str:
+    """The shell line that submits `path` from its own directory (what launch runs)."""
+    directory = shlex.quote(str(Path(path).parent))
+    flags = " ".join(part for part in (env, "sbatch --parsable", options) if part)
+    return f"cd {directory} && {reads}{flags} {shlex.quote(path)}"
 
 
 class SlurmExecutor:
@@ -59,12 +66,10 @@ class SlurmExecutor:
         """The batch scripts and how each is submitted; contacts nothing.
 
         Each script is written to `<output_dir>/<name>` on the submit host and submitted
-        as `submit.command + [path]` (the path shell-quoted when the command runs over ssh,
-        whose remote shell parses it again).
+        by `command`: the exact argv launch runs (`submit.command` + the sbatch line).
         """
         execution = inv.config.execution
         prefix = submit_prefix(execution)
-        remote = prefix[0] == "ssh"
         scripts = []
         for script in render_scripts(inv):
             path = f"{inv.output_dir}/{script.name}"
@@ -73,7 +78,7 @@ class SlurmExecutor:
                     "name": script.name,
                     "path": path,
                     "job_ids": list(script.job_ids),
-                    "command": [*prefix, shlex.quote(path) if remote else path],
+                    "command": [*prefix, sbatch_line(path)],
                     "text": script.text,
                 }
             )
@@ -365,14 +370,9 @@ def _sbatch(
 
     `secrets` reach sbatch's environment through its stdin (`read`), so their values are
     on no command line and no disk; Slurm hands the environment on to the job."""
-    directory = shlex.quote(str(Path(path).parent))
     reads = "".join(f"IFS= read -r {name} && export {name} && " for name in secrets)
     stdin = "".join(f"{value}\n" for value in secrets.values()).encode()
-    out = host.check(
-        f"cd {directory} && {reads}{env} sbatch --parsable {options} {shlex.quote(path)}",
-        "sbatch",
-        stdin,
-    )
+    out = host.check(sbatch_line(path, options, env, reads), "sbatch", stdin)
     job_id = out.decode().strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.split("_")[0].isdigit():
         raise DeploymentError(f"sbatch on {host.hostname} printed no job id: {out!r}")
