@@ -179,18 +179,22 @@ def test_detach_returns_at_once_and_the_background_run_tears_down(cli, lepton, t
     invocation_id = result.out.strip().splitlines()[-1]
     assert not (out / invocation_id / "humaneval" / "results.json").exists()  # not done yet
 
+    def succeeded() -> bool:
+        rows = json.loads(cli("status", invocation_id, "--json").out)
+        return all(row["state"] == "SUCCESS" for row in rows)
+
     try:
-        # The background run brings the results home, then deletes the endpoint, then ends.
-        _wait_for(lambda: _record(invocation_id).handle.get("endpoint_deleted"), timeout=90,
+        # SUCCESS only once the results are home (export may follow at once) ...
+        _wait_for(succeeded, timeout=90, what="the detached run to succeed")
+        assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
+        # ... then the background run deletes the endpoint and ends.
+        _wait_for(lambda: _record(invocation_id).handle.get("endpoint_deleted"), timeout=30,
                   what="the detached run to finish")  # fmt: skip
     finally:
         runner = _record(invocation_id).handle.get("runner_pid")
         if runner and _wait_for_exit(runner, timeout=10) is False:
             os.kill(runner, signal.SIGKILL)  # never leave it polling a stopped emulator
     _assert_nothing_left(lepton)
-    assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
-    rows = json.loads(cli("status", invocation_id, "--json").out)
-    assert [row["state"] for row in rows] == ["SUCCESS"]
     assert "deleted" in (out / invocation_id / "logs" / "run.log").read_text()
 
 

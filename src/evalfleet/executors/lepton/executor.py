@@ -315,7 +315,13 @@ class LeptonExecutor:
             lepton_id = job.handle.get("lepton_id")
             if runner_alive:
                 if lepton_id:
-                    shown[job.job_id] = remote.observe(listed.get(lepton_id))
+                    state, detail = remote.observe(listed.get(lepton_id))
+                    if state.is_terminal:
+                        # Ended on Lepton, but its results are not home yet: still RUNNING
+                        # for us, so that `export` right after a SUCCESS finds them.
+                        state = JobState.RUNNING
+                        detail = f"{detail}; the run is bringing its results home"
+                    shown[job.job_id] = (state, detail)
             elif lepton_id:
                 remote.absorb(client, store, job, listed.get(lepton_id))
             else:
