@@ -180,3 +180,25 @@ def test_keywords_are_patterns_and_an_invalid_one_is_taken_literally():
     assert check("keywords:existence", "a (b", keywords=["(b"])
     assert not check("keywords:forbidden_words", "my color", forbidden_words=["colou?r"])
     assert check("keywords:forbidden_words", "my colors", forbidden_words=["colou?r"])
+
+
+def test_tokenizers_load_without_all_of_nltk_and_leave_it_importable() -> None:
+    # In a fresh process: loading the two tokenizers must not run nltk/__init__ (which
+    # imports all of NLTK, scipy.stats included), and a later `import nltk` must still
+    # give the complete package.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from evalfleet.tasks.ifeval import text\n"
+        "assert text._sentences('One. Two? Three.') == ('One.', 'Two?', 'Three.')\n"
+        "assert not any(m == 'nltk' or m.startswith('nltk.') for m in sys.modules), "
+        "sorted(sys.modules)\n"
+        "assert 'scipy' not in sys.modules\n"
+        "import nltk\n"
+        "assert nltk.TreebankWordTokenizer().tokenize('Hi, there.') == ['Hi', ',', 'there', '.']\n"
+        "assert nltk.data.path and nltk.FreqDist('aab')['a'] == 2\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -5,7 +5,7 @@ English model we carry in `punkt_english.json.gz` (NLTK's own data is download-o
 words for the capital-word check are NLTK's Treebank tokens of each of those sentences,
 which is what `nltk.word_tokenize` does. Language detection uses langdetect with a fixed
 seed: unseeded, it can name a different language for the same text on each call.
-nltk and langdetect are imported on first use (they cost ~0.3 s and ~0.5 s).
+nltk's two tokenizers and langdetect are loaded on first use (~0.2 s and ~0.3 s).
 """
 
 from __future__ import annotations
@@ -93,11 +93,46 @@ def _word_pattern() -> Any:
 
 
 @functools.cache
-def _sentence_splitter() -> Any:
-    try:
-        from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-    except ModuleNotFoundError:
+def _nltk_parts() -> tuple[Any, Any, Any]:
+    """NLTK's Punkt and Treebank word tokenizer classes, without `nltk/__init__`.
+
+    That module imports all of NLTK, scipy.stats included when scipy is installed: 1.4 s
+    here against 0.17 s for the three modules these classes need, on every `evalfleet
+    eval` of ifeval. So the package is stood in for by an empty one while they load, and
+    every `nltk*` module is dropped again afterwards: a later `import nltk` anywhere in
+    the process gets the real, complete package. Any surprise falls back to a plain import.
+    """
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("nltk")
+    if spec is None or not spec.submodule_search_locations:
         _needs("nltk")
+    if "nltk" not in sys.modules:
+        stand_in = types.ModuleType("nltk")
+        stand_in.__path__ = list(spec.submodule_search_locations)
+        stand_in.__spec__ = spec
+        sys.modules["nltk"] = stand_in
+        try:
+            from nltk.tokenize.destructive import NLTKWordTokenizer
+            from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+            return PunktParameters, PunktSentenceTokenizer, NLTKWordTokenizer
+        except Exception:  # a changed NLTK layout: take the slow way
+            pass
+        finally:
+            for name in [m for m in sys.modules if m == "nltk" or m.startswith("nltk.")]:
+                del sys.modules[name]
+    from nltk.tokenize.destructive import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    return PunktParameters, PunktSentenceTokenizer, NLTKWordTokenizer
+
+
+@functools.cache
+def _sentence_splitter() -> Any:
+    PunktParameters, PunktSentenceTokenizer, _ = _nltk_parts()
     tables = punkt_tables()
     params = PunktParameters()
     params.abbrev_types = set(tables["abbrev_types"])
@@ -114,11 +149,7 @@ def _sentence_splitter() -> Any:
 
 @functools.cache
 def _word_tokenizer() -> Any:
-    try:
-        from nltk.tokenize.destructive import NLTKWordTokenizer
-    except ModuleNotFoundError:
-        _needs("nltk")
-    return NLTKWordTokenizer()
+    return _nltk_parts()[2]()
 
 
 @functools.cache
