@@ -13,7 +13,7 @@ from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors.base import Invocation, Job
 from evalfleet.store import new_invocation_id
-from evalfleet.tasks.catalog import resolve_task_name
+from evalfleet.tasks.catalog import check_task_options, resolve_task_name
 
 JOB_SCHEMA_VERSION = 1
 
@@ -52,6 +52,8 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
             "interceptors": _interceptors(config, task, index),
             "output_dir": job_dir,
         }
+        if task.options:
+            spec["task_options"] = check_task_options(name, task.options)
         if task.dataset is not None:
             spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
             spec["scorer"] = task.scorer.model_dump(exclude_none=True)

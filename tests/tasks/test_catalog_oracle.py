@@ -123,13 +123,6 @@ ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
 }
 
 
-@pytest.fixture
-def pinned_to_fixtures(data_mirror, monkeypatch):
-    """Sources pinned by sha256 (GPQA, MGSM) accept the fixture bytes the mirror serves."""
-    fx.pin_fixture_hashes(monkeypatch)
-    return data_mirror
-
-
 def write_job(
     directory: Path, base_url: str, task: str, endpoint_type: str = "chat", **params
 ) -> Path:

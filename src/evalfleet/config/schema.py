@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalfleet.tasks.catalog import TASK_CATALOG, resolve_task_name
+from evalfleet.tasks.catalog import TASK_CATALOG, check_task_options, resolve_task_name
 
 
 class Strict(BaseModel):
@@ -136,6 +136,10 @@ class TaskConfig(Strict):
     )
     name: str = Field(description="benchmark name, e.g. ifeval (a 'harness.' prefix is accepted)")
     params: Params = Field(default_factory=Params)
+    options: dict[str, Any] | None = Field(
+        None,
+        description="benchmark settings: num_fewshot (gsm8k, mmlu_pro), seed (gpqa_diamond), languages (mgsm)",
+    )
     interceptors: dict[str, Any] | None = Field(
         None, description="system_prompt, reasoning, request_params, log_samples"
     )
@@ -166,6 +170,16 @@ class TaskConfig(Strict):
         if self.dataset is None and self.scorer is not None:
             raise ValueError("scorer is only for custom tasks (with dataset.path)")
         return self
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if not options or "name" not in info.data:
+            return options
+        if info.data.get("dataset") is not None:
+            raise ValueError("options are for catalog tasks, not custom ones")
+        check_task_options(resolve_task_name(info.data["name"]).name, options)
+        return options
 
 
 class EvaluationConfig(Strict):

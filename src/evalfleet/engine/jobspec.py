@@ -66,6 +66,7 @@ class JobSpec(_Strict):
     output_dir: str
     dataset: DatasetSpec | None = None
     scorer: ScorerSpec | None = None
+    task_options: dict[str, Any] = Field(default_factory=dict)
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -136,6 +136,7 @@ async def _evaluate(
         pattern=job.scorer.pattern if job.scorer else None,
         ignore_case=job.scorer.ignore_case if job.scorer else True,
         endpoint_type=job.endpoint.type,
+        options=job.task_options,
     )
     params = effective_params(job, task)
     by_loglikelihood = is_loglikelihood(task)

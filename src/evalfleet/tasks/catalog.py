@@ -9,7 +9,75 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from evalfleet.datasets.sources import MGSM_LANGUAGES
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A benchmark-specific setting (`evaluation.tasks[].options.<name>`)."""
+
+    name: str
+    default: Any
+    description: str
+    low: int | None = None  # an int option's bounds
+    high: int | None = None
+    choices: tuple[str, ...] = ()  # a list option's allowed items
+
+    def check(self, value: Any) -> Any:
+        """`value` validated; raises ValueError saying what was expected."""
+        if self.choices:
+            items = [value] if isinstance(value, str) else value
+            if (
+                not isinstance(items, list)
+                or not items
+                or not all(isinstance(item, str) for item in items)
+            ):
+                raise ValueError(f"expected a non-empty list of {', '.join(self.choices)}")
+            unknown = [item for item in items if item not in self.choices]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not one of {', '.join(self.choices)}")
+            return list(dict.fromkeys(items))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ValueError(f"expected {self.low} to {self.high}, got {value}")
+        return value
+
+
+_OPTIONS: dict[str, tuple[TaskOption, ...]] = {
+    "gsm8k": (TaskOption("num_fewshot", 8, "worked examples before the question", 0, 8),),
+    "mmlu_pro": (
+        TaskOption("num_fewshot", 5, "same-category examples from the validation split", 0, 5),
+    ),
+    "gpqa_diamond": (TaskOption("seed", 0, "seed of the choice shuffle"),),
+    "mgsm": (
+        TaskOption("languages", list(MGSM_LANGUAGES), "languages to run", choices=MGSM_LANGUAGES),
+    ),
+}
+
+
+def task_options(name: str) -> tuple[TaskOption, ...]:
+    return _OPTIONS.get(name, ())
+
+
+def check_task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of task `name`, defaults filled in; ValueError names the first bad one."""
+    known = {option.name: option for option in task_options(name)}
+    for key in options:
+        if key not in known:
+            offered = ", ".join(known) or "none"
+            raise ValueError(f"{key}: not an option of {name} (its options: {offered})")
+    checked = {}
+    for key, option in known.items():
+        try:
+            checked[key] = option.check(options[key]) if key in options else option.default
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return checked
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,10 @@ class GSM8K(ChatTask):
     name = "gsm8k"
     headline_metric = "exact_match"
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}
+    num_fewshot = 8  # options.num_fewshot
 
     def _load(self) -> list[Sample]:
-        shots = fewshot_messages()
+        shots = fewshot_messages()[: 2 * self.num_fewshot]  # a user and an assistant turn each
         return [
             Sample(
                 id=f"gsm8k/{index}",

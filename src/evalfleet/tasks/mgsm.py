@@ -47,9 +47,10 @@ class MGSM(ChatTask):
     headline_metric = "exact_match"
     group_label = "language"
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}
+    languages: list[str] = list(MGSM_LANGUAGES)  # options.languages
 
     def _load(self) -> list[Sample]:
-        by_language = {lang: load_rows(self.name, f"mgsm-{lang}") for lang in MGSM_LANGUAGES}
+        by_language = {lang: load_rows(self.name, f"mgsm-{lang}") for lang in self.languages}
         samples = []
         # Problem by problem, each in every language: `limit_samples` then covers them all.
         for index in range(max(len(rows) for rows in by_language.values())):

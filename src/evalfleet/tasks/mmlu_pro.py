@@ -60,6 +60,7 @@ class MMLUPro(ChatTask):
     name = "mmlu_pro"
     group_label = "category"
     default_params = {"temperature": 0.0, "max_new_tokens": 4096}
+    num_fewshot = SHOTS  # options.num_fewshot
 
     def _load(self) -> list[Sample]:
         shots: dict[str, list[dict[str, Any]]] = {}
@@ -69,7 +70,9 @@ class MMLUPro(ChatTask):
             Sample(
                 id=f"mmlu_pro/{row['question_id']}",
                 target=row["answer"],
-                messages=user(build_prompt(row, shots.get(row["category"], [])[:SHOTS])),
+                messages=user(
+                    build_prompt(row, shots.get(row["category"], [])[: self.num_fewshot])
+                ),
                 metadata={"group": row["category"]},
             )
             for row in load_rows(self.name, "mmlu_pro-test")

@@ -114,7 +114,7 @@ class GPQADiamond(_MultipleChoice):
     name = "gpqa_diamond"
     group_label = "domain"
     default_params = {"temperature": 0.0, "max_new_tokens": 4096}
-    seed = 0
+    seed = 0  # options.seed
 
     def _load(self) -> list[Sample]:
         rng = random.Random(self.seed)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from evalfleet.exceptions import ConfigError
 from evalfleet.tasks.base import Task
-from evalfleet.tasks.catalog import resolve_task_name
+from evalfleet.tasks.catalog import check_task_options, resolve_task_name
 
 
 def create_task(
@@ -18,7 +19,10 @@ def create_task(
     pattern: str | None = None,
     ignore_case: bool = True,
     endpoint_type: str = "chat",
+    options: dict[str, Any] | None = None,
 ) -> Task:
+    """The task `name` (or a custom one, given `dataset_path`); `options` are its
+    benchmark settings (`catalog.task_options`), set on the instance before it loads."""
     if dataset_path is not None:
         from evalfleet.tasks.custom import CustomTask
 
@@ -37,9 +41,15 @@ def create_task(
     task_class = getattr(module, class_name)
     from evalfleet.tasks._common import ChatTask
 
-    if issubclass(task_class, ChatTask):  # these also speak to completions endpoints
-        return task_class(endpoint_type)
-    return task_class()
+    try:
+        settings = check_task_options(info.name, options or {})
+    except ValueError as exc:
+        raise ConfigError(f"task {info.name!r}: options.{exc}") from None
+    # Chat tasks also speak to completions endpoints.
+    task = task_class(endpoint_type) if issubclass(task_class, ChatTask) else task_class()
+    for key, value in settings.items():
+        setattr(task, key, value)
+    return task
 
 
 # name -> (module under evalfleet.tasks, class): imported only when the task runs.
