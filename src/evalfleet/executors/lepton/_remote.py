@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.exceptions import BackendUnreachable, DeploymentError
+from evalfleet.executors._process import process_alive
 from evalfleet.executors.base import JobState
 from evalfleet.executors.lepton.results import BEGIN, END, LINE, ResultsMissing, unpack
 
@@ -242,22 +243,8 @@ def readable(lines: Iterator[tuple[int, str]], where: str) -> Iterator[tuple[int
 
 # --------------------------------------------------------------------------- processes
 
-
-def alive(pid: Any) -> bool:
-    """Whether `pid` runs; a zombie does not."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
+# A recorded runner's liveness: one implementation for every executor.
+alive = process_alive
 
 
 def stop_runner(pid: Any, wait_s: float = 60.0) -> bool:

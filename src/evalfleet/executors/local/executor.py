@@ -22,6 +22,7 @@ from typing import Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import DeploymentError, UsageError
+from evalfleet.executors._process import process_alive
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
 from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
 
@@ -131,7 +132,7 @@ class LocalExecutor:
         from evalfleet.config.schema import RunConfig
         from evalfleet.store import InvocationStore
 
-        if _alive(record.handle.get("runner_pid")):
+        if process_alive(record.handle.get("runner_pid")):
             raise UsageError(
                 f"invocation {record.invocation_id} is still running "
                 f"(pid {record.handle['runner_pid']}); kill it first or wait"
@@ -247,10 +248,10 @@ class LocalExecutor:
         """Stop a local invocation from any terminal; idempotent. Returns what was stopped."""
         stopped = []
         runner = record.handle.get("runner_pid")
-        if _alive(runner):
+        if process_alive(runner):
             os.kill(runner, signal.SIGTERM)  # the runner stops its server and tasks itself
             deadline = time.monotonic() + wait_s
-            while _alive(runner) and time.monotonic() < deadline:
+            while process_alive(runner) and time.monotonic() < deadline:
                 time.sleep(0.1)
             stopped.append(f"run process {runner}")
         # Whatever the runner could not stop (it was killed itself, say) is stopped here.
@@ -263,10 +264,10 @@ class LocalExecutor:
         """From the store, checked against the processes: a job recorded as running whose
         process is gone did not finish."""
         rows = []
-        runner_alive = _alive(record.handle.get("runner_pid"))
+        runner_alive = process_alive(record.handle.get("runner_pid"))
         for job in record.jobs:
             state, detail = job.state, job.detail
-            if state == "RUNNING" and not _alive(job.handle.get("pid")):
+            if state == "RUNNING" and not process_alive(job.handle.get("pid")):
                 state, detail = "FAILED", "its process ended without reporting; resume to rerun it"
             elif state == "PENDING" and not runner_alive:
                 state, detail = "FAILED", "never started: the run was interrupted; resume to run it"
@@ -301,7 +302,7 @@ class LocalExecutor:
                 for line in complete.decode("utf-8", "replace").splitlines():
                     fresh = True
                     yield f"[{name}] {line}"
-            if not follow or (not fresh and not _alive(record.handle.get("runner_pid"))):
+            if not follow or (not fresh and not process_alive(record.handle.get("runner_pid"))):
                 return
             if not fresh:
                 time.sleep(0.2)
@@ -315,23 +316,6 @@ def _headline(output_dir: str) -> str:
         return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
     except (OSError, ValueError, KeyError, TypeError):
         return ""
-
-
-def _alive(pid: Any) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): trust kill(0)
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _check_model_file(inv: Invocation) -> None:
