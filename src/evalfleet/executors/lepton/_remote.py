@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sys
 import time
 import urllib.error
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.exceptions import BackendUnreachable, DeploymentError
-from evalfleet.executors._process import process_alive
 from evalfleet.executors.base import JobState
 from evalfleet.executors.lepton.results import BEGIN, END, LINE, ResultsMissing, unpack
 
@@ -239,37 +236,6 @@ def readable(lines: Iterator[tuple[int, str]], where: str) -> Iterator[tuple[int
             inside = 0
         else:
             yield stamp, line
-
-
-# --------------------------------------------------------------------------- processes
-
-# A recorded runner's liveness: one implementation for every executor.
-alive = process_alive
-
-
-def stop_runner(pid: Any, wait_s: float = 60.0) -> bool:
-    """SIGTERM a foreground `run` (it tears down what it made) and wait for it to end."""
-    if not alive(pid) or pid == os.getpid():
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return True
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`evalfleet kill`, a shutdown) takes the same clean-up path as Ctrl-C."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def note(message: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.exceptions import DeploymentError, EvalFleetError, UsageError
+from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus, unknown_statuses
 from evalfleet.executors.lepton import _remote as remote
 from evalfleet.executors.lepton.spec import (
@@ -146,7 +147,7 @@ class LeptonExecutor:
         store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
         keep = False
         try:
-            with remote.terminate_as_interrupt():
+            with terminate_as_interrupt():
                 try:
                     url = None
                     if deployment_body is not None:
@@ -282,7 +283,7 @@ class LeptonExecutor:
 
         try:
             client = self._client()
-            runner_alive = remote.alive(handle.get("runner_pid"))
+            runner_alive = process_alive(handle.get("runner_pid"))
             with InvocationStore() as store:
                 shown = {}
                 if open_jobs:
@@ -380,7 +381,7 @@ class LeptonExecutor:
     def kill(self, record: Any) -> list[str]:
         """Delete the invocation's jobs and then, always, its endpoint; idempotent."""
         stopped = []
-        if remote.stop_runner(record.handle.get("runner_pid")):
+        if stop_runner(record.handle.get("runner_pid")):
             stopped.append(f"run process {record.handle['runner_pid']}")
         from evalfleet.store import InvocationStore
 
@@ -406,7 +407,7 @@ class LeptonExecutor:
         from evalfleet.planner import plan_invocation
         from evalfleet.store import InvocationStore
 
-        if remote.alive(record.handle.get("runner_pid")):
+        if process_alive(record.handle.get("runner_pid")):
             raise UsageError(
                 f"invocation {record.invocation_id} is still running "
                 f"(pid {record.handle['runner_pid']}); kill it first or wait"

@@ -8,11 +8,9 @@ last task ends, when launching fails, on Ctrl-C and on `evalfleet kill`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from typing import Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import DeploymentError, UsageError
-from evalfleet.executors._process import process_alive
+from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
 from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
 from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
 
@@ -112,7 +110,7 @@ class LocalExecutor:
         for job in inv.jobs:
             Path(job.output_dir).mkdir(parents=True, exist_ok=True)
             Path(job.job_file).write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
-        with InvocationStore() as store, _terminate_as_interrupt():
+        with InvocationStore() as store, terminate_as_interrupt():
             store.create_invocation(
                 invocation_id=inv.invocation_id,
                 executor="local",
@@ -161,7 +159,7 @@ class LocalExecutor:
             )
         inv = Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
         wanted = {job.job_id for job in todo}
-        with InvocationStore() as store, _terminate_as_interrupt():
+        with InvocationStore() as store, terminate_as_interrupt():
             for job in todo:
                 store.update_job(job.job_id, state="PENDING", detail="resumed")
             failures = self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
@@ -248,11 +246,7 @@ class LocalExecutor:
         """Stop a local invocation from any terminal; idempotent. Returns what was stopped."""
         stopped = []
         runner = record.handle.get("runner_pid")
-        if process_alive(runner):
-            os.kill(runner, signal.SIGTERM)  # the runner stops its server and tasks itself
-            deadline = time.monotonic() + wait_s
-            while process_alive(runner) and time.monotonic() < deadline:
-                time.sleep(0.1)
+        if stop_runner(runner, wait_s):  # the runner stops its server and tasks itself
             stopped.append(f"run process {runner}")
         # Whatever the runner could not stop (it was killed itself, say) is stopped here.
         for pid in [record.handle.get("server_pid"), *(j.handle.get("pid") for j in record.jobs)]:
@@ -323,17 +317,3 @@ def _check_model_file(inv: Invocation) -> None:
     path = getattr(deployment, "checkpoint_path", None)
     if deployment.type == "llamacpp" and path and not Path(path).expanduser().is_file():
         raise DeploymentError(f"model file not found: {path} (deployment.checkpoint_path)")
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`evalfleet kill`, a shutdown) takes the same clean-up path as Ctrl-C."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
