@@ -40,12 +40,10 @@ import dataclasses
 import gc
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +52,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._process import first_line, stop_process
 from ._sim_server import Endpoint, as_aiohttp, key_hash
 from ._sim_wire import start_server
 
@@ -328,33 +327,12 @@ class Simulator:
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
-        proc = self.process
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(self.process, timeout)
 
 
 def _read_ready(proc: subprocess.Popen[bytes], timeout: float, stderr: Any) -> str:
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+    line = first_line(proc, timeout)
     if line.startswith("READY "):
         return line.split(" ", 1)[1]
     if proc.poll() is None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from evalfleet.testing._process import first_line, stop_process
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -81,29 +80,11 @@ class Emulator:
         return live
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
 
 def _read_ready(process: subprocess.Popen[bytes], timeout: float, stderr: Any) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    while b"\n" not in buffer and time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(process.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        buffer += chunk
-    line = buffer.split(b"\n", 1)[0].decode(errors="replace").strip()
+    line = first_line(process, timeout)
     if line.startswith("READY "):
         return line.split(" ", 1)[1]
     if process.poll() is None:
