@@ -84,6 +84,12 @@ def settings_for(
         ) from None
 
 
+def auto_export_destinations(config: dict[str, Any]) -> list[str]:
+    """`execution.auto_export.destinations` of a stored (redacted) config."""
+    execution = config.get("execution") or {}
+    return list((execution.get("auto_export") or {}).get("destinations") or [])
+
+
 def auto_export(record: Any) -> list[str]:
     """Export `record` (a store.InvocationRecord whose jobs have ended) to every destination
     in its `execution.auto_export.destinations`; returns lines to show the user.
@@ -91,8 +97,7 @@ def auto_export(record: Any) -> list[str]:
     A failing destination does not stop the others, nor fail the run: its results are on
     disk and `evalfleet export` can be run again; the returned lines say what happened.
     """
-    execution = record.config.get("execution") or {}
-    destinations = (execution.get("auto_export") or {}).get("destinations") or []
+    destinations = auto_export_destinations(record.config)
     lines: list[str] = []
     for destination in destinations:
         try:
@@ -116,8 +121,7 @@ def auto_export_once(invocation_id: str) -> list[str]:
 
     with InvocationStore() as store:
         record = store.get(invocation_id)
-        execution = record.config.get("execution") or {}
-        if not (execution.get("auto_export") or {}).get("destinations"):
+        if not auto_export_destinations(record.config):
             return []
         states = {job.state for job in record.jobs}
         if record.handle.get("auto_exported_at") or not states <= {"SUCCESS", "FAILED"}:
