@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import tempfile
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -69,23 +68,11 @@ async def run_engine(
         }
     )
     progress = RunProgress()
-    started = time.perf_counter()
-    fetched: list[float] = []
-
-    def watch() -> None:
-        # A thread, polling a counter every ms: the event loop is busy (or blocked by the
-        # final scoring) right when the last answer lands. What the engine does after it
-        # (scoring, results.json, samples.jsonl) is not part of keeping the endpoint busy.
-        while not (progress.total and progress.done >= progress.total):
-            time.sleep(0.001)
-        fetched.append(time.perf_counter() - started)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    started = time.monotonic()
     results, _ = await evaluate(job, progress=progress)
-    watcher.join()
+    assert progress.fetch_ended is not None
     assert results["counts"]["errors"] == 0, results["errors_by_reason"]
-    return results["requests"]["requests"], fetched[0]
+    return results["requests"]["requests"], progress.fetch_ended - started
 
 
 async def run_httpx(base_url: str, count: int, parallelism: int) -> int:

@@ -4,10 +4,17 @@ Keyed by a hash of the exact request body plus the repeat index, so re-running a
 sends only what was never answered, and `--rescore` needs no request at all. Errors are
 never cached. WAL with synchronous=NORMAL: a row survives the process being killed
 (it is in the OS page cache) without an fsync per answer.
+
+The engine stores answers with `put_soon`: every answer that arrived during one turn of
+the event loop is committed in one transaction at the end of that turn (a commit per row
+cost ~38 µs, a third of the engine's CPU per request at 1,024 in flight). A process killed
+between the two loses at most the answers of that one turn, which are then sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -20,9 +27,15 @@ from evalfleet.exceptions import StoreError
 SCHEMA_VERSION = 1
 
 
+# Built once: `json.dumps` with options builds a new encoder on every call (~3 µs each,
+# and the engine encodes two documents per request).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def canonical_payload(body: dict[str, Any]) -> bytes:
     """The request body as sent: canonical JSON, so equal bodies hash (and cache) equally."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL(body).encode()
 
 
 def request_key(body: dict[str, Any] | bytes, repeat: int) -> str:
@@ -41,29 +54,75 @@ class ResponseCache:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: response cache schema {version} is newer than ours")
+            # No index on `key`: rows are only ever read all at once (`load`), and an index
+            # on a random hash dirties a random page per answer (26 µs a row instead of 12,
+            # measured). Caches made with `key TEXT PRIMARY KEY` read and write the same.
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS responses ("
-                " key TEXT PRIMARY KEY, reply TEXT NOT NULL, created_at REAL NOT NULL)"
+                " key TEXT NOT NULL, reply TEXT NOT NULL, created_at REAL NOT NULL)"
             )
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the response cache: {exc}") from None
+        self._pending: list[tuple[str, str, float]] = []
+        self._failed: StoreError | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
         try:
-            rows = self._conn.execute("SELECT key, reply FROM responses").fetchall()
+            # In insertion order, so a key stored twice reads as its latest answer.
+            rows = self._conn.execute("SELECT key, reply FROM responses ORDER BY rowid").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read the response cache: {exc}") from None
         return {key: json.loads(reply) for key, reply in rows}
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
+        """Store one answer now, in its own transaction."""
+        self._pending.append(_row(key, reply))
+        self.flush()
+
+    def put_soon(self, key: str, reply: dict[str, Any]) -> None:
+        """Store one answer at the end of the current event-loop turn, in one transaction
+        with every other answer of that turn. Raises the StoreError of an earlier turn's
+        commit, so a full disk stops the run instead of losing answers quietly."""
+        if self._failed is not None:
+            raise self._failed
+        self._pending.append(_row(key, reply))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_from_loop)
+
+    def flush(self) -> None:
+        """Commit every answer not yet committed."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
         try:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses (key, reply, created_at) VALUES (?, ?, ?)",
-                (key, json.dumps(reply, separators=(",", ":")), time.time()),
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO responses (key, reply, created_at) VALUES (?, ?, ?)", rows
             )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot write the response cache: {exc}") from None
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            self._pending[:0] = rows  # kept for a later flush: close() tries once more
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot write the response cache: {exc}") from None
+            raise
+
+    def _flush_from_loop(self) -> None:
+        try:
+            self.flush()
+        except StoreError as exc:
+            self._failed = exc
 
     def close(self) -> None:
-        self._conn.close()
+        """Commit what is pending, then close; the connection closes even if that fails."""
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+
+
+def _row(key: str, reply: dict[str, Any]) -> tuple[str, str, float]:
+    return key, _COMPACT(reply), time.time()

@@ -8,6 +8,8 @@ it arrives, so a run killed at 90 % resumes with zero repeated requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -47,6 +49,7 @@ class RunProgress:
     errors: int = 0
     retries: int = 0
     started: float = field(default_factory=time.monotonic)
+    fetch_ended: float | None = None  # time.monotonic() once every answer is stored
 
     @property
     def sent(self) -> int:
@@ -120,9 +123,27 @@ async def evaluate(
     output_dir.mkdir(parents=True, exist_ok=True)
     logger = _setup_logs(output_dir)
     try:
-        return await _evaluate(job, rescore, progress, output_dir, logger)
+        with _rare_garbage_collection():
+            return await _evaluate(job, rescore, progress, output_dir, logger)
     finally:
         _close_logs(logger)
+
+
+@contextlib.contextmanager
+def _rare_garbage_collection() -> Iterator[None]:
+    """Collect cycles every 50,000 allocations instead of every 700 while a job runs.
+
+    Each request allocates a dozen containers, and every answer is kept until scoring: at
+    the default thresholds the collector ran ~900 times in a 15,000-request run, and its
+    full passes over every kept answer stall the event loop while replies wait (measured:
+    105 -> 85 µs of CPU per request, 0.89 -> 0.91 of the ideal rate at 1,024 in flight).
+    Cycles are still collected, only in larger batches."""
+    previous = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 async def _evaluate(
@@ -219,6 +240,7 @@ async def _evaluate(
         logger.info("%d answers came from the cache", progress.cached)
     finally:
         cache.close()
+    progress.fetch_ended = time.monotonic()
     if by_loglikelihood:
         scored_items, answers, failures = _per_sample(samples, pairs, items, answers, failures)
     else:
@@ -299,7 +321,7 @@ async def _fetch(
                         return
                 continue
             state["unreachable_streak"] = 0
-            cache.put(item.key, answer)
+            cache.put_soon(item.key, answer)
             answers[item.key] = answer
             progress.done += 1
             progress.retries = client.stats.retries
@@ -425,9 +447,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every line
     with temporary.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.writelines(f"{encode(record)}\n" for record in records)
     temporary.replace(path)
 
 
