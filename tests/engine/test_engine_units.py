@@ -9,7 +9,8 @@ import pytest
 
 from evalfleet.config.interceptors import canonical_interceptors, parse_interceptors
 from evalfleet.engine.cache import request_key
-from evalfleet.engine.client import AdaptiveLimit, RetryPolicy, _retry_after
+from evalfleet.engine.client import RetryPolicy, _retry_after
+from evalfleet.engine.limits import AdaptiveLimit
 from evalfleet.exceptions import ConfigError
 
 

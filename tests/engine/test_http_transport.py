@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from evalfleet.engine._http import FastTransport, TransportError, proxy_applies
+from evalfleet.engine.client import EndpointClient, RetryPolicy
 
 BODY = b'{"choices":[{"message":{"content":"hi"}}]}'
 
@@ -123,3 +124,30 @@ def test_proxy_settings_route_to_aiohttp(monkeypatch):
     assert not proxy_applies("http://localhost:8000/v1")
     monkeypatch.delenv("http_proxy")
     assert not proxy_applies("http://api.example.com/v1")
+
+
+def test_an_endpoint_behind_a_proxy_is_reached_through_the_proxy(monkeypatch):
+    """The engine's aiohttp path must actually use HTTP_PROXY, not only be chosen for it."""
+    for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY", "EVALFLEET_HTTP"):
+        monkeypatch.delenv(name, raising=False)
+    answer = b'{"choices":[{"message":{"content":"via proxy"},"finish_reason":"stop"}]}'
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+
+    async def scenario():
+        handle, seen = serve([response])
+        proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+        url = "http://endpoint.invalid:8000/v1/chat/completions"  # resolvable by the proxy only
+        client = EndpointClient(
+            url, api_key=None, parallelism=2, timeout_s=5, retry=RetryPolicy(max_retries=0)
+        )
+        async with client:
+            reply = await client.send(b'{"model":"m"}')
+            name = client.transport_name
+        proxy.close()
+        await proxy.wait_closed()
+        return reply, name, seen
+
+    reply, name, seen = asyncio.run(scenario())
+    assert name == "aiohttp" and reply.text == "via proxy"
+    assert seen[0].startswith(b"POST http://endpoint.invalid:8000/v1/chat/completions HTTP/1.1")

@@ -16,15 +16,16 @@ import json
 import os
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.engine._http import FastTransport, TransportError, proxy_applies
+from evalfleet.engine.limits import AdaptiveLimit
+
+if TYPE_CHECKING:
+    from evalfleet.engine._aiohttp import AiohttpTransport
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 # These mean every request will fail the same way: stop the run, don't grind through it.
@@ -71,58 +72,6 @@ class ClientStats:
     throttled: int = 0
 
 
-class AdaptiveLimit:
-    """How many requests may be in flight: halves on throttling, recovers additively.
-
-    Waiters are woken in FIFO order; the common path (a free slot) costs two comparisons.
-    """
-
-    def __init__(self, maximum: int, get_time: Callable[[], float] = time.monotonic) -> None:
-        self.maximum = maximum
-        self.limit = float(maximum)
-        self.in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._get_time = get_time
-        self._last_cut = -1e9
-
-    async def acquire(self) -> None:
-        if self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.release()  # the slot was handed to us as we were cancelled
-            else:
-                self._waiters.remove(future)
-            raise
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def on_success(self) -> None:
-        if self.limit < self.maximum:
-            self.limit = min(self.maximum, self.limit + 1.0 / max(1.0, self.limit) * 4)
-            self._wake()
-
-    def on_throttle(self) -> None:
-        now = self._get_time()
-        if now - self._last_cut >= 1.0:  # one cut per burst of 429s, not one per request
-            self.limit = max(1.0, self.limit / 2)
-            self._last_cut = now
-
-    def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
-
-
 @dataclass
 class RetryPolicy:
     max_retries: int = 8
@@ -158,34 +107,29 @@ class EndpointClient:
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._session: aiohttp.ClientSession | None = None
-        self._fast: FastTransport | None = None
+        self._transport: FastTransport | AiohttpTransport | None = None
 
     @property
     def transport_name(self) -> str:
-        return "evalfleet" if self._fast is not None else "aiohttp"
+        return "evalfleet" if isinstance(self._transport, FastTransport) else "aiohttp"
 
     async def __aenter__(self) -> EndpointClient:
         wanted = os.environ.get("EVALFLEET_HTTP", "auto")
         if wanted != "aiohttp" and not proxy_applies(self.url):
-            self._fast = FastTransport(self.url, self._headers, self.parallelism, self.timeout_s)
-            return self
-        connector = aiohttp.TCPConnector(
-            limit=self.parallelism, limit_per_host=self.parallelism, ttl_dns_cache=300
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            skip_auto_headers=("User-Agent",),
-        )
+            self._transport = FastTransport(
+                self.url, self._headers, self.parallelism, self.timeout_s
+            )
+        else:
+            from evalfleet.engine._aiohttp import AiohttpTransport
+
+            self._transport = AiohttpTransport(
+                self.url, self._headers, self.parallelism, self.timeout_s
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._fast is not None:
-            self._fast.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._transport is not None:
+            await self._transport.aclose()
 
     async def send(self, body: dict[str, Any] | bytes) -> Reply:
         """POST `body` (a dict, or JSON bytes already encoded), retrying what may succeed
@@ -215,33 +159,28 @@ class EndpointClient:
                 attempt += 1
 
     async def _attempt(self, payload: bytes) -> Reply:
-        await self.limit.acquire()
+        if not self.limit.try_acquire():
+            await self.limit.acquire()
         started = time.perf_counter()
         self.stats.requests += 1
+        transport = self._transport
+        assert transport is not None, "use EndpointClient as an async context manager"
         try:
-            if self._fast is not None:
-                response = await self._fast.post(payload)
-                status, raw, retry_after = response.status, response.body, response.retry_after
-            else:
-                assert self._session is not None, "use EndpointClient as an async context manager"
-                async with self._session.post(self.url, data=payload) as reply:
-                    status = reply.status
-                    raw = await reply.read()
-                    retry_after = reply.headers.get("Retry-After")
+            response = await transport.post(payload)
         except TransportError as exc:
             raise _Retryable(f"connection error: {_describe(exc)}", "connection") from None
         except asyncio.TimeoutError:
             raise _Retryable(f"timed out after {self.timeout_s:g} s", "timeout") from None
-        except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection error: {_describe(exc)}", "connection") from None
         finally:
             self.limit.release()
         latency = time.perf_counter() - started
+        status = response.status
         if status == 200:
-            return _parse_reply(raw, latency)
-        message = _error_message(raw)
+            return _parse_reply(response.body, latency)
+        message = _error_message(response.body)
         if status in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {status}: {message}", "http", status, _retry_after(retry_after))
+            retry_after = _retry_after(response.retry_after)
+            raise _Retryable(f"HTTP {status}: {message}", "http", status, retry_after)
         raise RequestFailed(
             f"HTTP {status}: {message}", kind="http", status=status, fatal=status in FATAL_STATUS
         )

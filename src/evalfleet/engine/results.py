@@ -21,6 +21,12 @@ from evalfleet.tasks.base import Loglikelihood, Sample, Score, Task, is_loglikel
 RESULTS_SCHEMA_VERSION = 1
 
 
+def _mean(values: list[float]) -> float:
+    """statistics.fmean's result (fsum / n) without its per-call overhead: it runs once
+    per sample."""
+    return math.fsum(values) / len(values)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -51,7 +57,12 @@ def build_results(
     latencies: list[float] = []
     truncated = unfinished = 0
     error_reasons: Counter[str] = Counter()
-    scores = _score_all(task, items, answers, interceptors)
+    responses = {  # key -> (answer text, reasoning, reasoning left open)
+        key: interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))
+        for _, _, key in items
+        if key in answers
+    }
+    scores = _score_all(task, items, answers, responses)
     for sample, repeat, key in items:
         samples[sample.id] = sample
         record: dict[str, Any] = {
@@ -68,9 +79,7 @@ def build_results(
             )
             records.append(record)
             continue
-        text, reasoning, open_reasoning = interceptors.apply_response(
-            answer["text"], answer.get("reasoning")
-        )
+        text, reasoning, open_reasoning = responses[key]
         unfinished += open_reasoning
         truncated += answer.get("finish_reason") == "length"
         for name, count in (answer.get("usage") or {}).items():
@@ -98,7 +107,7 @@ def build_results(
         if "loglikelihoods" in answer:
             record["loglikelihoods"] = answer["loglikelihoods"]
         records.append(record)
-    scored = [(samples[sid], statistics.fmean(values)) for sid, values in per_sample.items()]
+    scored = [(samples[sid], _mean(values)) for sid, values in per_sample.items()]
     metrics = (
         {name: metric.as_dict() for name, metric in task.aggregate(scored).items()}
         if scored
@@ -106,7 +115,7 @@ def build_results(
     )
     for name, by_sample in secondary.items():
         if name not in metrics:
-            values = [statistics.fmean(v) for v in by_sample.values()]
+            values = [_mean(v) for v in by_sample.values()]
             metrics[name] = summarize(values).as_dict()
     errors = sum(1 for r in records if r["error"] is not None)
     results: dict[str, Any] = {
@@ -140,11 +149,11 @@ def build_results(
         "versions": _versions(),
     }
     if params.n_samples > 1:
-        means = [statistics.fmean(v) for _, v in sorted(per_repeat.items()) if v]
+        means = [_mean(v) for _, v in sorted(per_repeat.items()) if v]
         results["repeats"] = {
             "n": params.n_samples,
             "per_repeat": means,
-            "mean": statistics.fmean(means) if means else None,
+            "mean": _mean(means) if means else None,
             "spread": statistics.stdev(means) if len(means) > 1 else 0.0,
         }
     return results, records
@@ -154,7 +163,7 @@ def _score_all(
     task: Task,
     items: list[tuple[Sample, int, str]],
     answers: dict[str, dict[str, Any]],
-    interceptors: Interceptors,
+    responses: dict[str, tuple[str, str | None, bool]],
 ) -> dict[str, Any]:
     """Scores of every answered item; tasks that run code score in parallel threads (each
     waits on its own sandbox process)."""
@@ -164,15 +173,7 @@ def _score_all(
             for sample, _, key in items
             if key in answers
         }
-    work = [
-        (
-            key,
-            sample,
-            interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))[0],
-        )
-        for sample, _, key in items
-        if key in answers
-    ]
+    work = [(key, sample, responses[key][0]) for sample, _, key in items if key in responses]
     if not getattr(task, "scores_in_subprocesses", False) or len(work) < 2:
         return {key: task.score(sample, text) for key, sample, text in work}
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
@@ -190,13 +191,12 @@ def _score_loglikelihoods(task: Any, sample: Sample, answer: dict[str, Any]) -> 
 
 def _versions() -> dict[str, str]:
     import platform
-
-    import aiohttp
+    from importlib.metadata import version
 
     from evalfleet import __version__
 
     return {
         "evalfleet": __version__,
         "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
+        "aiohttp": version("aiohttp"),  # read from its metadata: importing it costs ~150 ms
     }
