@@ -17,6 +17,22 @@ from evalfleet.scoring.match import last_number, normalize_text, numbers_equal, 
 from evalfleet.scoring.stats import Metric, summarize
 from evalfleet.tasks.base import Sample, Score
 
+_raw_decode = json.JSONDecoder().raw_decode
+_JSON_WHITESPACE = " \t\r\n"
+
+
+def _load_line(line: str) -> Any:
+    """`json.loads(line)` without its per-call wrapper, which was half the time of loading
+    a 15,000-line dataset; anything unusual goes to `json.loads` for its exact error."""
+    try:
+        value, end = _raw_decode(line)
+    except json.JSONDecodeError:
+        return json.loads(line)  # leading whitespace reads fine; anything else raises
+    if end != len(line) and line[end:].strip(_JSON_WHITESPACE):
+        return json.loads(line)  # raises "Extra data"
+    return value
+
+
 SCORERS = ("exact_match", "contains", "regex", "numeric")
 
 
@@ -71,20 +87,19 @@ class CustomTask:
         return samples
 
     def _sample(self, line: str, number: int) -> Sample:
-        where = f"{self.path}:{number}"
         try:
-            row = json.loads(line)
+            row = _load_line(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: invalid JSON: {exc.msg}") from None
+            raise ConfigError(f"{self.path}:{number}: invalid JSON: {exc.msg}") from None
         if not isinstance(row, dict) or "answer" not in row:
             raise ConfigError(
-                f"{where}: expected an object with 'answer' and 'prompt' or 'messages'"
+                f"{self.path}:{number}: expected an object with 'answer' and 'prompt' or 'messages'"
             )
         sample_id = str(row.get("id", number))
         if isinstance(row.get("messages"), list):
             if self.endpoint_type != "chat":
                 raise ConfigError(
-                    f"{where}: 'messages' needs a chat endpoint (endpoint_type: chat)"
+                    f"{self.path}:{number}: 'messages' needs a chat endpoint (endpoint_type: chat)"
                 )
             return Sample(sample_id, row["answer"], messages=tuple(row["messages"]))
         if isinstance(row.get("prompt"), str):
@@ -93,7 +108,9 @@ class CustomTask:
                     sample_id, row["answer"], messages=({"role": "user", "content": row["prompt"]},)
                 )
             return Sample(sample_id, row["answer"], prompt=row["prompt"])
-        raise ConfigError(f"{where}: expected 'prompt' (a string) or 'messages' (a list)")
+        raise ConfigError(
+            f"{self.path}:{number}: expected 'prompt' (a string) or 'messages' (a list)"
+        )
 
     def request(self, sample: Sample) -> dict[str, Any]:
         if sample.messages is not None:

@@ -1,0 +1,57 @@
+"""Custom tasks read the user's JSONL exactly as `json.loads` would, and name the bad line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalfleet.exceptions import ConfigError
+from evalfleet.tasks.custom import CustomTask, _load_line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"prompt": "p", "answer": 1}',
+        '  {"prompt": "p", "answer": 1}',  # leading whitespace: raw_decode alone refuses it
+        '{"prompt": "p", "answer": 1}  \t\r',
+        '{"prompt": "caf\\u00e9 \\"q\\"", "answer": [1, 2.5, null]}',
+        '"just a string"',
+    ],
+)
+def test_lines_read_as_json_loads_reads_them(line):
+    assert _load_line(line) == json.loads(line)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "p", "answer": 1} {"x": 2}', "Extra data"),
+        ('{"prompt": "p", "answer": 1}}', "Extra data"),
+        ('{"prompt": "p", answer: 1}', "Expecting property name enclosed in double quotes"),
+        ("  {oops", "Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_bad_line_is_named_with_json_loads_own_reason(tmp_path, line, message):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "fine", "answer": "a"}\n' + line + "\n")
+    task = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
+    with pytest.raises(ConfigError) as caught:
+        task.samples(None)
+    assert str(caught.value) == f"{data}:2: invalid JSON: {message}"
+
+
+def test_prompts_and_messages_become_samples(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        '{"id": "a", "prompt": "2+2?", "answer": "4"}\n\n'
+        '{"messages": [{"role": "user", "content": "hi"}], "answer": "x"}\n'
+    )
+    first, second = CustomTask("mine", path=data, scorer="contains", endpoint_type="chat").samples(
+        None
+    )
+    assert (first.id, first.messages, first.target) == (
+        "a", ({"role": "user", "content": "2+2?"},), "4",
+    )  # fmt: skip
+    assert (second.id, second.messages) == ("3", ({"role": "user", "content": "hi"},))
