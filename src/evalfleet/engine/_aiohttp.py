@@ -9,6 +9,8 @@ would otherwise pay.
 from __future__ import annotations
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from evalfleet.engine._http import Response, TransportError
 
@@ -18,17 +20,25 @@ class AiohttpTransport:
 
     def __init__(self, url: str, headers: dict[str, str], limit: int, timeout_s: float) -> None:
         self.url = url
+        # The proxy from HTTP(S)_PROXY / NO_PROXY (and its credentials from the URL or
+        # .netrc), looked up once the way aiohttp's trust_env would: trust_env looks it up
+        # again for every request, reading .netrc each time (~300 µs a request, measured).
+        try:
+            self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(url))
+        except LookupError:
+            self._proxy, self._proxy_auth = None, None
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             skip_auto_headers=("User-Agent",),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY: the reason this path exists
         )
 
     async def post(self, payload: bytes) -> Response:
         try:
-            async with self._session.post(self.url, data=payload) as reply:
+            async with self._session.post(
+                self.url, data=payload, proxy=self._proxy, proxy_auth=self._proxy_auth
+            ) as reply:
                 return Response(reply.status, await reply.read(), reply.headers.get("Retry-After"))
         except aiohttp.ClientError as exc:
             raise TransportError(str(exc) or type(exc).__name__) from None

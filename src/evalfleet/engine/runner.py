@@ -49,7 +49,10 @@ class RunProgress:
     errors: int = 0
     retries: int = 0
     started: float = field(default_factory=time.monotonic)
-    fetch_ended: float | None = None  # time.monotonic() once every answer is stored
+    # time.monotonic() as the first request goes out, and once every answer is stored:
+    # between the two is how long the endpoint was kept busy.
+    fetch_started: float | None = None
+    fetch_ended: float | None = None
 
     @property
     def sent(self) -> int:
@@ -339,6 +342,7 @@ async def _fetch(
             retry=retry,
         ) as client:
             count = min(params.parallelism, progress.total - progress.done)
+            progress.fetch_started = time.monotonic()
             workers = [asyncio.ensure_future(worker(client)) for _ in range(max(1, count))]
             try:
                 while workers:
