@@ -7,6 +7,7 @@ import json
 import pytest
 
 from evalfleet.exceptions import ConfigError
+from evalfleet.tasks.base import Sample
 from evalfleet.tasks.custom import CustomTask, _load_line
 
 
@@ -55,3 +56,15 @@ def test_prompts_and_messages_become_samples(tmp_path):
         "a", ({"role": "user", "content": "2+2?"},), "4",
     )  # fmt: skip
     assert (second.id, second.messages) == ("3", ({"role": "user", "content": "hi"},))
+
+
+def test_the_prompt_shown_in_samples_jsonl_names_each_role():
+    one = Sample("1", "x", messages=({"role": "user", "content": "2+2?"},))
+    two = Sample(
+        "2",
+        "x",
+        messages=({"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}),
+    )
+    assert one.shown_prompt() == "user: 2+2?"
+    assert two.shown_prompt() == "system: Be brief.\nuser: hi"
+    assert Sample("3", "x", prompt="Q: 1+1\nA:").shown_prompt() == "Q: 1+1\nA:"

@@ -44,7 +44,7 @@ class RequestFailed(Exception):
         self.fatal = fatal
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     text: str
     finish_reason: str | None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from evalfleet.config.interceptors import Interceptors, parse_interceptors
 from evalfleet.engine import loglikelihood
@@ -59,8 +59,7 @@ class RunProgress:
         return self.done - self.cached
 
 
-@dataclass(frozen=True)
-class _Item:
+class _Item(NamedTuple):  # a tuple: one is built per request, at a third of a dataclass's cost
     sample: Sample
     repeat: int
     key: str

@@ -29,7 +29,11 @@ class Sample:
     def shown_prompt(self) -> str:
         if self.prompt is not None:
             return self.prompt
-        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in self.messages or ())
+        messages = self.messages or ()
+        if len(messages) == 1:  # the usual case, once per samples.jsonl line: no generator
+            only = messages[0]
+            return f"{only.get('role')}: {only.get('content')}"
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
 
 
 @dataclass(frozen=True)
