@@ -6,7 +6,8 @@ Starts the endpoint simulator (its own process) with a fixed latency and no capa
 limit, so the ideal rate is exactly `parallelism / latency`. For each parallelism it runs,
 side by side in this one process:
 - evalfleet: the whole engine (`evaluate()`: request building, cache lookups, one SQLite
-  row per answer, scoring, results files) on a custom task of `parallelism x rounds` samples;
+  row per answer, scoring, results files) on a custom task of `parallelism x rounds` samples,
+  half of them answered right;
 - +aiohttp: the same engine with its aiohttp transport (`EVALFLEET_HTTP=aiohttp`, what it
   uses behind a proxy);
 - httpx: a plain `httpx.AsyncClient` loop (semaphore + gather) sending the same bodies,
@@ -49,10 +50,13 @@ def cpu_seconds() -> float:
 
 
 def write_dataset(path: Path, count: int) -> None:
+    """Half the samples are answered right (the simulator echoes the prompt), so the
+    scores vary and the statistics cost what they cost on a real task."""
     with path.open("w") as handle:
         for i in range(count):
+            answer = f"number {i}?" if i % 2 == 0 else "not in the echo"
             handle.write(
-                json.dumps({"id": i, "prompt": f"Question number {i}?", "answer": "x"}) + "\n"
+                json.dumps({"id": i, "prompt": f"Question number {i}?", "answer": answer}) + "\n"
             )
 
 
@@ -76,6 +80,7 @@ async def run_engine(
     results, _ = await evaluate(job, progress=progress)
     assert progress.fetch_started is not None and progress.fetch_ended is not None
     assert results["counts"]["errors"] == 0, results["errors_by_reason"]
+    assert 0.4 < results["metrics"]["accuracy"]["value"] < 0.6, results["metrics"]
     return results["requests"]["requests"], progress.fetch_ended - progress.fetch_started
 
 
