@@ -1,8 +1,9 @@
 """Run one job: build every request, send only those the cache lacks, score, write results.
 
 The hot path is a fixed pool of `parallelism` worker coroutines pulling from one shared
-iterator (no task per request, no queue): each answer is written to the cache the moment
-it arrives, so a run killed at 90 % resumes with zero repeated requests.
+iterator (no task per request, no queue): each answer is committed to the cache at the
+end of the event-loop turn it arrived in, so a run killed at 90 % resumes by sending only
+what was never answered (at most that one turn's answers go again).
 """
 
 from __future__ import annotations
