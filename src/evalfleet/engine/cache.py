@@ -64,7 +64,9 @@ class ResponseCache:
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the response cache: {exc}") from None
-        self._pending: list[tuple[str, str, float]] = []
+        # Encoded only when committed: the engine's worker hands an answer over and sends
+        # its next request without waiting for the JSON encoding.
+        self._pending: list[tuple[str, dict[str, Any]]] = []
         self._failed: StoreError | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
@@ -77,7 +79,7 @@ class ResponseCache:
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
         """Store one answer now, in its own transaction."""
-        self._pending.append(_row(key, reply))
+        self._pending.append((key, reply))
         self.flush()
 
     def put_soon(self, key: str, reply: dict[str, Any]) -> None:
@@ -86,7 +88,7 @@ class ResponseCache:
         commit, so a full disk stops the run instead of losing answers quietly."""
         if self._failed is not None:
             raise self._failed
-        self._pending.append(_row(key, reply))
+        self._pending.append((key, reply))
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self._flush_from_loop)
 
@@ -94,8 +96,10 @@ class ResponseCache:
         """Commit every answer not yet committed."""
         if not self._pending:
             return
-        rows, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
         try:
+            now = time.time()
+            rows = [(key, _COMPACT(reply), now) for key, reply in pending]
             self._conn.execute("BEGIN")
             self._conn.executemany(
                 "INSERT OR REPLACE INTO responses (key, reply, created_at) VALUES (?, ?, ?)", rows
@@ -105,16 +109,19 @@ class ResponseCache:
             if self._conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-            self._pending[:0] = rows  # kept for a later flush: close() tries once more
+            self._pending[:0] = pending  # kept for a later flush: close() tries once more
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path}: cannot write the response cache: {exc}") from None
             raise
 
     def _flush_from_loop(self) -> None:
+        # An exception here would only reach the loop's log: keep it for the next put_soon.
         try:
             self.flush()
         except StoreError as exc:
             self._failed = exc
+        except Exception as exc:
+            self._failed = StoreError(f"{self.path}: cannot write the response cache: {exc}")
 
     def close(self) -> None:
         """Commit what is pending, then close; the connection closes even if that fails."""
@@ -122,7 +129,3 @@ class ResponseCache:
             self.flush()
         finally:
             self._conn.close()
-
-
-def _row(key: str, reply: dict[str, Any]) -> tuple[str, str, float]:
-    return key, _COMPACT(reply), time.time()
