@@ -98,3 +98,22 @@ def test_a_task_whose_results_are_gone_is_reported_not_exported(cli, run_invocat
     )
     rows = json.loads(Path("evalfleet_exports/summary.json").read_text())["rows"]
     assert [r["task"] for r in rows] == ["adds"]
+
+
+def test_status_of_an_ended_run_without_auto_export_never_reads_results(run_invocation):
+    """`status` is polled often: with nothing to export it must not import the exporters'
+    results reader (and the config package behind it), ~60-90 ms a call."""
+    import os
+    import subprocess
+    import sys
+
+    invocation_id = run_invocation().invocation_id
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "evalfleet", "status", invocation_id],
+        capture_output=True, text=True, env=dict(os.environ), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "SUCCESS" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "evalfleet.exporters" in imported  # asked whether there is anything to export
+    assert "evalfleet.exporters._gather" not in imported

@@ -9,11 +9,31 @@ writes it, and imports its tracker's client only when it is used.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.exceptions import ConfigError, EvalFleetError, ExportError
-from evalfleet.exporters._gather import InvocationExport, Skipped, TaskExport, gather
-from evalfleet.exporters._report import Exported, ExportReport
+
+if TYPE_CHECKING:
+    from evalfleet.exporters._gather import InvocationExport, Skipped, TaskExport, gather
+    from evalfleet.exporters._report import Exported, ExportReport
+
+# Imported on first use: `evalfleet status` asks `auto_export_once` about every invocation
+# it finds ended, and most have nothing to export; reading results (`_gather`, with the
+# config package it needs for redaction) costs ~60-90 ms that status need not pay.
+_LAZY = {
+    "InvocationExport": "_gather",
+    "Skipped": "_gather",
+    "TaskExport": "_gather",
+    "gather": "_gather",
+    "Exported": "_report",
+    "ExportReport": "_report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"evalfleet.exporters.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DESTINATIONS = ("mlflow", "wandb", "local")
 
@@ -48,6 +68,8 @@ def export(
         raise ConfigError(
             f"export destination {destination!r}: expected one of {', '.join(DESTINATIONS)}"
         )
+    from evalfleet.exporters._gather import gather
+
     gathered = [gather(record, (states or {}).get(record.invocation_id)) for record in records]
     if not any(inv.tasks for inv in gathered):
         reasons = "; ".join(
