@@ -48,6 +48,19 @@ class Invocation:
     output_dir: str  # <execution.output_dir>/<invocation_id>, absolute
     jobs: tuple[Job, ...]
 
+    def record_in(self, store: Any, executor: str, shown_config: Any, jobs: list[Any]) -> None:
+        """Its row in the InvocationStore, as every executor writes it at launch; `jobs`
+        are the store's NewJob rows, one per job, with what this executor tracks."""
+        store.create_invocation(
+            invocation_id=self.invocation_id,
+            executor=executor,
+            deployment_type=self.config.deployment.type,
+            model=self.jobs[0].spec["endpoint"]["model_id"] if self.jobs else "",
+            output_dir=self.output_dir,
+            config=shown_config,
+            jobs=jobs,
+        )
+
 
 @dataclass(frozen=True)
 class JobStatus:

@@ -117,14 +117,11 @@ class LeptonExecutor:
             local.mkdir(parents=True, exist_ok=True)
             (local / "job.json").write_text(json.dumps(job.spec, indent=2) + "\n", "utf-8")
         with InvocationStore() as store:
-            store.create_invocation(
-                invocation_id=inv.invocation_id,
-                executor="lepton",
-                deployment_type=inv.config.deployment.type,
-                model=inv.jobs[0].spec["endpoint"]["model_id"] if inv.jobs else "",
-                output_dir=inv.output_dir,
-                config=shown_config,
-                jobs=[
+            inv.record_in(
+                store,
+                "lepton",
+                shown_config,
+                [
                     NewJob(task=job.task, output_dir=remote.local_dir(inv.output_dir, job.task))
                     for job in inv.jobs
                 ],

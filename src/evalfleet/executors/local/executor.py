@@ -111,14 +111,11 @@ class LocalExecutor:
             Path(job.output_dir).mkdir(parents=True, exist_ok=True)
             Path(job.job_file).write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
         with InvocationStore() as store, terminate_as_interrupt():
-            store.create_invocation(
-                invocation_id=inv.invocation_id,
-                executor="local",
-                deployment_type=inv.config.deployment.type,
-                model=inv.jobs[0].spec["endpoint"]["model_id"] if inv.jobs else "",
-                output_dir=inv.output_dir,
-                config=shown_config,
-                jobs=[NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
+            inv.record_in(
+                store,
+                "local",
+                shown_config,
+                [NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
             )
             failures = self._execute(inv, store, list(inv.jobs))
             return failures

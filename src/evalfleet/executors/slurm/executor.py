@@ -112,14 +112,11 @@ class SlurmExecutor:
         chain_of_job = {job_id: s["name"] for s in plan["scripts"] for job_id in s["job_ids"]}
         job_names = {s["name"]: _job_name(inv, s["name"]) for s in plan["scripts"]}
         with InvocationStore() as store:
-            store.create_invocation(
-                invocation_id=inv.invocation_id,
-                executor="slurm",
-                deployment_type=inv.config.deployment.type,
-                model=inv.jobs[0].spec["endpoint"]["model_id"] if inv.jobs else "",
-                output_dir=inv.output_dir,
-                config=shown_config,
-                jobs=[
+            inv.record_in(
+                store,
+                "slurm",
+                shown_config,
+                [
                     NewJob(
                         task=job.task,
                         output_dir=job.output_dir,
