@@ -39,6 +39,7 @@ def test_scores_files_and_a_second_run_sends_nothing(make_job):
         }
         assert (job.parent / "logs" / "eval.log").is_file()
         assert cache_rows(job.parent / "cache.sqlite") == N_SAMPLES
+        scored_while_fetching = (job.parent / "samples.jsonl").read_bytes()
         assert sim.stats()["requests"] == N_SAMPLES
 
         again = run_eval(job)
@@ -50,6 +51,8 @@ def test_scores_files_and_a_second_run_sends_nothing(make_job):
         assert rescored.returncode == 0
         assert sim.stats()["requests"] == N_SAMPLES
         assert comparable(results_of(job)) == comparable(results)
+        # Scored all at once from the cache, byte for byte what scoring on arrival wrote.
+        assert (job.parent / "samples.jsonl").read_bytes() == scored_while_fetching
 
 
 def test_ten_percent_429_and_500_change_nothing(make_job):

@@ -6,11 +6,13 @@ that was killed halfway, or come from the cache alone (`--rescore`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from evalfleet.config.interceptors import Interceptors
@@ -36,6 +38,67 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+@dataclass(slots=True)
+class Scored:
+    """One answered request, scored, with its samples.jsonl line already encoded."""
+
+    score: Score
+    unfinished: bool  # the response opened a reasoning block and never closed it
+    line: str
+
+
+_ENCODE_LINE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def scores_cheaply(task: Task) -> bool:
+    """Whether `score_answer` may run on the event loop while answers still arrive: not for
+    tasks that wait on subprocesses (scored in threads at the end) nor log-likelihood tasks
+    (scored per sample, once all its pairs are in)."""
+    return not is_loglikelihood(task) and not getattr(task, "scores_in_subprocesses", False)
+
+
+def score_answer(
+    task: Task, interceptors: Interceptors, sample: Sample, repeat: int, answer: dict[str, Any]
+) -> Scored:
+    text, reasoning, unfinished = interceptors.apply_response(
+        answer["text"], answer.get("reasoning")
+    )
+    if is_loglikelihood(task):
+        score = _score_loglikelihoods(task, sample, answer)
+    else:
+        score = task.score(sample, text)
+    return _scored(sample, repeat, answer, text, reasoning, unfinished, score)
+
+
+def _scored(
+    sample: Sample,
+    repeat: int,
+    answer: dict[str, Any],
+    text: str,
+    reasoning: str | None,
+    unfinished: bool,
+    score: Score,
+) -> Scored:
+    record: dict[str, Any] = {
+        "id": sample.id,
+        "repeat": repeat,
+        "prompt": sample.shown_prompt(),
+        "response": text,
+        "extracted": score.extracted,
+        "score": score.value,
+        "error": None,
+        "target": sample.target,
+        "finish_reason": answer.get("finish_reason"),
+    }
+    if reasoning:
+        record["reasoning"] = reasoning
+    if score.metrics:
+        record["metrics"] = score.metrics
+    if "loglikelihoods" in answer:
+        record["loglikelihoods"] = answer["loglikelihoods"]
+    return Scored(score, unfinished, _ENCODE_LINE(record))
+
+
 def build_results(
     *,
     job: JobSpec,
@@ -47,25 +110,30 @@ def build_results(
     interceptors: Interceptors,
     wall_time_s: float,
     client_stats: dict[str, int],
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    records: list[dict[str, Any]] = []
+    scored: dict[str, Scored] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """results.json's content and samples.jsonl's lines. `scored` holds answers already
+    scored (by `score_answer`, as they arrived); the others are scored here."""
     per_sample: dict[str, list[float]] = {}
     secondary: dict[str, dict[str, list[float]]] = {}  # metric -> sample id -> values
     per_repeat: dict[int, list[float]] = {}
     samples: dict[str, Sample] = {}
     usage: Counter[str] = Counter()
     latencies: list[float] = []
-    truncated = unfinished = 0
+    truncated = unfinished = errors = 0
     error_reasons: Counter[str] = Counter()
-    responses = {  # key -> (answer text, reasoning, reasoning left open)
-        key: interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))
-        for _, _, key in items
-        if key in answers
-    }
-    scores = _score_all(task, items, answers, responses)
-    # One pass over every response (15,000 in a large task): dict literals, no per-record
-    # kwargs or update(), since this is most of the time between the last answer and the
-    # results files.
+    lines: list[str] = []
+    scored = {**(scored or {})}
+    scored.update(
+        _score_all(
+            task,
+            [item for item in items if item[2] in answers and item[2] not in scored],
+            answers,
+            interceptors,
+        )
+    )
+    # One pass over every response (15,000 in a large task): the expensive part of each,
+    # scoring and encoding its line, is done above or while the answers arrived.
     for sample, repeat, key in items:
         sample_id = sample.id
         samples[sample_id] = sample
@@ -73,64 +141,44 @@ def build_results(
         if answer is None:
             reason = failures.get(key, "no answer")
             error_reasons[reason.split(":")[0]] += 1
-            records.append(
-                {
-                    "id": sample_id,
-                    "repeat": repeat,
-                    "prompt": sample.shown_prompt(),
-                    "response": None,
-                    "extracted": None,
-                    "score": None,
-                    "error": reason,
-                    "target": sample.target,
-                }
-            )
+            errors += 1
+            record = {
+                "id": sample_id,
+                "repeat": repeat,
+                "prompt": sample.shown_prompt(),
+                "response": None,
+                "extracted": None,
+                "score": None,
+                "error": reason,
+                "target": sample.target,
+            }
+            lines.append(_ENCODE_LINE(record))
             continue
-        text, reasoning, open_reasoning = responses[key]
-        unfinished += open_reasoning
-        finish_reason = answer.get("finish_reason")
-        truncated += finish_reason == "length"
+        entry = scored[key]
+        lines.append(entry.line)
+        unfinished += entry.unfinished
+        truncated += answer.get("finish_reason") == "length"
         for name, count in (answer.get("usage") or {}).items():
             if isinstance(count, int):
                 usage[name] += count
         latency = answer.get("latency_s")
         if latency is not None:
             latencies.append(latency)
-        score = scores[key]
-        value = score.value
-        per_sample.setdefault(sample_id, []).append(value)
-        per_repeat.setdefault(repeat, []).append(value)
-        record = {
-            "id": sample_id,
-            "repeat": repeat,
-            "prompt": sample.shown_prompt(),
-            "response": text,
-            "extracted": score.extracted,
-            "score": value,
-            "error": None,
-            "target": sample.target,
-            "finish_reason": finish_reason,
-        }
-        if reasoning:
-            record["reasoning"] = reasoning
-        if score.metrics:
-            record["metrics"] = score.metrics
-            for name, metric_value in score.metrics.items():
-                secondary.setdefault(name, {}).setdefault(sample_id, []).append(metric_value)
-        if "loglikelihoods" in answer:
-            record["loglikelihoods"] = answer["loglikelihoods"]
-        records.append(record)
-    scored = [(samples[sid], _mean(values)) for sid, values in per_sample.items()]
+        score = entry.score
+        per_sample.setdefault(sample_id, []).append(score.value)
+        per_repeat.setdefault(repeat, []).append(score.value)
+        for name, metric_value in score.metrics.items():
+            secondary.setdefault(name, {}).setdefault(sample_id, []).append(metric_value)
+    scored_samples = [(samples[sid], _mean(values)) for sid, values in per_sample.items()]
     metrics = (
-        {name: metric.as_dict() for name, metric in task.aggregate(scored).items()}
-        if scored
+        {name: metric.as_dict() for name, metric in task.aggregate(scored_samples).items()}
+        if scored_samples
         else {}
     )
     for name, by_sample in secondary.items():
         if name not in metrics:
             values = [_mean(v) for v in by_sample.values()]
             metrics[name] = summarize(values).as_dict()
-    errors = sum(1 for r in records if r["error"] is not None)
     results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "invocation_id": job.invocation_id,
@@ -145,7 +193,7 @@ def build_results(
             "samples": len(samples),
             "responses": len(items),
             "scored": len(items) - errors,
-            "scored_samples": len(scored),
+            "scored_samples": len(scored_samples),
             "errors": errors,
             "truncated": truncated,
             "unfinished_reasoning": unfinished,
@@ -169,29 +217,34 @@ def build_results(
             "mean": _mean(means) if means else None,
             "spread": statistics.stdev(means) if len(means) > 1 else 0.0,
         }
-    return results, records
+    return results, lines
 
 
 def _score_all(
     task: Task,
     items: list[tuple[Sample, int, str]],
     answers: dict[str, dict[str, Any]],
-    responses: dict[str, tuple[str, str | None, bool]],
-) -> dict[str, Any]:
-    """Scores of every answered item; tasks that run code score in parallel threads (each
-    waits on its own sandbox process)."""
-    if is_loglikelihood(task):
+    interceptors: Interceptors,
+) -> dict[str, Scored]:
+    """Every item (all answered) scored; tasks that run code score in parallel threads
+    (each waits on its own sandbox process)."""
+    if not getattr(task, "scores_in_subprocesses", False) or len(items) < 2:
         return {
-            key: _score_loglikelihoods(task, sample, answers[key])
-            for sample, _, key in items
-            if key in answers
+            key: score_answer(task, interceptors, sample, repeat, answers[key])
+            for sample, repeat, key in items
         }
-    work = [(key, sample, responses[key][0]) for sample, _, key in items if key in responses]
-    if not getattr(task, "scores_in_subprocesses", False) or len(work) < 2:
-        return {key: task.score(sample, text) for key, sample, text in work}
+    responses = [
+        interceptors.apply_response(answers[key]["text"], answers[key].get("reasoning"))
+        for _, _, key in items
+    ]
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
-        scored = pool.map(lambda entry: task.score(entry[1], entry[2]), work)
-        return {key: score for (key, _, _), score in zip(work, scored, strict=True)}
+        scores = list(pool.map(task.score, [item[0] for item in items], [r[0] for r in responses]))
+    return {
+        key: _scored(sample, repeat, answers[key], text, reasoning, unfinished, score)
+        for (sample, repeat, key), (text, reasoning, unfinished), score in zip(
+            items, responses, scores, strict=True
+        )
+    }
 
 
 def _score_loglikelihoods(task: Any, sample: Sample, answer: dict[str, Any]) -> Score:
@@ -204,12 +257,14 @@ def _score_loglikelihoods(task: Any, sample: Sample, answer: dict[str, Any]) -> 
 
 def _versions() -> dict[str, str]:
     import platform
-    from importlib.metadata import version
+    import sys
 
     from evalfleet import __version__
 
-    return {
-        "evalfleet": __version__,
-        "python": platform.python_version(),
-        "aiohttp": version("aiohttp"),  # read from its metadata: importing it costs ~150 ms
-    }
+    versions = {"evalfleet": __version__, "python": platform.python_version()}
+    # aiohttp's version only when it carried the requests (behind a proxy): finding it
+    # otherwise means importing it or importlib.metadata, ~60-150 ms at the end of a run.
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None:
+        versions["aiohttp"] = aiohttp.__version__
+    return versions
