@@ -229,7 +229,9 @@ async def _evaluate(
                         )
                     else:
                         yield item
+            all_sent.set()
 
+        all_sent = asyncio.Event()  # every request has been handed to a worker
         pending = unanswered_pairs() if by_loglikelihood else unanswered()
         first = next(pending, None)
         if first is not None:
@@ -238,12 +240,14 @@ async def _evaluate(
                 job.job_id, job.task, len(samples), params.n_samples, job.endpoint.url,
                 f" ({requests_total} log-likelihood requests)" if by_loglikelihood else "",
             )  # fmt: skip
-            # Answers are scored on the loop as they arrive, between replies, so that little
-            # is left to score when the last one lands (15,000 answers: ~0.15 s otherwise).
+            # Answers are scored on the loop during the last round of requests, while it
+            # mostly waits, so that little is left when the last one lands (15,000 answers:
+            # ~0.15 s otherwise). Not earlier: it would delay replies while the endpoint
+            # could still be kept busier.
             arrived: deque[_Item] | None = deque() if scores_cheaply(task) else None
             scoring = (
                 asyncio.ensure_future(
-                    _score_as_they_arrive(arrived, answers, prescored, task, interceptors)
+                    _score_as_they_arrive(all_sent, arrived, answers, prescored, task, interceptors)
                 )
                 if arrived is not None
                 else None
@@ -411,14 +415,17 @@ async def _fetch(
 
 
 async def _score_as_they_arrive(
+    all_sent: asyncio.Event,
     arrived: deque[_Item],
     answers: dict[str, dict[str, Any]],
     scored: dict[str, Scored],
     task: Task,
     interceptors: Interceptors,
 ) -> None:
-    """Score answers as they arrive, a millisecond of work at a time so that replies never
-    wait behind it for longer; runs until cancelled."""
+    """Once every request is out, score the answers that have arrived and those still
+    arriving, a millisecond of work at a time so that no reply waits behind it for longer;
+    runs until cancelled."""
+    await all_sent.wait()
     clock = time.perf_counter
     while True:
         if not arrived:
