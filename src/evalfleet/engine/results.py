@@ -1,7 +1,8 @@
-"""Score cached answers and assemble `results.json` and `samples.jsonl` records.
+"""Score answers and assemble `results.json` and the lines of `samples.jsonl`.
 
 Pure: the same answers give the same results whether they arrived in this run, a run
-that was killed halfway, or come from the cache alone (`--rescore`).
+that was killed halfway, or come from the cache alone (`--rescore`), and whether each was
+scored as it arrived (`score_answer`, called by the runner) or all at the end.
 """
 
 from __future__ import annotations
