@@ -212,8 +212,11 @@ async def _evaluate(
 
         def unanswered() -> Iterator[_Item]:
             # Built lazily: request building overlaps with the first answers arriving.
+            last_rounds_from = requests_total - 2 * params.parallelism
             for sample in samples:
                 for repeat in range(params.n_samples):
+                    if len(items) >= last_rounds_from:
+                        last_rounds.set()
                     body = build_body(
                         task, sample, params, job.endpoint.model_id, repeat, interceptors
                     )
@@ -229,9 +232,11 @@ async def _evaluate(
                         )
                     else:
                         yield item
-            all_sent.set()
+            last_rounds.set()
 
-        all_sent = asyncio.Event()  # every request has been handed to a worker
+        # Set once the last two rounds of requests are being sent (at most 2 x parallelism
+        # left): from then on, answers are scored as they arrive.
+        last_rounds = asyncio.Event()
         pending = unanswered_pairs() if by_loglikelihood else unanswered()
         first = next(pending, None)
         if first is not None:
@@ -240,14 +245,16 @@ async def _evaluate(
                 job.job_id, job.task, len(samples), params.n_samples, job.endpoint.url,
                 f" ({requests_total} log-likelihood requests)" if by_loglikelihood else "",
             )  # fmt: skip
-            # Answers are scored on the loop during the last round of requests, while it
-            # mostly waits, so that little is left when the last one lands (15,000 answers:
-            # ~0.15 s otherwise). Not earlier: it would delay replies while the endpoint
-            # could still be kept busier.
+            # Answers are scored on the loop during the last two rounds of requests, while
+            # it increasingly waits, so that little is left when the last one lands (15,000
+            # answers: ~0.15 s otherwise). Not earlier: it would delay replies while the
+            # endpoint could still be kept busier.
             arrived: deque[_Item] | None = deque() if scores_cheaply(task) else None
             scoring = (
                 asyncio.ensure_future(
-                    _score_as_they_arrive(all_sent, arrived, answers, prescored, task, interceptors)
+                    _score_as_they_arrive(
+                        last_rounds, arrived, answers, prescored, task, interceptors
+                    )
                 )
                 if arrived is not None
                 else None
@@ -415,17 +422,17 @@ async def _fetch(
 
 
 async def _score_as_they_arrive(
-    all_sent: asyncio.Event,
+    start: asyncio.Event,
     arrived: deque[_Item],
     answers: dict[str, dict[str, Any]],
     scored: dict[str, Scored],
     task: Task,
     interceptors: Interceptors,
 ) -> None:
-    """Once every request is out, score the answers that have arrived and those still
-    arriving, a millisecond of work at a time so that no reply waits behind it for longer;
-    runs until cancelled."""
-    await all_sent.wait()
+    """Once `start` is set, score the answers that have arrived and those still arriving, a
+    millisecond of work at a time so that no reply waits behind it for longer; runs until
+    cancelled."""
+    await start.wait()
     clock = time.perf_counter
     while True:
         if not arrived:
