@@ -16,8 +16,9 @@ It prints achieved requests/s ÷ ideal, for the engine over two spans:
 - busy: from the first request sent to the last answer stored, i.e. how well the engine
   kept the endpoint saturated while it used it;
 - whole: from calling `evaluate()` to the results files written, which adds loading the
-  dataset (~65 ms for 15,000 lines) and the final scoring and writing (~0.2 s for 15,000
-  samples): fixed costs a 0.2 s latency magnifies, next to a real endpoint's seconds;
+  dataset (~50-60 ms for 15,000 lines) and summing up the scores and writing the files
+  (~60 ms for 15,000 samples; most scoring happens while the last answers arrive): fixed
+  costs a 0.2 s latency magnifies (`--latency 1` shows them next to a slower endpoint);
 and client CPU microseconds per request (user + system time of this process over the run,
 divided by the requests), with the simulator's CPU per request beside it (it shares the
 machine). `--repeat N` runs each case N times: this machine's speed drifts by up to ±10 %
