@@ -189,6 +189,18 @@ async def _evaluate(
     try:
         answers = cache.load()
 
+        def to_send(item: _Item) -> bool:
+            """Record `item`; whether it still has to be sent (not cached, not a rescore)."""
+            items.append(item)
+            if item.key in answers:
+                progress.done += 1
+                progress.cached += 1
+                return False
+            if rescore:
+                failures[item.key] = "not in the response cache (--rescore sends no requests)"
+                return False
+            return True
+
         def unanswered_pairs() -> Iterator[_Item]:
             assert splits is not None
             for sample in samples:
@@ -198,16 +210,8 @@ async def _evaluate(
                     )
                     payload = canonical_payload(body)
                     item = _Item(sample, 0, request_key(payload, 0), body, payload)
-                    items.append(item)
                     splits[item.key] = split
-                    if item.key in answers:
-                        progress.done += 1
-                        progress.cached += 1
-                    elif rescore:
-                        failures[item.key] = (
-                            "not in the response cache (--rescore sends no requests)"
-                        )
-                    else:
+                    if to_send(item):
                         yield item
 
         def unanswered() -> Iterator[_Item]:
@@ -222,15 +226,7 @@ async def _evaluate(
                     )
                     payload = canonical_payload(body)
                     item = _Item(sample, repeat, request_key(payload, repeat), body, payload)
-                    items.append(item)
-                    if item.key in answers:
-                        progress.done += 1
-                        progress.cached += 1
-                    elif rescore:
-                        failures[item.key] = (
-                            "not in the response cache (--rescore sends no requests)"
-                        )
-                    else:
+                    if to_send(item):
                         yield item
             last_rounds.set()
 
