@@ -38,7 +38,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from evalfleet.engine.jobspec import JobSpec
+from evalfleet.contract.spec import JobSpec
 from evalfleet.engine.loop import loop_name
 from evalfleet.engine.loop import run as run_loop
 from evalfleet.engine.runner import RunProgress, evaluate

@@ -93,30 +93,31 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
 def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
     """Create what the plan describes and run it; returns how many tasks did not succeed.
 
-    `keep_endpoint` (Lepton only) leaves the endpoint running after the jobs end.
+    `keep_endpoint` leaves an endpoint the backend created running after the jobs end.
     """
     from evalfleet.executors import get_executor
+    from evalfleet.executors.base import LaunchOptions
 
     executor = get_executor(run_plan.plan["executor"])
-    if keep_endpoint:
-        if run_plan.plan["executor"] != "lepton":
-            raise UsageError("--keep-endpoint applies to execution.type: lepton only")
-        failed = executor.launch(run_plan.invocation, run_plan.config, keep_endpoint=True)  # type: ignore[call-arg]
-    else:
-        failed = executor.launch(run_plan.invocation, run_plan.config)
-    _auto_export_if_ended(run_plan.invocation.invocation_id)
-    return failed
+    if keep_endpoint and not executor.creates_endpoints:
+        raise UsageError(
+            f"--keep-endpoint: execution.type {executor.name} creates no endpoint to keep"
+        )
+    options = LaunchOptions(keep_endpoint=keep_endpoint)
+    return executor.launch(run_plan.invocation, run_plan.config, options)
 
 
-def _auto_export_if_ended(invocation_id: str) -> None:
-    """`execution.auto_export` runs where an invocation's end is first seen: the end of a
-    foreground run, or a later `status` (Slurm, or a Lepton run whose runner died)."""
-    import sys
+def plan_lines(run_plan: RunPlan) -> list[str]:
+    """The dry run's steps as its backend describes them."""
+    from evalfleet.executors import get_executor
 
-    from evalfleet.exporters import auto_export_once
+    return get_executor(run_plan.plan["executor"]).render_plan(run_plan.plan)
 
-    for line in auto_export_once(invocation_id):
-        print(line, file=sys.stderr)
+
+def backend_names() -> list[str]:
+    from evalfleet.executors.registry import names
+
+    return names()
 
 
 def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
@@ -135,14 +136,8 @@ def resume(id_or_prefix: str) -> tuple[str, int]:
     """Rerun what did not finish; returns (invocation id, tasks that still failed)."""
     record = get_invocation(id_or_prefix)
     from evalfleet.executors import get_executor
-    from evalfleet.store import InvocationStore
 
-    failed = get_executor(record.executor).resume(record)
-    # The rerun has new results: export them again once it has ended.
-    with InvocationStore() as store:
-        store.update_invocation_handle(record.invocation_id, {"auto_exported_at": None})
-    _auto_export_if_ended(record.invocation_id)
-    return record.invocation_id, failed
+    return record.invocation_id, get_executor(record.executor).resume(record)
 
 
 def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
@@ -192,14 +187,8 @@ def kill(id_or_prefix: str) -> list[str]:
     """Stop an invocation (idempotent): returns what was stopped, empty if nothing ran."""
     record = get_invocation(id_or_prefix)
     from evalfleet.executors import get_executor
-    from evalfleet.store import InvocationStore
 
-    stopped = get_executor(record.executor).kill(record)
-    with InvocationStore() as store:
-        for job in store.get(record.invocation_id).jobs:
-            if job.state in ("PENDING", "RUNNING"):
-                store.update_job(job.job_id, state="KILLED", detail="stopped by evalfleet kill")
-    return stopped
+    return get_executor(record.executor).kill(record)
 
 
 def list_runs(
@@ -237,14 +226,14 @@ def export(ids: list[str], destination: str, overrides: dict[str, Any] | None = 
     from evalfleet import exporters
     from evalfleet.executors import get_executor
 
-    records = {}
+    records: dict[str, Any] = {}
     for id_or_prefix in ids:
         record = get_invocation(id_or_prefix)
         records.setdefault(record.invocation_id, record)
     states: dict[str, dict[str, tuple[str, str]]] = {}
     for record in records.values():
         try:
-            rows = get_executor(record.executor).status(record)
+            rows = get_executor(record.executor).status(record, export=False)
         except NotAvailableError:
             continue
         states[record.invocation_id] = {row.job_id: (row.state.value, row.detail) for row in rows}
@@ -264,27 +253,17 @@ def get_invocation(id_or_prefix: str) -> Any:
 def status(ids: list[str]) -> list[dict[str, str]]:
     """One row per job, as each invocation's executor reports it (UNKNOWN, never a guess,
     when its backend cannot be asked)."""
+    from evalfleet.executors import get_executor
     from evalfleet.store import InvocationStore
 
     rows: list[dict[str, str]] = []
-    ended: list[str] = []
-    with InvocationStore() as store:
-        for id_or_prefix in ids:
+    for id_or_prefix in ids:
+        with InvocationStore() as store:
             record = store.get(id_or_prefix)
             wanted = {store.get_job(id_or_prefix).job_id} if "." in id_or_prefix else None
-            found = _job_statuses(record)
-            rows += [row for row in found if wanted is None or row["job_id"] in wanted]
-            if all(row["state"] in ("SUCCESS", "FAILED") for row in found):
-                ended.append(record.invocation_id)
-    for invocation_id in ended:
-        _auto_export_if_ended(invocation_id)
+        found = get_executor(record.executor).status(record)
+        rows += [row.as_dict() for row in found if wanted is None or row.job_id in wanted]
     return rows
-
-
-def _job_statuses(record: Any) -> list[dict[str, str]]:
-    from evalfleet.executors import get_executor
-
-    return [status.as_dict() for status in get_executor(record.executor).status(record)]
 
 
 def evaluate_job(
@@ -293,24 +272,54 @@ def evaluate_job(
     rescore: bool = False,
     display: Callable[[Any], Awaitable[None]] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Run one job file (`evalfleet eval`). Returns (results, exit code)."""
+    """Run one job file (`evalfleet eval`). Returns (results, exit code).
+
+    A failure is kept where every backend finds it: its one line goes to the job's
+    `logs/failure.txt` and, as an ERROR line, to `logs/eval.log`."""
     import asyncio
 
-    from evalfleet.engine.jobspec import read_job
-    from evalfleet.engine.runner import RunProgress, evaluate
+    from evalfleet.contract import clear_failure
+    from evalfleet.contract.spec import read_job
 
-    job = read_job(job_file)
-    progress = RunProgress(task=job.task)
+    job_dir = Path(job_file).parent
+    try:
+        job = read_job(job_file)
+        job_dir = Path(job.output_dir)
+        clear_failure(job_dir)
+        from evalfleet.engine.runner import RunProgress, evaluate
 
-    async def main() -> tuple[dict[str, Any], int]:
-        shown = asyncio.ensure_future(display(progress)) if display else None
-        try:
-            return await evaluate(job, rescore=rescore, progress=progress)
-        finally:
-            if shown is not None:
-                shown.cancel()
-                await asyncio.gather(shown, return_exceptions=True)
+        progress = RunProgress(task=job.task)
 
-    from evalfleet.engine.loop import run
+        async def main() -> tuple[dict[str, Any], int]:
+            shown = asyncio.ensure_future(display(progress)) if display else None
+            try:
+                return await evaluate(job, rescore=rescore, progress=progress)
+            finally:
+                if shown is not None:
+                    shown.cancel()
+                    await asyncio.gather(shown, return_exceptions=True)
 
-    return run(main())
+        from evalfleet.engine.loop import run
+
+        return run(main())
+    except EvalFleetError as exc:
+        _keep_failure(job_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    except Exception as exc:  # a bug: its traceback is printed, its one line kept
+        _keep_failure(job_dir, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise
+
+
+def _keep_failure(job_dir: Path, reason: str) -> None:
+    import time
+
+    from evalfleet.contract import write_failure
+
+    write_failure(job_dir, reason)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
+    try:
+        (job_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with (job_dir / "logs" / "eval.log").open("a", encoding="utf-8") as log:
+            log.write(f"{stamp} ERROR {reason}\n")
+    except OSError:
+        pass  # the failure file (or the exit code) still says it

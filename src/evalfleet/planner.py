@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evalfleet.contract import Invocation, Job
 from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
-from evalfleet.executors.base import Invocation, Job
+from evalfleet.executors.registry import get_executor
 from evalfleet.store import new_invocation_id
 from evalfleet.tasks.catalog import check_task_options, resolve_task_name
 
-JOB_SCHEMA_VERSION = 1
-
-# Environment variable through which a Lepton job learns its endpoint's URL and token.
-LEPTON_ENDPOINT_URL_ENV = "EVALFLEET_ENDPOINT_URL"
-LEPTON_ENDPOINT_TOKEN_ENV = "EVALFLEET_ENDPOINT_TOKEN"
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+    from evalfleet.executors.base import Executor
 
 # NeMo Evaluator Launcher's `config.params.*` names that mean the same as ours.
 _NEL_PARAMS = {
@@ -29,9 +28,13 @@ _NEL_PARAMS = {
 _NEL_EXTRA_PARAMS = {"n_samples", "seed", "stop", "extra_body"}
 
 
-def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation:
+def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invocation:
+    from evalfleet.contract.spec import SCHEMA_VERSION
+
     invocation_id = invocation_id or new_invocation_id()
-    output_dir = _invocation_dir(config, invocation_id)
+    executor = get_executor(config.execution.type)
+    output_dir = executor.invocation_dir(config, invocation_id)
+    job_root = executor.job_root(config, invocation_id, output_dir)
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
         if task.dataset is not None:
@@ -41,14 +44,14 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
             info = resolve_task_name(task.name)
             name = info.name
             endpoint_type = _task_endpoint_type(info, task.endpoint_type, config, index)
-        job_dir = f"{_job_root(config, output_dir, invocation_id)}/{name}"
+        job_dir = f"{job_root}/{name}"
         spec = {
-            "schema_version": JOB_SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION,
             "invocation_id": invocation_id,
             "job_id": f"{invocation_id}.{index}",
             "task": name,
-            "endpoint": _endpoint(config, endpoint_type),
-            "params": effective_params(config.evaluation, task, index),
+            "endpoint": _endpoint(config, endpoint_type, executor),
+            "params": effective_params(config.evaluation, task, index, name),
             "interceptors": _interceptors(config, task, index),
             "output_dir": job_dir,
         }
@@ -56,6 +59,7 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
             spec["task_options"] = check_task_options(name, task.options)
         if task.dataset is not None:
             spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
+            assert task.scorer is not None  # the schema requires one beside dataset.path
             spec["scorer"] = task.scorer.model_dump(exclude_none=True)
         jobs.append(
             Job(
@@ -77,7 +81,7 @@ def plan_invocation(config: Any, invocation_id: str | None = None) -> Invocation
     return Invocation(invocation_id, config, output_dir, tuple(jobs))
 
 
-def with_derived_defaults(config: Any) -> Any:
+def with_derived_defaults(config: RunConfig) -> RunConfig:
     """Fill what the user may leave out, so that `--dry-run` shows the values used."""
     update: dict[str, Any] = {}
     deployment = config.deployment
@@ -88,37 +92,10 @@ def with_derived_defaults(config: Any) -> Any:
             update={"served_model_name": served_model_name(deployment)}
         )
     execution = config.execution
-    remote = execution.type == "slurm" and (execution.hostname or "localhost") != "localhost"
-    if not remote:
+    if not execution.remote_output_dir():
         absolute = str(Path(os.path.expanduser(execution.output_dir)).absolute())
         update["execution"] = execution.model_copy(update={"output_dir": absolute})
     return config.model_copy(update=update)
-
-
-def _invocation_dir(config: Any, invocation_id: str) -> str:
-    base = Path(os.path.expanduser(config.execution.output_dir))
-    if (
-        config.execution.type == "slurm"
-        and (config.execution.hostname or "localhost") != "localhost"
-    ):
-        if not base.is_absolute():
-            raise ConfigError(
-                f"execution.output_dir: must be an absolute path on the cluster when "
-                f"execution.hostname is {config.execution.hostname!r} (got {str(base)!r})"
-            )
-        return f"{base}/{invocation_id}"
-    return str(base.absolute() / invocation_id)
-
-
-def _job_root(config: Any, output_dir: str, invocation_id: str) -> str:
-    """Where a job writes, as seen by the job itself."""
-    if config.execution.type != "lepton":
-        return output_dir
-    mounts = config.execution.lepton_platform.tasks.mounts
-    if mounts and config.execution.evaluation_tasks.use_shared_storage:
-        return f"{mounts[0].mount_path.rstrip('/')}/evalfleet/{invocation_id}"
-    # Relative: the job script runs in a fresh scratch dir (see executors/lepton/spec.py).
-    return f"evalfleet/{invocation_id}"
 
 
 def _task_endpoint_type(info: Any, asked: str | None, config: Any, index: int) -> str:
@@ -134,10 +111,11 @@ def _task_endpoint_type(info: Any, asked: str | None, config: Any, index: int) -
     return "completions"
 
 
-def _endpoint(config: Any, endpoint_type: str) -> dict[str, Any]:
+def _endpoint(config: RunConfig, endpoint_type: str, executor: Executor) -> dict[str, Any]:
     deployment = config.deployment
     if deployment.type == "none":
         target = config.target.api_endpoint
+        assert target.url is not None  # the schema requires it when deployment.type is none
         return {
             "url": endpoint_url(target.url, endpoint_type),
             "model_id": target.model_id,
@@ -147,10 +125,7 @@ def _endpoint(config: Any, endpoint_type: str) -> dict[str, Any]:
     server = server_spec(deployment)
     assert server is not None
     path = server.chat_path if endpoint_type == "chat" else server.completions_path
-    if config.execution.type == "lepton":
-        base, key = "${" + LEPTON_ENDPOINT_URL_ENV + "}", LEPTON_ENDPOINT_TOKEN_ENV
-    else:
-        base, key = f"http://127.0.0.1:{server.port}", None
+    base, key = executor.endpoint_base(config, server.port)
     return {
         "url": base.rstrip("/") + path,
         "model_id": server.served_model_name,
@@ -172,8 +147,9 @@ def endpoint_url(url: str, endpoint_type: str) -> str:
     return base + ("/chat/completions" if endpoint_type == "chat" else "/completions")
 
 
-def effective_params(evaluation: Any, task: Any, index: int) -> dict[str, Any]:
-    """Global params, then NEL-style settings, then the task's own (the task wins)."""
+def effective_params(evaluation: Any, task: Any, index: int, name: str) -> dict[str, Any]:
+    """Every parameter the engine will use: global params, then NEL-style settings, then
+    the task's own (the task wins), over the task's defaults and then the engine's."""
     params: dict[str, Any] = {}
     layers = [
         ("evaluation", evaluation.nemo_evaluator_config, evaluation.overrides, evaluation.params),
@@ -185,17 +161,18 @@ def effective_params(evaluation: Any, task: Any, index: int) -> dict[str, Any]:
         params.update(own.model_dump(exclude_none=True))
     from pydantic import ValidationError
 
-    from evalfleet.config.schema import Params
+    from evalfleet.contract import spec
+    from evalfleet.tasks.registry import default_params
 
     try:
-        Params.model_validate(params)
+        defaults = default_params(name, custom=task.dataset is not None)
+        return spec.effective_params(defaults, params).model_dump(exclude_none=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(
             f"evaluation.tasks[{index}] params.{key}: {first['msg']} (got {first.get('input')!r})"
         ) from None
-    return params
 
 
 def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:

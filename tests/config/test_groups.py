@@ -7,11 +7,10 @@ from pydantic import BaseModel
 
 from evalfleet.config import schema
 from evalfleet.config.loader import MISSING, group_defaults, group_options
+from evalfleet.executors import registry
 
 MODELS = {
-    ("execution", "local"): schema.LocalExecution,
-    ("execution", "slurm"): schema.SlurmExecution,
-    ("execution", "lepton"): schema.LeptonExecution,
+    **{("execution", name): registry.backend(name).config_model() for name in registry.names()},
     ("deployment", "none"): schema.NoDeployment,
     ("deployment", "vllm"): schema.VllmDeployment,
     ("deployment", "sglang"): schema.SglangDeployment,
@@ -23,7 +22,7 @@ MODELS = {
 
 
 def test_every_type_has_a_group_and_a_model():
-    assert set(group_options("execution")) == set(schema.EXECUTION_TYPES)
+    assert set(group_options("execution")) == set(registry.names())
     assert set(group_options("deployment")) == set(schema.DEPLOYMENT_TYPES)
     assert set(MODELS) == {(g, o) for g in ("execution", "deployment") for o in group_options(g)}
 

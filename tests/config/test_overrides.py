@@ -137,7 +137,12 @@ def test_nel_style_params_map_onto_ours(write_yaml):
     config = load_config(path).model
     invocation = plan_invocation(config, "abcd0123")
     params = invocation.jobs[0].spec["params"]
-    assert params == {"parallelism": 4, "request_timeout": 120, "limit_samples": 3, "n_samples": 2}
+    # Every parameter the engine uses is in the job file: the task's defaults and the
+    # engine's (max_retries) beside what the config set.
+    assert params == {
+        "parallelism": 4, "request_timeout": 120, "limit_samples": 3, "n_samples": 2,
+        "temperature": 0.0, "max_new_tokens": 1024, "max_retries": 8,
+    }  # fmt: skip
 
 
 def test_nel_overrides_map_params_and_adapter_config(write_yaml):

@@ -7,9 +7,16 @@ import random
 
 import pytest
 
-from evalfleet.config.interceptors import canonical_interceptors, parse_interceptors
+from evalfleet.config.interceptors import (
+    InterceptorSettings,
+    Reasoning,
+    SystemPrompt,
+    canonical_interceptors,
+    parse_interceptors,
+)
 from evalfleet.engine.cache import request_key
 from evalfleet.engine.client import RetryPolicy, _retry_after
+from evalfleet.engine.interceptors import Interceptors, build_interceptors
 from evalfleet.engine.limits import AdaptiveLimit
 from evalfleet.exceptions import ConfigError
 
@@ -85,14 +92,14 @@ MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "conten
     ],
 )
 def test_system_prompt_modes(mode, expected):
-    interceptors = parse_interceptors({"system_prompt": {"mode": mode, "text": "NEW"}})
+    interceptors = build_interceptors({"system_prompt": {"mode": mode, "text": "NEW"}})
     assert interceptors.apply_request({"messages": list(MESSAGES)})["messages"] == expected
     bare = interceptors.apply_request({"messages": [MESSAGES[1]]})["messages"]
     assert bare[0] == {"role": "system", "content": "NEW"}
 
 
 def test_request_params_add_remove_rename():
-    interceptors = parse_interceptors(
+    interceptors = build_interceptors(
         {
             "request_params": {
                 "add": {"extra": {"a": 1}},
@@ -115,7 +122,7 @@ def test_request_params_add_remove_rename():
     ],
 )
 def test_reasoning_stripping(text, answer, reasoning, unfinished):
-    interceptors = parse_interceptors({"reasoning": {"strip": True}})
+    interceptors = build_interceptors({"reasoning": {"strip": True}})
     assert interceptors.apply_response(text, None) == (answer, reasoning, unfinished)
 
 
@@ -156,6 +163,24 @@ def test_unknown_interceptor_names_the_key():
         parse_interceptors({"sytem_prompt": "x"}, "evaluation.tasks[0].interceptors")
     with pytest.raises(ConfigError, match="interceptor 'magic' is not supported"):
         canonical_interceptors({"interceptors": [{"name": "magic"}]}, "adapter_config")
+
+
+def test_config_describes_interceptors_and_the_engine_applies_them():
+    settings = parse_interceptors(
+        {"system_prompt": "S", "reasoning": True, "request_params": {"remove": ["seed"]}}
+    )
+    assert settings == InterceptorSettings(
+        system_prompt=SystemPrompt("replace", "S"), reasoning=Reasoning(), remove=("seed",)
+    )
+    assert not hasattr(settings, "apply_request")
+    runtime = Interceptors(settings)
+    assert runtime.apply_request({"messages": [], "seed": 1}) == {
+        "messages": [{"role": "system", "content": "S"}]
+    }
+    assert runtime.apply_response("<think>x</think>y", None) == ("y", "x", False)
+    assert build_interceptors({"log_samples": 2}).log_samples == 2
+    with pytest.raises(ConfigError, match=r"^job.interceptors.log_samples: expected"):
+        build_interceptors({"log_samples": -1})
 
 
 def test_the_engine_loop_is_uvloop_unless_asked_otherwise(monkeypatch) -> None:

@@ -64,4 +64,6 @@ evaluation:
     invocation_id = result.out.strip().splitlines()[-1]
     (row,) = json.loads(cli("status", invocation_id, "--json").out)
     assert row["state"] == "FAILED"
-    assert "eval.log" in row["detail"]
+    assert row["detail"].startswith(
+        "endpoint http://127.0.0.1:9/v1/chat/completions is unreachable"
+    )

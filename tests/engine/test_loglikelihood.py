@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from evalfleet.config.interceptors import parse_interceptors
+from evalfleet.contract.spec import ParamsSpec
 from evalfleet.engine.client import EndpointClient
-from evalfleet.engine.jobspec import ParamsSpec
+from evalfleet.engine.interceptors import build_interceptors
 from evalfleet.engine.loglikelihood import NotScorable, build_body, split_continuation
 from evalfleet.exceptions import ConfigError
 from evalfleet.testing import run_simulator
@@ -77,7 +77,7 @@ def test_the_simulator_echo_splits_where_its_words_straddle_the_context():
     """Its tokens are words with their leading space: context "Answer: " and continuation
     "Paris" give the token " Paris" starting inside the context."""
     body, split = build_body(
-        "Answer: ", "Paris", ParamsSpec(), "sim-model", parse_interceptors({}, "interceptors")
+        "Answer: ", "Paris", ParamsSpec(), "sim-model", build_interceptors({}, "interceptors")
     )
     assert split == (8, 13)
     assert body == {
@@ -99,13 +99,13 @@ def test_the_simulator_echo_splits_where_its_words_straddle_the_context():
 
 
 def test_a_system_prompt_before_the_context_moves_the_split():
-    interceptors = parse_interceptors({"system_prompt": {"mode": "replace", "text": "Be brief."}})
+    interceptors = build_interceptors({"system_prompt": {"mode": "replace", "text": "Be brief."}})
     body, split = build_body("Answer: ", "Paris", ParamsSpec(), "m", interceptors)
     assert body["prompt"] == "Be brief.\n\nAnswer: Paris"
     assert body["prompt"][split[0] : split[1]] == "Paris" and split[1] == len(body["prompt"])
 
 
 def test_interceptors_that_take_the_prompt_away_are_refused():
-    interceptors = parse_interceptors({"request_params": {"rename": {"prompt": "text"}}})
+    interceptors = build_interceptors({"request_params": {"rename": {"prompt": "text"}}})
     with pytest.raises(ConfigError, match="must still end with the continuation"):
         build_body("Answer: ", "Paris", ParamsSpec(), "m", interceptors)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from evalfleet.contract.spec import JobSpec
 from evalfleet.engine import results as results_module
 from evalfleet.engine import runner
-from evalfleet.engine.jobspec import JobSpec
 from evalfleet.testing import run_simulator
 from tests.engine.conftest import N_SAMPLES, oracle
 

@@ -14,10 +14,12 @@ def test_summary_across_invocations_has_a_row_per_finished_task(cli, run_invocat
     second = run_invocation(failing=True).invocation_id
     result = cli("export", first, second, "--dest", "local", "--output-dir", "out")
     assert result.code == 3
-    assert result.err.strip() == (
-        f"local: not exported {second}.2 broken: FAILED: "
-        f"evalfleet eval exited with code 2; see {Path.cwd()}/results/{second}/broken/logs/eval.log"
+    # The reason the job failed, as its `evalfleet eval` said it, not just its exit code.
+    line = result.err.strip()
+    assert line.startswith(
+        f"local: not exported {second}.2 broken: FAILED: dataset.path: cannot read "
     )
+    assert line.endswith("/missing.jsonl: No such file or directory")
     summary = json.loads(Path("out/summary.json").read_text())
     rows = summary["rows"]
     assert [(r["invocation_id"], r["task"]) for r in rows] == [

@@ -198,7 +198,13 @@ def info(id: str, as_json: bool) -> None:
     record = api.get_invocation(id)
     summary = api.invocation_summary(record)
     summary["jobs"] = [
-        {"job_id": j.job_id, "task": j.task, "state": j.state, "output_dir": j.output_dir}
+        {
+            "job_id": j.job_id,
+            "task": j.task,
+            "state": j.state,
+            "output_dir": j.output_dir,
+            "detail": j.detail,
+        }
         for j in record.jobs
     ]
     if as_json:
@@ -208,6 +214,8 @@ def info(id: str, as_json: bool) -> None:
         click.echo(f"{key:16} {summary[key]}")
     for job in summary["jobs"]:
         click.echo(f"  {job['job_id']:12} {job['task']:14} {job['state']:8} {job['output_dir']}")
+        if job["state"] in ("FAILED", "KILLED") and job["detail"]:
+            click.echo(f"  {'':12} {job['detail']}")
 
 
 @cli.command()
@@ -323,7 +331,7 @@ def ls_tasks(as_json: bool) -> None:
                     "url": s.url, "revision": s.revision, "sha256": s.sha256,
                     "pinned_by": s.pinned, "license": s.license, "cached": is_cached(s),
                 }
-                for s in sources_for(row["name"])
+                for s in sources_for(str(row["name"]))
             ]  # fmt: skip
         click.echo(json.dumps(rows, indent=2))
         return
@@ -376,11 +384,17 @@ def data_pull(tasks: tuple[str, ...], all_tasks: bool) -> None:
 @ls.command("runs")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, newest first.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N runs.")
-@click.option("--executor", type=click.Choice(["local", "slurm", "lepton"]))
+@click.option("--executor", metavar="TYPE", help="Only runs of this execution.type.")
 @click.option("--since", metavar="WHEN", help="ISO date, or an age such as 7d or 12h.")
 def ls_runs(as_json: bool, limit: int | None, executor: str | None, since: str | None) -> None:
     """Invocations recorded on this machine, newest first."""
     from evalfleet import api
+
+    if executor is not None and executor not in api.backend_names():
+        raise click.BadParameter(
+            f"{executor!r} is not one of {', '.join(api.backend_names())}",
+            param_hint="--executor",
+        )
 
     rows = api.list_runs(limit=limit, executor=executor, since=_parse_since(since))
     if as_json:

@@ -129,7 +129,22 @@ def _model_at(model: Any, loc: tuple[Any, ...], raw: Any) -> type[BaseModel] | N
         if field is None:
             return None
         current = _unwrap(field.annotation, value)
+        if current is _execution_base() and isinstance(value, dict):
+            current = _backend_model(value.get("type")) or current
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _execution_base() -> type[BaseModel]:
+    from evalfleet.config.schema import ExecutionBase
+
+    return ExecutionBase
+
+
+def _backend_model(kind: Any) -> type[BaseModel] | None:
+    """The registered backend's model of `execution` (where the user's keys are checked)."""
+    from evalfleet.executors import registry
+
+    return registry.backend(kind).config_model() if kind in registry.names() else None
 
 
 def _strip_annotated(annotation: Any) -> Any:

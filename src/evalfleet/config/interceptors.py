@@ -1,4 +1,4 @@
-"""Request and response interceptors, configured per task (applied by the engine).
+"""Interceptor settings, configured per task: what they are and whether they are valid.
 
 ```yaml
 interceptors:
@@ -10,6 +10,10 @@ interceptors:
 
 NeMo Evaluator Launcher's `adapter_config` (legacy flags and its `interceptors:` list) is
 translated into this form, so its configs keep working.
+
+This module only describes them: `parse_interceptors` validates the settings and returns an
+`InterceptorSettings` (frozen dataclasses, nothing else). The engine applies them to
+requests and answers (`evalfleet.engine.interceptors`, built from that description).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from evalfleet.config._merge import deep_merge
 from evalfleet.exceptions import ConfigError
 
 
@@ -34,62 +37,15 @@ class Reasoning:
 
 
 @dataclass(frozen=True)
-class Interceptors:
+class InterceptorSettings:
+    """One job's validated interceptor settings; `None` or empty means not configured."""
+
     system_prompt: SystemPrompt | None = None
-    reasoning: Reasoning | None = None
-    add: dict[str, Any] = field(default_factory=dict)
+    reasoning: Reasoning | None = None  # strip the reasoning between these two markers
+    add: dict[str, Any] = field(default_factory=dict)  # request_params.add, merged deep
     remove: tuple[str, ...] = ()
     rename: dict[str, str] = field(default_factory=dict)
     log_samples: int = 0
-
-    def apply_request(self, body: dict[str, Any]) -> dict[str, Any]:
-        if self.system_prompt is not None:
-            body = _with_system_prompt(body, self.system_prompt)
-        for key in self.remove:
-            body.pop(key, None)
-        for old, new in self.rename.items():
-            if old in body:
-                body[new] = body.pop(old)
-        if self.add:
-            body = deep_merge(body, self.add)
-        return body
-
-    def apply_response(self, text: str, reasoning: str | None) -> tuple[str, str | None, bool]:
-        """Strip reasoning; returns (answer, reasoning, unfinished) where `unfinished` means
-        the response opened a reasoning block and never closed it."""
-        if self.reasoning is None:
-            return text, reasoning, False
-        start, end = self.reasoning.start, self.reasoning.end
-        position = text.find(end)
-        if position >= 0:
-            opened = text.find(start)
-            thought = text[opened + len(start) if 0 <= opened < position else 0 : position]
-            return text[position + len(end) :].lstrip(), (reasoning or thought.strip()), False
-        if text.lstrip().startswith(start):
-            return "", text.strip(), True
-        return text, reasoning, False
-
-
-def _with_system_prompt(body: dict[str, Any], prompt: SystemPrompt) -> dict[str, Any]:
-    if "messages" not in body:  # completions: the prompt text itself
-        if prompt.mode != "set" or not body.get("prompt", "").startswith(prompt.text):
-            body["prompt"] = f"{prompt.text}\n\n{body.get('prompt', '')}"
-        return body
-    messages = list(body["messages"])
-    existing = [i for i, m in enumerate(messages) if m.get("role") == "system"]
-    if prompt.mode == "replace":
-        messages = [m for m in messages if m.get("role") != "system"]
-        messages.insert(0, {"role": "system", "content": prompt.text})
-    elif prompt.mode == "prepend" and existing:
-        first = existing[0]
-        messages[first] = {
-            **messages[first],
-            "content": f"{prompt.text}\n{messages[first]['content']}",
-        }
-    elif not existing:
-        messages.insert(0, {"role": "system", "content": prompt.text})
-    body["messages"] = messages
-    return body
 
 
 def canonical_interceptors(config: dict[str, Any] | None, where: str) -> dict[str, Any]:
@@ -116,7 +72,9 @@ def merge_interceptors(*layers: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def parse_interceptors(config: dict[str, Any] | None, where: str = "interceptors") -> Interceptors:
+def parse_interceptors(
+    config: dict[str, Any] | None, where: str = "interceptors"
+) -> InterceptorSettings:
     """Validate interceptor settings (either form); every error names the key."""
     config = canonical_interceptors(config, where)
     known = {"system_prompt", "reasoning", "request_params", "log_samples"}
@@ -150,7 +108,7 @@ def parse_interceptors(config: dict[str, Any] | None, where: str = "interceptors
     log_samples = config.get("log_samples", 0)
     if not isinstance(log_samples, int) or log_samples < 0:
         raise ConfigError(f"{where}.log_samples: expected a non-negative integer")
-    return Interceptors(
+    return InterceptorSettings(
         system_prompt=system,
         reasoning=reasoning,
         add=dict(params.get("add") or {}),

@@ -42,21 +42,26 @@ class LoadedConfig:
 
 def group_options(group: str) -> list[str]:
     folder = resources.files("evalfleet.config") / "groups" / group
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
+    options = {p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    if group == "execution":  # a registered backend needs no group file
+        from evalfleet.executors import registry
+
+        options |= set(registry.names())
+    return sorted(options)
 
 
 def group_defaults(group: str, option: str) -> dict[str, Any]:
-    options = group_options(group)
+    path = resources.files("evalfleet.config") / "groups" / group / f"{option}.yaml"
+    if path.is_file():
+        return yaml.safe_load(path.read_text()) or {}
+    options = group_options(group)  # a registered backend without a group file is known here
     if option not in options:
         close = difflib.get_close_matches(option, options, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"{group}.type: unknown type {option!r}{hint} (expected one of {', '.join(options)})"
         )
-    text = (resources.files("evalfleet.config") / "groups" / group / f"{option}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return {"type": option}
 
 
 def find_config_file(

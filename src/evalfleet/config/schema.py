@@ -8,7 +8,7 @@ here mirror the YAML config groups in `groups/`; a test keeps the two in agreeme
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,12 +16,17 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
+    SerializeAsAny,
     Tag,
+    ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from evalfleet.contract.spec import DatasetSpec, ParamsSpec, ScorerSpec
 from evalfleet.tasks.catalog import TASK_CATALOG, check_task_options, resolve_task_name
 
 
@@ -35,7 +40,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
 
-_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 
 
 # --------------------------------------------------------------------------- secrets
@@ -86,43 +91,29 @@ class ApiTokenRef(Strict):
 # --------------------------------------------------------------------------- generation
 
 
-class Params(Strict):
-    """Generation and client parameters; unset (null) means the task's own default."""
-
-    temperature: Annotated[float, Field(ge=0)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    max_new_tokens: PositiveInt | None = None
-    n_samples: PositiveInt | None = Field(None, description="repeats of every sample")
-    seed: int | None = None
-    stop: list[str] | None = None
-    parallelism: PositiveInt | None = Field(None, description="concurrent requests")
-    limit_samples: PositiveInt | None = Field(None, description="evaluate only the first N")
-    request_timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="seconds")
-    max_retries: NonNegativeInt | None = None
-    extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
-
-
-class DatasetConfig(Strict):
-    path: str = Field(description="JSONL file: prompt or messages, and answer, per line")
+def _all_optional(spec: type[BaseModel], name: str) -> type[BaseModel]:
+    """`spec` with every field optional and unset by default, same constraints: a config
+    layer that leaves a field unset lets the next one (or the engine's default) decide."""
+    annotated: Any = Annotated  # built at run time from the spec's own field types
+    fields: dict[str, Any] = {}
+    for field_name, field in spec.model_fields.items():
+        inner: Any = (
+            annotated[tuple([field.annotation, *field.metadata])]
+            if field.metadata
+            else field.annotation
+        )
+        fields[field_name] = (inner | None, Field(None, description=field.description))
+    return create_model(name, __base__=Strict, __doc__=spec.__doc__, **fields)
 
 
-class ScorerConfig(Strict):
-    name: Literal["exact_match", "contains", "regex", "numeric"]
-    pattern: str | None = Field(
-        None, description="regex scorer: the answer is group 1, or the match"
-    )
-    ignore_case: bool = True
-
-    @model_validator(mode="after")
-    def _pattern_for_regex(self) -> ScorerConfig:
-        if self.name == "regex" and not self.pattern:
-            raise ValueError("the regex scorer needs a pattern")
-        if self.pattern:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-        return self
+# The job spec's parameters as a config section: unset (null) means the next layer's value,
+# then the engine's default (`contract.spec.ParamsSpec`), which the plan shows.
+if TYPE_CHECKING:
+    Params = ParamsSpec
+else:
+    Params = _all_optional(ParamsSpec, "Params")
+DatasetConfig = DatasetSpec
+ScorerConfig = ScorerSpec
 
 
 def _scorer_shorthand(value: Any) -> Any:
@@ -401,7 +392,6 @@ DeploymentConfig = Annotated[
 ]
 
 DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "generic")
-LEPTON_DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim")
 
 
 # --------------------------------------------------------------------------- executions
@@ -415,108 +405,21 @@ class AutoExport(Strict):
 
 
 class ExecutionBase(Strict):
+    """What every backend's `execution` section has; each backend's own model (named in
+    `executors.registry`) adds `type: Literal[<name>]` and its settings."""
+
+    type: str
     output_dir: str = Field("evalfleet_results", description="where results land")
     auto_export: AutoExport = Field(default_factory=AutoExport)
     env_vars: EnvVars = Field(default_factory=dict)
 
+    def check_run(self, config: RunConfig) -> list[tuple[str, str]]:
+        """(key, problem) for what this backend cannot run in the whole config."""
+        return []
 
-class LocalExecution(ExecutionBase):
-    type: Literal["local"] = "local"
-    mode: Literal["sequential", "parallel"] = "sequential"
-    use_docker: bool = False
-    extra_docker_args: str = ""
-    endpoint_readiness_timeout: PositiveInt = 600
-    cuda_visible_devices: str | None = None
-
-
-class SlurmExecution(ExecutionBase):
-    type: Literal["slurm"] = "slurm"
-    hostname: str | None = Field(None, description="login node; empty or localhost = local sbatch")
-    username: str | None = None
-    ssh_config: str | None = Field(None, description="ssh client config file (ssh -F)")
-    local_output_dir: str = Field(
-        "evalfleet_results", description="remote runs: where results are copied back"
-    )
-    account: str | None = None
-    partition: str | None = None
-    qos: str | None = None
-    num_nodes: PositiveInt = 1
-    ntasks_per_node: PositiveInt = 1
-    gres: str | None = None
-    gpus_per_node: PositiveInt | None = None
-    walltime: str = "01:00:00"
-    max_walltime: str | None = "24:00:00"
-    job_name_prefix: str = "evalfleet"
-    sbatch_extra_flags: dict[str, str | int | bool | None] = Field(default_factory=dict)
-    container_image: str | None = Field(None, description="pyxis/enroot image for the server")
-    mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
-    job_per_task: bool = False
-    endpoint_readiness_timeout: PositiveInt = 1800
-    evalfleet_command: str = Field(
-        "evalfleet", description="how the batch job invokes evalfleet on the compute node"
-    )
-
-    @field_validator("walltime", "max_walltime")
-    @classmethod
-    def _walltime_format(cls, value: str | None) -> str | None:
-        if value is not None and not _WALLTIME.match(value):
-            raise ValueError(f"expected [D-]HH:MM:SS, got {value!r}")
-        return value
-
-
-class LeptonMount(Strict):
-    from_: str = Field(alias="from")
-    path: str
-    mount_path: str
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class LeptonEvaluationTasks(Strict):
-    resource_shape: str = "cpu.small"
-    timeout: PositiveInt = Field(3600, description="seconds a task's job may run")
-    image: str = "python:3.12-slim"
-    install_command: str = Field(
-        "pip install --quiet --no-cache-dir evalfleet=={version}",
-        description="run before `evalfleet eval` in the job container ({version} is ours)",
-    )
-    use_shared_storage: bool = True
-
-
-class LeptonPlatformDeployment(Strict):
-    node_group: str | None = None
-    endpoint_readiness_timeout: PositiveInt = 1200
-    queue_priority: str | None = Field(None, description="e.g. mid-4000")
-    platform_defaults: dict[str, Any] = Field(default_factory=dict)
-
-
-class LeptonPlatformTasks(Strict):
-    node_group: str | None = None
-    env_vars: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    mounts: list[LeptonMount] = Field(default_factory=list)
-    image_pull_secrets: list[str] = Field(default_factory=list)
-    api_key_secret: str = Field(
-        "ENDPOINT_API_KEY", description="Lepton secret the jobs use to call the endpoint"
-    )
-
-
-class LeptonPlatform(Strict):
-    deployment: LeptonPlatformDeployment = Field(default_factory=LeptonPlatformDeployment)
-    tasks: LeptonPlatformTasks = Field(default_factory=LeptonPlatformTasks)
-
-
-class LeptonExecution(ExecutionBase):
-    type: Literal["lepton"] = "lepton"
-    evaluation_tasks: LeptonEvaluationTasks = Field(default_factory=LeptonEvaluationTasks)
-    lepton_platform: LeptonPlatform = Field(default_factory=LeptonPlatform)
-    env_var_names: list[str] = Field(default_factory=list)
-
-
-ExecutionConfig = Annotated[
-    LocalExecution | SlurmExecution | LeptonExecution, Field(discriminator="type")
-]
-
-EXECUTION_TYPES = ("local", "slurm", "lepton")
+    def remote_output_dir(self) -> bool:
+        """Whether `output_dir` is a path on another machine (not made absolute here)."""
+        return False
 
 
 # --------------------------------------------------------------------------- export
@@ -578,12 +481,45 @@ class RunConfig(Strict):
     """The whole merged configuration of one `evalfleet run`."""
 
     name: str | None = None
-    execution: ExecutionConfig
+    execution: SerializeAsAny[ExecutionBase]
     deployment: DeploymentConfig
     target: TargetConfig = Field(default_factory=TargetConfig)
     evaluation: EvaluationConfig
     env_vars: EnvVars = Field(default_factory=dict)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _backend_execution(
+        cls, data: Any, handler: ModelWrapValidatorHandler[RunConfig]
+    ) -> RunConfig:
+        """`execution` is validated by its backend's own model (`executors.registry`), so
+        a registered backend needs no change here; its errors keep their full key path."""
+        errors: list[Any] = []
+        execution = data.get("execution") if isinstance(data, dict) else None
+        if isinstance(execution, dict):
+            model, problem = _execution_model(execution.get("type"))
+            if problem is not None:
+                errors.append(problem)
+                data = {key: value for key, value in data.items() if key != "execution"}
+            else:
+                try:
+                    data = {**data, "execution": model.model_validate(execution)}
+                except ValidationError as exc:
+                    errors += [
+                        {**error, "loc": ("execution", *error["loc"])}
+                        for error in exc.errors(include_url=False)
+                    ]
+                    data = {**data, "execution": model.model_construct(type=execution["type"])}
+        try:
+            validated = handler(data)
+        except ValidationError as exc:
+            errors += exc.errors(include_url=False)
+        if errors:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [_init_error(e) for e in errors]
+            )
+        return validated
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -608,42 +544,35 @@ class RunConfig(Strict):
                         "-o ~target.api_endpoint.url",
                     )
                 )
-        if self.execution.type == "lepton":
-            if self.deployment.type not in LEPTON_DEPLOYMENT_TYPES:
-                problems.append(
-                    (
-                        "deployment.type",
-                        f"{self.deployment.type!r} cannot run on lepton; expected one of "
-                        + ", ".join(LEPTON_DEPLOYMENT_TYPES),
-                    )
-                )
-            elif (
-                self.deployment.type != "none" and not self.deployment.lepton_config.resource_shape
-            ):
-                problems.append(
-                    (
-                        "deployment.lepton_config.resource_shape",
-                        "required on lepton, e.g. gpu.1xh200",
-                    )
-                )
-        if self.deployment.type == "nim" and self.execution.type == "slurm":
-            problems.append(
-                (
-                    "deployment.type",
-                    "nim cannot run on slurm yet (its image's entrypoint starts the server); use vllm or sglang",
-                )
-            )
-        if (
-            self.deployment.type == "nim"
-            and self.execution.type == "local"
-            and not self.execution.use_docker
-        ):
-            problems.append(
-                ("execution.use_docker", "must be true for a nim deployment (NIM is a container)")
-            )
+        problems += self.execution.check_run(self)
         if problems:
             raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))
         return self
+
+
+def _execution_model(kind: Any) -> tuple[type[ExecutionBase], Any]:
+    """The backend's model for `execution.type`, or the error to report instead."""
+    from evalfleet.executors import registry
+
+    if kind is None:
+        return ExecutionBase, {"type": "union_tag_not_found", "loc": ("execution",), "input": kind,
+                               "ctx": {"discriminator": "'type'"}}  # fmt: skip
+    try:
+        return registry.backend(str(kind)).config_model(), None
+    except KeyError:
+        return ExecutionBase, {
+            "type": "union_tag_invalid", "loc": ("execution",), "input": kind,
+            "ctx": {"discriminator": "'type'", "tag": str(kind),
+                    "expected_tags": ", ".join(f"'{name}'" for name in registry.names())},
+        }  # fmt: skip
+
+
+def _init_error(error: dict[str, Any]) -> Any:
+    """A reported error in the form `ValidationError.from_exception_data` takes back."""
+    shown = {"type": error["type"], "loc": error["loc"], "input": error.get("input")}
+    if "ctx" in error:
+        shown["ctx"] = error["ctx"]
+    return shown
 
 
 def task_catalog_names() -> list[str]:

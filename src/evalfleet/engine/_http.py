@@ -7,31 +7,25 @@ compatible servers answer to a non-streaming POST (Content-Length or chunked bod
 keep-alive or `Connection: close`, HTTP or HTTPS) and nothing else; the engine falls back
 to aiohttp whenever a proxy applies to the endpoint.
 
-Errors are `TransportError` (the connection failed or broke) or `asyncio.TimeoutError`.
+Errors are `TransportError` (the connection failed or broke) or `asyncio.TimeoutError`
+(the contract every transport keeps: `engine/transport.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from evalfleet.engine.limits import AdaptiveLimit
 
+# Defined once in transport.py; still importable from here.
+from evalfleet.engine.transport import Response, TransportError
+
+__all__ = ["FastTransport", "Response", "TransportError", "proxy_applies"]
+
 _MAX_HEADER_BYTES = 64 * 1024
-
-
-class TransportError(Exception):
-    """The connection could not be made, or broke before a whole response arrived."""
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    retry_after: str | None
 
 
 def proxy_applies(url: str) -> bool:
@@ -172,6 +166,8 @@ def _dechunk(buffer: bytearray, position: int) -> tuple[bytes, int] | None:
 class FastTransport:
     """POSTs to one URL over a pool of at most `limit` keep-alive connections."""
 
+    name = "evalfleet"
+
     def __init__(self, url: str, headers: dict[str, str], limit: int, timeout_s: float) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -228,6 +224,8 @@ class FastTransport:
                 loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl),
                 self.timeout_s,
             )
+        except asyncio.TimeoutError:
+            raise  # a timeout, as aiohttp reports it (TimeoutError is an OSError since 3.11)
         except OSError as exc:
             raise TransportError(
                 f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"

@@ -19,13 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from evalfleet.engine._http import FastTransport, TransportError, proxy_applies
+from evalfleet.engine._http import FastTransport, proxy_applies
 from evalfleet.engine.limits import AdaptiveLimit
-
-if TYPE_CHECKING:
-    from evalfleet.engine._aiohttp import AiohttpTransport
+from evalfleet.engine.transport import Transport, TransportError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 # These mean every request will fail the same way: stop the run, don't grind through it.
@@ -107,24 +105,15 @@ class EndpointClient:
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._transport: FastTransport | AiohttpTransport | None = None
+        self._transport: Transport | None = None
 
     @property
     def transport_name(self) -> str:
-        return "evalfleet" if isinstance(self._transport, FastTransport) else "aiohttp"
+        """The transport in use ("evalfleet", "aiohttp"); "none" outside `async with`."""
+        return self._transport.name if self._transport is not None else "none"
 
     async def __aenter__(self) -> EndpointClient:
-        wanted = os.environ.get("EVALFLEET_HTTP", "auto")
-        if wanted != "aiohttp" and not proxy_applies(self.url):
-            self._transport = FastTransport(
-                self.url, self._headers, self.parallelism, self.timeout_s
-            )
-        else:
-            from evalfleet.engine._aiohttp import AiohttpTransport
-
-            self._transport = AiohttpTransport(
-                self.url, self._headers, self.parallelism, self.timeout_s
-            )
+        self._transport = _open_transport(self.url, self._headers, self.parallelism, self.timeout_s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -184,6 +173,16 @@ class EndpointClient:
         raise RequestFailed(
             f"HTTP {status}: {message}", kind="http", status=status, fatal=status in FATAL_STATUS
         )
+
+
+def _open_transport(url: str, headers: dict[str, str], limit: int, timeout_s: float) -> Transport:
+    """The lean transport, or aiohttp (imported only now) behind a proxy or when
+    `EVALFLEET_HTTP=aiohttp` asks for it."""
+    if os.environ.get("EVALFLEET_HTTP", "auto") != "aiohttp" and not proxy_applies(url):
+        return FastTransport(url, headers, limit, timeout_s)
+    from evalfleet.engine._aiohttp import AiohttpTransport
+
+    return AiohttpTransport(url, headers, limit, timeout_s)
 
 
 class _Retryable(Exception):

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evalfleet.config.interceptors import Interceptors
+from evalfleet.contract.spec import ParamsSpec
 from evalfleet.engine.client import Reply
-from evalfleet.engine.jobspec import ParamsSpec
+from evalfleet.engine.interceptors import Interceptors
 from evalfleet.exceptions import ConfigError
 
 REQUIREMENT = (

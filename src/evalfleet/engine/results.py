@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from evalfleet.config.interceptors import Interceptors
-from evalfleet.engine.jobspec import JobSpec, ParamsSpec
+from evalfleet.contract.spec import JobSpec, ParamsSpec
+from evalfleet.engine.interceptors import Interceptors
 from evalfleet.scoring.stats import summarize
 from evalfleet.tasks.base import Loglikelihood, Sample, Score, Task, is_loglikelihood
 
@@ -253,7 +253,7 @@ def _score_loglikelihoods(task: Any, sample: Sample, answer: dict[str, Any]) -> 
         Loglikelihood(logprob=entry["logprob"], is_greedy=entry["is_greedy"], chars=entry["chars"])
         for entry in answer["loglikelihoods"]
     ]
-    return task.score_loglikelihoods(sample, results)  # type: ignore[no-any-return]
+    return task.score_loglikelihoods(sample, results)
 
 
 def _versions() -> dict[str, str]:

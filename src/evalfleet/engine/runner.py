@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from evalfleet.config.interceptors import Interceptors, parse_interceptors
+from evalfleet.contract import EXIT_OK, EXIT_SAMPLE_ERRORS, spec
+from evalfleet.contract.spec import JobSpec, ParamsSpec
 from evalfleet.engine import loglikelihood
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
 from evalfleet.engine.client import EndpointClient, Reply, RequestFailed, RetryPolicy
-from evalfleet.engine.jobspec import JobSpec, ParamsSpec
+from evalfleet.engine.interceptors import Interceptors, build_interceptors
 from evalfleet.engine.results import Scored, build_results, percentile, score_answer, scores_cheaply
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample, Task, is_loglikelihood
@@ -35,9 +36,6 @@ from evalfleet.tasks.registry import create_task
 # Give up on a run, rather than on one sample, after this many consecutive samples failed
 # to reach the endpoint at all (each already after its full retry budget).
 UNREACHABLE_AFTER = 3
-
-EXIT_OK = 0
-EXIT_SAMPLE_ERRORS = 3
 
 
 @dataclass
@@ -70,9 +68,8 @@ class _Item(NamedTuple):  # a tuple: one is built per request, at a third of a d
 
 
 def effective_params(job: JobSpec, task: Task) -> ParamsSpec:
-    """Engine defaults < the task's own defaults < what the job sets explicitly."""
-    explicit = job.params.model_dump(exclude_unset=True)
-    return ParamsSpec.model_validate({**task.default_params, **explicit})
+    """The job's parameters; those its file leaves out from the task's defaults."""
+    return spec.effective_params(task.default_params, job.params.model_dump(exclude_unset=True))
 
 
 def build_body(
@@ -169,7 +166,7 @@ async def _evaluate(
         params = _check_loglikelihood_job(job, params, logger)
     if hasattr(task, "n_samples"):
         task.n_samples = params.n_samples  # pass@k needs to know how many tries there were
-    interceptors = parse_interceptors(job.interceptors, "job.interceptors")
+    interceptors = build_interceptors(job.interceptors, "job.interceptors")
     samples = list(task.samples(params.limit_samples))
     items: list[_Item] = []
     failures: dict[str, str] = {}

@@ -1,25 +1,9 @@
-"""Backends that run invocations: local processes, Slurm, Lepton."""
+"""Backends that run invocations (local processes, Slurm, Lepton, and any registered one).
 
-from __future__ import annotations
+`base.Executor` is the invocation flow, written once; each backend supplies its hooks.
+`registry` says which backends exist.
+"""
 
-from typing import TYPE_CHECKING
+from evalfleet.executors.registry import Backend, get_executor, register
 
-if TYPE_CHECKING:
-    from evalfleet.executors.base import Executor
-
-
-def get_executor(kind: str) -> Executor:
-    """The executor for `execution.type`; imported lazily to keep the CLI fast."""
-    if kind == "local":
-        from evalfleet.executors.local.executor import LocalExecutor
-
-        return LocalExecutor()
-    if kind == "slurm":
-        from evalfleet.executors.slurm.executor import SlurmExecutor
-
-        return SlurmExecutor()
-    if kind == "lepton":
-        from evalfleet.executors.lepton.executor import LeptonExecutor
-
-        return LeptonExecutor()
-    raise ValueError(f"unknown executor {kind!r}")
+__all__ = ["Backend", "get_executor", "register"]

@@ -1,86 +1,520 @@
-"""The seam between the launcher and its backends.
+"""The invocation flow, written once; each backend supplies only its hooks.
 
-An `Invocation` is what the planner made of a RunConfig: an id, an output dir and one
-`Job` per task, each carrying the `job.json` that `evalfleet eval` will read. An executor
-turns an invocation into a plan (pure, for `--dry-run`) and, in later releases, launches,
-watches and tears it down.
+`Executor` is a template (the shape submitit's executors have): `launch`, `resume`,
+`status`, `logs` and `kill` are defined here, with everything that must mean the same on
+every backend — the files a run writes (`config.yaml`, each `job.json`), the store rows,
+the resume rules, what an exit code means, the headline of a finished job, the reason a
+failed job failed, KILLED on Ctrl-C and `evalfleet kill`, auto-export once an invocation
+has ended. A backend subclasses it and fills in the hooks marked below: how to start or
+submit jobs, how to see their states, how to cancel them, how to read their logs and bring
+their files home. It registers itself in `executors.registry`, nothing else.
+
+Who writes the store: a foreground run (`foreground = True`) owns its invocation's rows
+while its process lives; `status` then only shows what the backend says. Without a live
+runner (or for a backend that returns once jobs are submitted), `status` records what it
+learns.
 """
 
 from __future__ import annotations
 
-import enum
+import contextlib
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
+from evalfleet.contract import (
+    EXIT_OK,
+    JSON,
+    OPEN_STATES,
+    Invocation,
+    Job,
+    JobState,
+    JobStatus,
+    exit_detail,
+    headline,
+    read_failure,
+)
+from evalfleet.exceptions import BackendUnreachable, DeploymentError, UsageError
+from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
 
-class JobState(str, enum.Enum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
-    UNKNOWN = "UNKNOWN"  # the backend did not answer: never shown as running or failed
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+    from evalfleet.store import InvocationRecord, InvocationStore, JobRecord
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCESS, JobState.FAILED, JobState.KILLED)
-
-
-@dataclass(frozen=True)
-class Job:
-    index: int
-    job_id: str  # "<invocation_id>.<index>"
-    task: str
-    endpoint_type: str  # chat | completions
-    output_dir: str  # <invocation output dir>/<task>
-    spec: dict[str, Any]  # the content of job.json
-
-    @property
-    def job_file(self) -> str:
-        return f"{self.output_dir}/job.json"
+KILLED_DETAIL = "stopped (Ctrl-C or evalfleet kill)"
+FOLLOW_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
-class Invocation:
-    invocation_id: str
-    config: Any  # RunConfig
-    output_dir: str  # <execution.output_dir>/<invocation_id>, absolute
-    jobs: tuple[Job, ...]
+class Observation:
+    """What a backend sees of one job. With `exit_code` (the job's `evalfleet eval` has
+    ended) the flow decides the state and detail itself, the same on every backend."""
 
-    def record_in(self, store: Any, executor: str, shown_config: Any, jobs: list[Any]) -> None:
-        """Its row in the InvocationStore, as every executor writes it at launch; `jobs`
-        are the store's NewJob rows, one per job, with what this executor tracks."""
-        store.create_invocation(
-            invocation_id=self.invocation_id,
-            executor=executor,
-            deployment_type=self.config.deployment.type,
-            model=self.jobs[0].spec["endpoint"]["model_id"] if self.jobs else "",
-            output_dir=self.output_dir,
-            config=shown_config,
-            jobs=jobs,
-        )
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    invocation_id: str
-    job_id: str
-    task: str
     state: JobState
     detail: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "invocation_id": self.invocation_id,
-            "job_id": self.job_id,
-            "task": self.task,
-            "state": self.state.value,
-            "detail": self.detail,
-        }
+    exit_code: int | None = None
 
 
-def unknown_statuses(record: Any, reason: str) -> list[JobStatus]:
+@dataclass(frozen=True)
+class LaunchOptions:
+    keep_endpoint: bool = False  # leave a backend-created endpoint running after the jobs
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One log a backend can read: `name` prefixes its lines, `where` is the backend's own
+    locator (a path, a job id...)."""
+
+    name: str
+    where: str
+
+
+class Run:
+    """One launch or resume as the flow hands it to a backend's hooks: the invocation, the
+    jobs to run now, and the store rows they update."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        invocation: Invocation,
+        jobs: list[Job],
+        store: InvocationStore,
+        options: LaunchOptions,
+        resuming: bool,
+    ) -> None:
+        self.executor = executor
+        self.invocation = invocation
+        self.jobs = jobs
+        self.store = store
+        self.options = options
+        self.resuming = resuming
+
+    @property
+    def invocation_id(self) -> str:
+        return self.invocation.invocation_id
+
+    def record(self) -> InvocationRecord:
+        return self.store.get(self.invocation_id)
+
+    def set_handle(self, values: JSON) -> None:
+        self.store.update_invocation_handle(self.invocation_id, values)
+
+    def update(
+        self, job: Job, state: JobState, detail: str = "", handle: JSON | None = None
+    ) -> None:
+        self.store.update_job(job.job_id, state=state.value, detail=detail, handle=handle)
+
+    def ended(self, job: Job, exit_code: int) -> JobState:
+        """Record a job whose `evalfleet eval` exited with `exit_code`; its files must be
+        home already (`Executor.local_job_dir`)."""
+        state, detail = self.executor.ended_state(
+            exit_code, self.executor.local_job_dir(self.invocation, job)
+        )
+        self.update(job, state, detail)
+        return state
+
+    def open_jobs(self) -> list[JobRecord]:
+        wanted = {job.job_id for job in self.jobs}
+        return [j for j in self.record().jobs if j.job_id in wanted and j.state in OPEN_STATES]
+
+
+class Executor(ABC):
+    """An execution backend. Subclasses set `name` and implement the hooks."""
+
+    name: ClassVar[str]
+    # True: `launch` runs the jobs to their end in this process (the runner); False: it
+    # returns once they are submitted and `status` follows them.
+    foreground: ClassVar[bool] = True
+    # Whether it creates an endpoint that `run --keep-endpoint` may leave running.
+    creates_endpoints: ClassVar[bool] = False
+
+    # ================================================================= hooks: planning
+
+    @abstractmethod
+    def plan(self, invocation: Invocation) -> JSON:
+        """What launching would create, as JSON-able data; contacts nothing. Must have
+        `executor`, `invocation_id` and `output_dir`."""
+
+    @staticmethod
+    @abstractmethod
+    def render_plan(plan: JSON) -> list[str]:
+        """The dry run's steps, as lines for a terminal."""
+
+    def invocation_dir(self, config: RunConfig, invocation_id: str) -> str:
+        """Where the invocation's files go, as its jobs see them."""
+        base = Path(os.path.expanduser(config.execution.output_dir))
+        return str(base.absolute() / invocation_id)
+
+    def job_root(self, config: RunConfig, invocation_id: str, output_dir: str) -> str:
+        """The directory holding each task's directory, as the jobs see it."""
+        return output_dir
+
+    def endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        """(base URL of a server this backend deploys, env var holding its key) as the
+        jobs see them."""
+        return f"http://127.0.0.1:{port}", None
+
+    # ================================================================= hooks: running
+
+    def prepare(self, invocation: Invocation) -> None:  # noqa: B027 (optional hook)
+        """Check what can be checked before anything is recorded (credentials...)."""
+
+    def local_root(self, invocation: Invocation) -> str:
+        """Where the invocation's files are (or are brought) on this machine: its
+        `config.yaml`, and one directory per task with its `job.json` and results."""
+        return invocation.output_dir
+
+    def local_job_dir(self, invocation: Invocation, job: Job) -> str:
+        return f"{self.local_root(invocation)}/{job.task}"
+
+    def launch_handles(self, invocation: Invocation) -> tuple[JSON, list[JSON]]:
+        """What to record at launch beside the rows: the invocation's handle, each job's."""
+        return {}, [{} for _ in invocation.jobs]
+
+    @abstractmethod
+    def start(self, run: Run) -> None:
+        """Bring up what the jobs need and start or submit `run.jobs`. A foreground backend
+        also waits here until they have ended, recording each (`run.ended`)."""
+
+    def abandon(self, run: Run, error: BaseException) -> None:  # noqa: B027 (optional hook)
+        """A launch stopped half-way (an error, Ctrl-C): undo what `start` made that the
+        rows do not cover (submitted jobs...). Must not raise."""
+
+    def finish(self, run: Run, completed: bool) -> None:  # noqa: B027 (optional hook)
+        """Always called after `start`: tear down what the run owns (a server, an endpoint)."""
+
+    def check_resumable(self, record: InvocationRecord) -> None:  # noqa: B027 (optional hook)
+        """Raise UsageError when this backend cannot rerun `record` (missing secrets...)."""
+
+    # ================================================================= hooks: watching
+
+    @abstractmethod
+    def observe(self, record: InvocationRecord, runner_alive: bool) -> dict[str, Observation]:
+        """The backend's view of the jobs it can say something about (by job id); raise
+        BackendUnreachable when it cannot be asked. Jobs left out keep their recorded row."""
+
+    def needs_observing(self, record: InvocationRecord) -> bool:
+        """Whether `status` must ask the backend although every job has ended."""
+        return False
+
+    def collect(self, record: InvocationRecord, job: JobRecord) -> str:
+        """Bring an ended job's files home (once); returns where they are here."""
+        return job.output_dir
+
+    @abstractmethod
+    def cancel(self, record: InvocationRecord) -> list[str]:
+        """Stop and delete everything the invocation still runs (idempotent); returns what
+        was stopped. The flow has already stopped a foreground runner."""
+
+    def log_sources(
+        self, record: InvocationRecord, jobs: list[JobRecord], whole: bool
+    ) -> list[LogSource]:
+        """The logs of `jobs`; with `whole` (`logs ID`, not `logs ID.N`) also those of
+        the invocation itself (its server...)."""
+        sources = []
+        if whole:
+            sources.append(LogSource("server", f"{record.output_dir}/logs/server.log"))
+        sources += [LogSource(job.task, f"{job.output_dir}/logs/eval.log") for job in jobs]
+        return sources
+
+    def read_logs(
+        self, record: InvocationRecord, sources: list[LogSource], offsets: dict[str, int]
+    ) -> Iterator[tuple[LogSource, str]]:
+        """New complete lines of each source since the last call (`offsets` is kept by
+        the flow between calls); by default each source is a local file."""
+        for source in sources:
+            data = _read_from(source.where, offsets.get(source.where, 0))
+            complete = data[: data.rfind(b"\n") + 1]
+            offsets[source.where] = offsets.get(source.where, 0) + len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                yield source, line
+
+    def active(self, record: InvocationRecord) -> bool:
+        """Whether anything of the invocation may still write logs (`logs --follow`)."""
+        if self.foreground:
+            return process_alive(record.handle.get("runner_pid"))
+        return any(job.state in OPEN_STATES for job in record.jobs)
+
+    # ================================================================= the flow
+
+    def launch(
+        self,
+        invocation: Invocation,
+        shown_config: JSON,
+        options: LaunchOptions | None = None,
+    ) -> int:
+        """Record the invocation, then start it; returns how many of its tasks did not
+        succeed (0 for a backend that returns once jobs are submitted). `shown_config` is
+        the redacted config: the only one that reaches the disk and the store."""
+        from evalfleet.store import InvocationStore, NewJob
+
+        self.prepare(invocation)
+        self._write_job_files(invocation, shown_config)
+        invocation_handle, job_handles = self.launch_handles(invocation)
+        with InvocationStore() as store:
+            store.create_invocation(
+                invocation_id=invocation.invocation_id,
+                executor=self.name,
+                deployment_type=invocation.config.deployment.type,
+                model=invocation.model,
+                output_dir=invocation.output_dir,
+                config=shown_config,
+                jobs=[
+                    NewJob(task=job.task, output_dir=self.local_job_dir(invocation, job), handle=h)
+                    for job, h in zip(invocation.jobs, job_handles, strict=True)
+                ],
+            )
+            if invocation_handle:
+                store.update_invocation_handle(invocation.invocation_id, invocation_handle)
+        return self._run(invocation, list(invocation.jobs), options or LaunchOptions(), False)
+
+    def resume(self, record: InvocationRecord, options: LaunchOptions | None = None) -> int:
+        """Rerun every task that did not succeed (each task's response cache means only
+        unanswered requests are sent again); returns how many still did not succeed."""
+        from evalfleet.store import InvocationStore
+
+        runner = record.handle.get("runner_pid")
+        if process_alive(runner):
+            raise UsageError(
+                f"invocation {record.invocation_id} is still running (pid {runner}); "
+                "kill it first or wait"
+            )
+        rows = self.status(record, export=False)
+        unknown = [row for row in rows if row.state is JobState.UNKNOWN]
+        if unknown:
+            raise DeploymentError(
+                f"cannot resume {record.invocation_id}: its state is unknown ({unknown[0].detail})"
+            )
+        if any(row.state.is_open for row in rows):
+            raise UsageError(
+                f"invocation {record.invocation_id} is still running; kill it first or wait"
+            )
+        todo = {row.job_id for row in rows if row.state is not JobState.SUCCESS}
+        if not todo:
+            raise UsageError(f"nothing to resume: every task of {record.invocation_id} succeeded")
+        self.check_resumable(record)
+        invocation = self.invocation_from_record(record)
+        with InvocationStore() as store:
+            for job_id in sorted(todo):
+                store.update_job(job_id, state=JobState.PENDING.value, detail="resumed")
+            store.update_invocation_handle(record.invocation_id, {"auto_exported_at": None})
+        jobs = [job for job in invocation.jobs if job.job_id in todo]
+        return self._run(invocation, jobs, options or self._stored_options(record), True)
+
+    def status(self, record: InvocationRecord, export: bool = True) -> list[JobStatus]:
+        """One row per job, live from the backend (UNKNOWN, never a guess, when it cannot
+        be asked). What it learns is recorded unless a live runner owns the rows; once
+        every job has ended, `execution.auto_export` runs (once; not with `export=False`)."""
+        runner_alive = self.foreground and process_alive(record.handle.get("runner_pid"))
+        open_jobs = [job for job in record.jobs if job.state in OPEN_STATES]
+        if open_jobs or self.needs_observing(record):
+            try:
+                seen = self.observe(record, runner_alive)
+            except BackendUnreachable as exc:
+                return unknown_statuses(record, str(exc).splitlines()[0])
+            rows = self._apply(record, seen, record_changes=not runner_alive)
+        else:
+            rows = [_row(record, job, JobState(job.state), job.detail) for job in record.jobs]
+        if export and all(row.state.value in ("SUCCESS", "FAILED") for row in rows):
+            self.auto_export_once(record.invocation_id)
+        return rows
+
+    def logs(self, record: InvocationRecord, job_id: str | None, follow: bool) -> Iterator[str]:
+        """Lines of the invocation's logs (or one job's), prefixed with their source; then
+        why each failed job failed. With `follow`, new lines until nothing runs."""
+        jobs = [job for job in record.jobs if job_id is None or job.job_id == job_id]
+        offsets: dict[str, int] = {}
+        while True:
+            sources = self.log_sources(record, jobs, whole=job_id is None)
+            fresh = False
+            for source, line in self.read_logs(record, sources, offsets):
+                fresh = True
+                yield f"[{source.name}] {line}"
+            if not follow or (not fresh and not self.active(self._reload(record))):
+                break
+            if not fresh:
+                time.sleep(FOLLOW_POLL_S)
+        wanted = {job.job_id for job in jobs}
+        for job in self._reload(record).jobs:
+            if job.job_id in wanted and job.state in ("FAILED", "KILLED") and job.detail:
+                yield f"[{job.task}] {job.state}: {job.detail}"
+
+    def kill(self, record: InvocationRecord) -> list[str]:
+        """Stop everything the invocation owns, tearing down its deployment; idempotent.
+        Returns what was stopped; its unfinished jobs are recorded KILLED."""
+        from evalfleet.store import InvocationStore
+
+        stopped = []
+        runner = record.handle.get("runner_pid")
+        if self.foreground and stop_runner(runner):  # the runner tears down what it made
+            stopped.append(f"run process {runner}")
+        stopped += self.cancel(self._reload(record))
+        with InvocationStore() as store:
+            for job in store.get(record.invocation_id).jobs:
+                if job.state in OPEN_STATES:
+                    store.update_job(job.job_id, state="KILLED", detail="stopped by evalfleet kill")
+        return stopped
+
+    # ----------------------------------------------------------------- shared steps
+
+    def ended_state(self, exit_code: int, job_dir: str) -> tuple[JobState, str]:
+        """What an ended job's exit code means, with its headline or failure reason."""
+        if exit_code == EXIT_OK:
+            return JobState.SUCCESS, headline(job_dir)
+        return JobState.FAILED, exit_detail(exit_code, job_dir, read_failure(job_dir))
+
+    def invocation_from_record(self, record: InvocationRecord) -> Invocation:
+        """The invocation as planned, from the stored config and the job files written at
+        launch (so a resume runs exactly what ran)."""
+        import json
+
+        from evalfleet.config.schema import RunConfig
+
+        config = RunConfig.model_validate(record.config)
+        jobs = []
+        for stored in record.jobs:
+            path = Path(stored.output_dir) / "job.json"
+            try:
+                spec = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise UsageError(
+                    f"cannot resume {record.invocation_id}: its job file {path} is unreadable "
+                    f"({getattr(exc, 'strerror', None) or exc}); start a new run"
+                ) from None
+            jobs.append(
+                Job(
+                    stored.index,
+                    stored.job_id,
+                    stored.task,
+                    spec["endpoint"]["type"],
+                    spec["output_dir"],
+                    spec,
+                )
+            )
+        return Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
+
+    def auto_export_once(self, invocation_id: str) -> None:
+        """`execution.auto_export` for an invocation whose every task has ended without a
+        kill, once (a store flag keeps it from repeating): at the end of a foreground run,
+        or at the `status` that first sees the end. A failing destination never fails the
+        run; what happened is printed on stderr."""
+        from evalfleet.exporters import auto_export, auto_export_destinations
+        from evalfleet.store import InvocationStore
+
+        with InvocationStore() as store:
+            record = store.get(invocation_id)
+            if not auto_export_destinations(record.config):
+                return
+            states = {job.state for job in record.jobs}
+            if record.handle.get("auto_exported_at") or not states <= {"SUCCESS", "FAILED"}:
+                return
+            store.update_invocation_handle(invocation_id, {"auto_exported_at": time.time()})
+        for line in auto_export(record):
+            print(line, file=sys.stderr)
+
+    def _run(
+        self, invocation: Invocation, jobs: list[Job], options: LaunchOptions, resuming: bool
+    ) -> int:
+        from evalfleet.contract import clear_failure
+        from evalfleet.store import InvocationStore
+
+        for job in jobs:
+            clear_failure(self.local_job_dir(invocation, job))
+        with InvocationStore() as store, terminate_as_interrupt():
+            run = Run(self, invocation, jobs, store, options, resuming)
+            if self.foreground:
+                run.set_handle({"runner_pid": os.getpid()})
+            completed = False
+            try:
+                self.start(run)
+                completed = True
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # must not mask the original error
+                    self.abandon(run, exc)
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                reason = KILLED_DETAIL if interrupted else f"not run: {_first_line(exc)}"
+                for stored in run.open_jobs():
+                    store.update_job(
+                        stored.job_id, state="KILLED" if interrupted else "FAILED", detail=reason
+                    )
+                raise
+            finally:
+                try:
+                    self.finish(run, completed)
+                finally:
+                    if self.foreground:  # this process no longer runs the invocation
+                        run.set_handle({"runner_pid": None})
+            record = store.get(invocation.invocation_id)
+        wanted = {job.job_id for job in jobs}
+        failures = sum(
+            job.state not in ("SUCCESS", *OPEN_STATES)
+            for job in record.jobs
+            if job.job_id in wanted
+        )
+        if self.foreground:
+            self.auto_export_once(invocation.invocation_id)
+        return failures
+
+    def _apply(
+        self, record: InvocationRecord, seen: dict[str, Observation], record_changes: bool
+    ) -> list[JobStatus]:
+        from evalfleet.store import InvocationStore
+
+        rows = []
+        with InvocationStore() as store:
+            for job in record.jobs:
+                observation = seen.get(job.job_id)
+                if observation is None:
+                    rows.append(_row(record, job, JobState(job.state), job.detail))
+                    continue
+                state, detail = observation.state, observation.detail
+                if observation.exit_code is not None:
+                    state, detail = self.ended_state(
+                        observation.exit_code, self.collect(record, job)
+                    )
+                elif state is JobState.SUCCESS:
+                    detail = headline(self.collect(record, job)) or detail
+                if (
+                    record_changes
+                    and state is not JobState.UNKNOWN
+                    and (state.value, detail) != (job.state, job.detail)
+                ):
+                    store.update_job(job.job_id, state=state.value, detail=detail)
+                rows.append(_row(record, job, state, detail))
+        return rows
+
+    def _write_job_files(self, invocation: Invocation, shown_config: JSON) -> None:
+        """`config.yaml` (redacted) and every `job.json`, on this machine."""
+        import json
+
+        import yaml
+
+        root = Path(self.local_root(invocation))
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "config.yaml").write_text(
+            yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8"
+        )
+        for job in invocation.jobs:
+            local = Path(self.local_job_dir(invocation, job))
+            local.mkdir(parents=True, exist_ok=True)
+            (local / "job.json").write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
+
+    def _stored_options(self, record: InvocationRecord) -> LaunchOptions:
+        return LaunchOptions(keep_endpoint=bool(record.handle.get("keep_endpoint")))
+
+    def _reload(self, record: InvocationRecord) -> InvocationRecord:
+        from evalfleet.store import InvocationStore
+
+        with InvocationStore() as store:
+            return store.get(record.invocation_id)
+
+
+def unknown_statuses(record: InvocationRecord, reason: str) -> list[JobStatus]:
     """Every job of `record` as UNKNOWN with `reason` and its last recorded state."""
     return [
         JobStatus(
@@ -94,24 +528,29 @@ def unknown_statuses(record: Any, reason: str) -> list[JobStatus]:
     ]
 
 
-class Executor(Protocol):
-    """What every backend implements. `record` is the invocation as the store holds it
-    (`store.InvocationRecord`: id, executor, output dir, redacted config, jobs, handle)."""
+def _row(record: InvocationRecord, job: JobRecord, state: JobState, detail: str) -> JobStatus:
+    return JobStatus(record.invocation_id, job.job_id, job.task, state, detail)
 
-    def plan(self, invocation: Invocation) -> dict[str, Any]:
-        """What launching would create, as JSON-able data; contacts nothing."""
 
-    def launch(self, invocation: Invocation, shown_config: dict[str, Any]) -> int:
-        """Create and start the invocation, recording it in the store; returns how many
-        tasks did not succeed (0 for a backend that returns once jobs are submitted).
-        `shown_config` is the redacted config, the only one that may reach disk."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
 
-    def status(self, record: Any) -> list[JobStatus]: ...
 
-    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]: ...
+def _read_from(path: str, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read()
+    except OSError:
+        return b""
 
-    def kill(self, record: Any) -> list[str]:
-        """Stop everything the invocation owns (idempotent); returns what was stopped."""
 
-    def resume(self, record: Any) -> int:
-        """Rerun what did not succeed; returns how many tasks still did not succeed."""
+__all__ = [
+    "Executor",
+    "LaunchOptions",
+    "LogSource",
+    "Observation",
+    "Run",
+    "unknown_statuses",
+]

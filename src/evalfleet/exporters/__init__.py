@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from evalfleet.exceptions import ConfigError, EvalFleetError, ExportError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from evalfleet.exporters._gather import InvocationExport, Skipped, TaskExport, gather
     from evalfleet.exporters._report import Exported, ExportReport
 
-# Imported on first use: `evalfleet status` asks `auto_export_once` about every invocation
+# Imported on first use: `evalfleet status` asks about auto-export for every invocation
 # it finds ended, and most have nothing to export; reading results (`_gather`, with the
 # config package it needs for redaction) costs ~60-90 ms that status need not pay.
 _LAZY = {
@@ -34,6 +36,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"evalfleet.exporters.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DESTINATIONS = ("mlflow", "wandb", "local")
 
@@ -89,11 +92,12 @@ def settings_for(
 
     from evalfleet.config import schema
 
-    model = {
+    models: dict[str, type[BaseModel]] = {
         "mlflow": schema.MlflowExportConfig,
         "wandb": schema.WandbExportConfig,
         "local": schema.LocalExportConfig,
-    }[destination]
+    }
+    model = models[destination]
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     try:
         return model.model_validate({**stored, **given})
@@ -131,22 +135,3 @@ def auto_export(record: Any) -> list[str]:
                 f"(retry: evalfleet export {record.invocation_id} --dest {destination})"
             )
     return lines
-
-
-def auto_export_once(invocation_id: str) -> list[str]:
-    """`auto_export` for an invocation whose every task has ended without a kill, once:
-    called wherever a backend's end is observed (the end of a foreground run, a later
-    `status` of a Slurm or Lepton invocation); a store flag keeps it from repeating."""
-    import time
-
-    from evalfleet.store import InvocationStore
-
-    with InvocationStore() as store:
-        record = store.get(invocation_id)
-        if not auto_export_destinations(record.config):
-            return []
-        states = {job.state for job in record.jobs}
-        if record.handle.get("auto_exported_at") or not states <= {"SUCCESS", "FAILED"}:
-            return []
-        store.update_invocation_handle(invocation_id, {"auto_exported_at": time.time()})
-    return auto_export(record)

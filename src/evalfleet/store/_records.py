@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-JOB_STATES: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "KILLED", "UNKNOWN")
-"""Every state a job can be recorded in. UNKNOWN means the backend did not answer."""
+from evalfleet.contract import JOB_STATES as JOB_STATES  # every state a job can be recorded in
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,8 @@ class InvocationStore:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | float] = []
         if executor is not None:
             clauses.append("executor = ?")
             params.append(executor)

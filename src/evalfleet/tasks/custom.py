@@ -37,6 +37,7 @@ SCORERS = ("exact_match", "contains", "regex", "numeric")
 
 
 class CustomTask:
+    default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 1024}
     headline_metric = "accuracy"
 
     def __init__(
@@ -65,7 +66,6 @@ class CustomTask:
         self.scorer = scorer
         self.ignore_case = ignore_case
         self.endpoint_type = endpoint_type
-        self.default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 1024}
 
     def samples(self, limit: int | None) -> Iterable[Sample]:
         try:

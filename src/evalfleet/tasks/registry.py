@@ -52,6 +52,18 @@ def create_task(
     return task
 
 
+def default_params(name: str, custom: bool = False) -> dict[str, Any]:
+    """The generation parameters task `name` uses when a config leaves them unset (the
+    planner writes them into job.json, so a dry run shows them)."""
+    if custom:
+        from evalfleet.tasks.custom import CustomTask
+
+        return dict(CustomTask.default_params)
+    module_name, class_name = _FACTORIES[resolve_task_name(name).name]
+    task_class = getattr(importlib.import_module(f"evalfleet.tasks.{module_name}"), class_name)
+    return dict(task_class.default_params)
+
+
 # name -> (module under evalfleet.tasks, class): imported only when the task runs.
 _FACTORIES: dict[str, tuple[str, str]] = {
     "humaneval": ("humaneval", "HumanEval"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _js  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _js
 from typing import Any
 
 REASONING_TEXT = "simulated reasoning"

@@ -15,10 +15,10 @@ import json
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -180,7 +180,23 @@ class Stats:
         }
 
 
-Handler = Callable[[Any], Awaitable[Reply]]
+class SimRequest(Protocol):
+    """What handlers use of a request: an aiohttp request and a `WireRequest` both have it."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def raw_path(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+    async def read(self) -> bytes: ...
+
+
+Handler = Callable[[SimRequest], Awaitable[Reply]]
 """Takes an aiohttp request or a `WireRequest`: both have the attributes handlers use."""
 Render = Callable[[bool], bytes]
 """Builds a 200 body; the argument asks for the `empty` fault's body (`choices: []`)."""
@@ -267,7 +283,7 @@ class Endpoint:
         return None
 
     async def _handle(
-        self, request: web.BaseRequest, prepare: Callable[[dict[str, Any]], Render]
+        self, request: SimRequest, prepare: Callable[[dict[str, Any]], Render]
     ) -> Reply:
         stats = self.stats
         stats.requests += 1
@@ -342,7 +358,7 @@ class Endpoint:
             stats.in_flight -= 1
             gate.release()
 
-    async def _fault(self, fault: str, request: web.BaseRequest, render: Render) -> Reply:
+    async def _fault(self, fault: str, request: SimRequest, render: Render) -> Reply:
         if fault == "500":
             return self._send(500, _SERVER_ERROR)
         if fault == "malformed":
@@ -438,7 +454,7 @@ class Endpoint:
 
         return render
 
-    async def models(self, request: web.BaseRequest) -> Reply:
+    async def models(self, request: SimRequest) -> Reply:
         if self.auth is not None and request.headers.get("Authorization") != self.auth:
             return _response(401, _UNAUTHORIZED)
         model = {
@@ -465,7 +481,7 @@ class Endpoint:
             ("POST", "/control"): self.post_control,
         }
 
-    def dispatch(self, request: web.BaseRequest) -> Awaitable[Reply]:
+    def dispatch(self, request: SimRequest) -> Awaitable[Reply]:
         """The low-level server's handler: one dict lookup instead of aiohttp's router."""
         path = request.raw_path  # the request line's target: no URL object built
         if "?" in path:
@@ -475,7 +491,7 @@ class Endpoint:
             return self._not_found(request)
         return handler(request)
 
-    async def _not_found(self, request: web.BaseRequest) -> Reply:
+    async def _not_found(self, request: SimRequest) -> Reply:
         known = {path for _, path in self._routes}
         status = 405 if request.path in known else 404
         message = f"{request.method} {request.path} is not a simulator route"
@@ -483,13 +499,13 @@ class Endpoint:
 
     # ------------------------------------------------------------------ control routes
 
-    async def health(self, request: web.BaseRequest) -> Reply:
+    async def health(self, request: SimRequest) -> Reply:
         return _response(200, _OK_HEALTH)
 
-    async def get_stats(self, request: web.BaseRequest) -> Reply:
+    async def get_stats(self, request: SimRequest) -> Reply:
         return _response(200, json.dumps(self.stats.as_dict(len(self.gate.waiters))).encode())
 
-    async def reset_stats(self, request: web.BaseRequest) -> Reply:
+    async def reset_stats(self, request: SimRequest) -> Reply:
         self.stats.reset()
         return _response(200, json.dumps(self.stats.as_dict(len(self.gate.waiters))).encode())
 
@@ -498,10 +514,10 @@ class Endpoint:
         data["faults"] = list(self.settings.faults)
         return json.dumps(data).encode()
 
-    async def get_control(self, request: web.BaseRequest) -> Reply:
+    async def get_control(self, request: SimRequest) -> Reply:
         return _response(200, self.settings_body())
 
-    async def post_control(self, request: web.BaseRequest) -> Reply:
+    async def post_control(self, request: SimRequest) -> Reply:
         try:
             changes = json.loads(await request.read() or b"{}")
             if not isinstance(changes, dict):

@@ -32,7 +32,7 @@ class Reply(NamedTuple):
 class Headers(dict):
     """Request headers by lower-cased name; `get` takes any case, as aiohttp's do."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self, name.lower(), default)
 
 

@@ -311,7 +311,7 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         """`GET /stats`: requests, completed, by_status, faults, in_flight, max_in_flight, …"""
-        return self._call("GET", "/stats")  # type: ignore[no-any-return]
+        return self._call("GET", "/stats")
 
     def reset_stats(self) -> None:
         """`POST /stats/reset`: zero every counter."""
@@ -319,7 +319,7 @@ class Simulator:
 
     def control(self, **changes: Any) -> dict[str, Any]:
         """`POST /control`: change settings live; returns all current settings."""
-        return self._call("POST", "/control", changes)  # type: ignore[no-any-return]
+        return self._call("POST", "/control", changes)
 
     def requests_for(self, key: str) -> int:
         """How many requests had lookup key `key` (last user message, or prompt)."""

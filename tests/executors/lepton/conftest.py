@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from evalfleet.config import load_config
-from evalfleet.executors.base import Invocation
+from evalfleet.contract import Invocation
 from evalfleet.planner import plan_invocation
 from tests.helpers import assert_matches_golden
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from evalfleet.executors.base import Invocation
+from evalfleet.contract import Invocation
 from evalfleet.executors.lepton import LeptonExecutor
 
 NAMES = ["vllm_guide", "nim_guide", "sglang_guide", "none_guide", "full"]

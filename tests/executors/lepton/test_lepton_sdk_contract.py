@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from evalfleet.executors.base import Invocation
+from evalfleet.contract import Invocation
 from evalfleet.executors.lepton import LeptonExecutor
 
 with warnings.catch_warnings():

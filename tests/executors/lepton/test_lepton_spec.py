@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 
 import evalfleet
+from evalfleet.contract import Invocation
 from evalfleet.exceptions import ConfigError
-from evalfleet.executors.base import Invocation
 from evalfleet.executors.lepton import LeptonExecutor
 from evalfleet.executors.lepton.results import emit_lines
 from evalfleet.executors.lepton.spec import (
     ENDPOINT_URL_PLACEHOLDER,
+    LEPTON_ENDPOINT_TOKEN_ENV,
+    LEPTON_ENDPOINT_URL_ENV,
     bodies,
     deployment_body,
     endpoint_name,
@@ -30,7 +32,6 @@ from evalfleet.executors.lepton.spec import (
     job_name,
     job_script,
 )
-from evalfleet.planner import LEPTON_ENDPOINT_TOKEN_ENV, LEPTON_ENDPOINT_URL_ENV
 
 PlanYaml = Callable[..., Invocation]
 NAME = re.compile(r"^[a-z][a-z0-9-]*$")

@@ -55,7 +55,11 @@ def test_endpoint_urls_follow_each_tasks_endpoint_type(write_yaml):
     assert specs[0]["endpoint"]["url"] == "https://api.example.com/v1/chat/completions"
     assert specs[1]["endpoint"]["url"] == "https://api.example.com/v1/completions"
     assert specs[0]["endpoint"]["api_key_name"] == "MY_KEY"
-    assert specs[0]["params"] == {"parallelism": 8}
+    # The config's parallelism, the task's defaults and the engine's: what will run.
+    assert specs[0]["params"] == {
+        "parallelism": 8, "temperature": 0.0, "max_new_tokens": 1024, "n_samples": 1,
+        "request_timeout": 600.0, "max_retries": 8,
+    }  # fmt: skip
 
 
 def test_a_log_likelihood_task_gets_a_completions_endpoint_whatever_the_target_says(

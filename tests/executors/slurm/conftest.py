@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalfleet.config import load_config
-from evalfleet.executors.base import Invocation
+from evalfleet.contract import Invocation
 from evalfleet.planner import plan_invocation
 from tests.helpers import assert_matches_golden
 
@@ -70,6 +70,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-from tests.slurm_cluster import slurm_cluster, ssh_login  # noqa: E402, F401  (session fixtures)

@@ -140,7 +140,9 @@ def test_a_failing_task_is_failed_not_requeued_and_resume_reruns_only_it(
     invocation_id = _run(cli, config)
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
     assert states(rows) == ["SUCCESS", "FAILED"], rows
-    assert "evalfleet eval exited with code" in rows[1]["detail"]
+    # The reason the task's `evalfleet eval` gave, not only its exit code.
+    assert rows[1]["detail"].startswith("dataset.path: cannot read "), rows[1]
+    assert rows[1]["detail"].endswith("more.jsonl: No such file or directory"), rows[1]
     # A real failure queues nothing: one job in the chain, none left in the queue.
     assert not wait_no_jobs(invocation_id)
     assert list(chain_jobs(invocation_id).values()) == [

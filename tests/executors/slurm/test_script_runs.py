@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from evalfleet.executors.base import Invocation
+from evalfleet.contract import Invocation
 from evalfleet.executors.slurm.render import render_scripts
 
 from .helpers import override, port_open, process_gone, write_executable

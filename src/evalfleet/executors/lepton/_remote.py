@@ -5,7 +5,6 @@ read their states back, bring their results home, tear down. Stateless functions
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 import urllib.error
@@ -14,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from evalfleet.contract import JobState
 from evalfleet.exceptions import BackendUnreachable, DeploymentError
-from evalfleet.executors.base import JobState
-from evalfleet.executors.lepton.results import BEGIN, END, LINE, ResultsMissing, unpack
+from evalfleet.executors.lepton.results import BEGIN, END, LINE, unpack
 
 # Lepton job states (LeptonJobState) → ours. Anything else is UNKNOWN, with the raw state.
 JOB_STATES = {
@@ -127,42 +126,11 @@ def observe(remote: dict[str, Any] | None) -> tuple[JobState, str]:
     return state, f"{raw} on Lepton"
 
 
-def absorb(client: Any, store: Any, job: Any, remote: dict[str, Any] | None) -> str:
-    """Record a job's Lepton state; a finished one's results are brought home first.
-    Returns the recorded state."""
-    state, detail = observe(remote)
-    if state in (JobState.SUCCESS, JobState.FAILED):
-        state, detail = _bring_home(client, job, state)
-    if state.value != job.state or detail != job.detail:
-        store.update_job(job.job_id, state=state.value, detail=detail)
-    return state.value
-
-
-def _bring_home(client: Any, job: Any, state: JobState) -> tuple[JobState, str]:
-    lepton_id = job.handle["lepton_id"]
-    try:
-        lines = (line for _, line in client.all_logs(job=lepton_id))
-        code = unpack(lines, Path(job.output_dir))
-    except ResultsMissing as exc:
-        return JobState.FAILED, f"{exc}; see evalfleet logs {job.job_id}"
-    if state is JobState.SUCCESS and code == 0:
-        return JobState.SUCCESS, headline(job.output_dir)
-    if code == 3:
-        return JobState.FAILED, "some samples failed after their retries (see samples.jsonl)"
-    return (
-        JobState.FAILED,
-        f"evalfleet eval exited with code {code}; see evalfleet logs {job.job_id}",
-    )
-
-
-def headline(output_dir: str) -> str:
-    try:
-        results = json.loads((Path(output_dir) / "results.json").read_text())
-        name = results["headline_metric"]
-        metric = results["metrics"][name]
-        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "results in " + output_dir
+def fetch_results(client: Any, lepton_id: str, local_dir: str) -> int:
+    """Unpack an ended job's results (from its log) into `local_dir`; returns its
+    `evalfleet eval` exit code. Raises ResultsMissing when its log holds none."""
+    lines = (line for _, line in client.all_logs(job=lepton_id))
+    return unpack(lines, Path(local_dir))
 
 
 def delete_all(client: Any, record: Any) -> tuple[list[str], list[str], bool]:

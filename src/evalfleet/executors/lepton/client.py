@@ -154,10 +154,10 @@ class LeptonClient:
         return info
 
     def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/deployments", body=body)  # type: ignore[no-any-return]
+        return self.request("POST", "/deployments", body=body)
 
     def get_deployment(self, name: str) -> dict[str, Any] | None:
-        return self.request("GET", f"/deployments/{name}", not_found_ok=True)  # type: ignore[no-any-return]
+        return self.request("GET", f"/deployments/{name}", not_found_ok=True)
 
     def delete_deployment(self, name: str) -> bool:
         """True if it existed (it is now Deleting), False if it was already gone."""
@@ -167,7 +167,7 @@ class LeptonClient:
         return self.request("GET", f"/deployments/{name}/events", not_found_ok=True) or []
 
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/jobs", body=body)  # type: ignore[no-any-return]
+        return self.request("POST", "/jobs", body=body)
 
     def delete_job(self, job_id: str) -> bool:
         """True if a live job was deleted, False if it had finished into the archive or gone."""

@@ -17,30 +17,56 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from evalfleet.exceptions import DeploymentError, EvalFleetError, UsageError
-from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
-from evalfleet.executors.base import Invocation, Job, JobState, JobStatus, unknown_statuses
+from evalfleet.contract import JSON, OPEN_STATES, Invocation, Job, JobState
+from evalfleet.exceptions import BackendUnreachable, DeploymentError, EvalFleetError, UsageError
+from evalfleet.executors.base import Executor, LogSource, Observation, Run
 from evalfleet.executors.lepton import _remote as remote
+from evalfleet.executors.lepton._settings import settings
+from evalfleet.executors.lepton.results import ResultsMissing
 from evalfleet.executors.lepton.spec import (
     ENDPOINT_URL_PLACEHOLDER,
+    LEPTON_ENDPOINT_TOKEN_ENV,
+    LEPTON_ENDPOINT_URL_ENV,
     _slug,
     bodies,
     endpoint_name,
 )
 
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+    from evalfleet.executors.lepton.client import LeptonClient
+    from evalfleet.store import InvocationRecord, JobRecord
+
 POLL_START_S = 0.5
 POLL_MAX_S = 5.0
 
 
-class LeptonExecutor:
+class LeptonExecutor(Executor):
     """One Lepton endpoint per invocation (unless `deployment.type: none`), one job per task."""
 
     name = "lepton"
+    creates_endpoints = True
 
-    def plan(self, invocation: Invocation) -> dict[str, Any]:
+    def __init__(self, client: LeptonClient | None = None) -> None:
+        self._given_client = client
+        self._made_client: LeptonClient | None = None
+
+    def _client(self) -> LeptonClient:
+        """A client from the user's credentials (UsageError saying what to do if none)."""
+        if self._given_client is not None:
+            return self._given_client
+        if self._made_client is None:
+            from evalfleet.executors.lepton.client import LeptonClient, resolve_credentials
+
+            self._made_client = LeptonClient(resolve_credentials())
+        return self._made_client
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, invocation: Invocation) -> JSON:
         """What launching would send to Lepton, as JSON-able data; contacts nothing.
 
         Raises ConfigError listing everything Lepton would refuse.
@@ -51,12 +77,12 @@ class LeptonExecutor:
         teardown: list[str] = []
         if deployment is not None:
             name = endpoint_name(invocation)
-            platform = config.execution.lepton_platform.deployment
+            platform = settings(config).lepton_platform.deployment
             readiness = {
                 "poll": f"GET /deployments/{name}",
                 "until": "Ready",
                 "timeout_s": platform.endpoint_readiness_timeout,
-                "health_probe": f"<external_endpoint>{config.deployment.endpoints.health}",
+                "health_probe": f"<external_endpoint>{_health_path(config)}",
             }
             teardown = [f"DELETE /deployments/{name}"]
         return {
@@ -82,93 +108,87 @@ class LeptonExecutor:
             "teardown": teardown,
         }
 
-    def __init__(self, client: Any = None) -> None:
-        self._given_client = client
-
-    def _client(self) -> Any:
-        """A client from the user's credentials (UsageError saying what to do if none)."""
-        if self._given_client is not None:
-            return self._given_client
-        from evalfleet.executors.lepton.client import LeptonClient, resolve_credentials
-
-        return LeptonClient(resolve_credentials())
-
-    # ------------------------------------------------------------------ run
-
-    def launch(
-        self, invocation: Invocation, shown_config: dict[str, Any], keep_endpoint: bool = False
-    ) -> int:
-        """Run the invocation in the foreground; returns how many tasks did not succeed."""
-        import yaml
-
-        from evalfleet.store import InvocationStore, NewJob
-
-        inv = invocation
-        bodies(inv)  # refuse what Lepton would refuse before contacting anything
-        client = self._client()
-        client.workspace()  # credentials and route family, before anything is recorded
-        root = Path(inv.output_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(
-            yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8"
-        )
-        for job in inv.jobs:
-            local = Path(remote.local_dir(inv.output_dir, job.task))
-            local.mkdir(parents=True, exist_ok=True)
-            (local / "job.json").write_text(json.dumps(job.spec, indent=2) + "\n", "utf-8")
-        with InvocationStore() as store:
-            inv.record_in(
-                store,
-                "lepton",
-                shown_config,
-                [
-                    NewJob(task=job.task, output_dir=remote.local_dir(inv.output_dir, job.task))
-                    for job in inv.jobs
-                ],
+    @staticmethod
+    def render_plan(plan: JSON) -> list[str]:
+        lines = []
+        deployment = plan.get("deployment")
+        step = 1
+        if deployment:
+            lines.append(f"\n{step}. {deployment['method']} {deployment['path']}")
+            lines.append(_indent(json.dumps(deployment["body"], indent=2)))
+            step += 1
+            readiness = plan.get("readiness")
+            if readiness:
+                lines.append(
+                    f"\n{step}. poll {readiness['poll']} until {readiness['until']} "
+                    f"(up to {readiness['timeout_s']} s), then probe {readiness['health_probe']}"
+                )
+                step += 1
+        for job in plan["jobs"]:
+            lines.append(
+                f"\n{step}. {job['method']} {job['path']}  ({job['job_id']}, {job['task']})"
             )
-            store.update_invocation_handle(inv.invocation_id, {
-                "workspace_id": client.credentials.workspace_id,
-                "endpoint": None if inv.config.deployment.type == "none" else endpoint_name(inv),
-                "endpoint_deleted": False,
-                "keep_endpoint": keep_endpoint,
-                "job_prefix": f"eval-{_slug(inv.invocation_id)}",
-            })  # fmt: skip
-            return self._execute(inv, store, client, list(inv.jobs), keep_endpoint)
+            lines.append(_indent(json.dumps(job["body"], indent=2)))
+            step += 1
+        for teardown in plan.get("teardown") or []:
+            lines.append(f"\n{step}. when the last job ends: {teardown}")
+            step += 1
+        return lines
 
-    def _execute(
-        self, inv: Invocation, store: Any, client: Any, jobs: list[Job], keep_endpoint: bool
-    ) -> int:
-        """Endpoint up, jobs in, watch them to the end; always leave no endpoint behind
-        unless asked to keep it after a run that went through."""
+    def job_root(self, config: RunConfig, invocation_id: str, output_dir: str) -> str:
+        mounts = settings(config).lepton_platform.tasks.mounts
+        if mounts and settings(config).evaluation_tasks.use_shared_storage:
+            return f"{mounts[0].mount_path.rstrip('/')}/evalfleet/{invocation_id}"
+        # Relative: the job script runs in a fresh scratch dir (see spec.py).
+        return f"evalfleet/{invocation_id}"
+
+    def endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        return "${" + LEPTON_ENDPOINT_URL_ENV + "}", LEPTON_ENDPOINT_TOKEN_ENV
+
+    # ------------------------------------------------------------------ running
+
+    def prepare(self, invocation: Invocation) -> None:
+        bodies(invocation)  # refuse what Lepton would refuse before contacting anything
+        self._client().workspace()  # credentials and route family, before anything is recorded
+
+    def launch_handles(self, inv: Invocation) -> tuple[JSON, list[JSON]]:
+        return {
+            "workspace_id": self._client().credentials.workspace_id,
+            "endpoint": None if inv.config.deployment.type == "none" else endpoint_name(inv),
+            "endpoint_deleted": False,
+            "job_prefix": f"eval-{_slug(inv.invocation_id)}",
+        }, [{} for _ in inv.jobs]
+
+    def check_resumable(self, record: InvocationRecord) -> None:
+        from evalfleet.config.redact import REDACTED
+
+        if REDACTED in json.dumps(record.config):
+            raise UsageError(
+                "cannot resume: the config held secret values that were not stored; reference "
+                "secrets by name (secret_name_ref) instead, or start a new run"
+            )
+        self._client().workspace()
+
+    def start(self, run: Run) -> None:
+        """Endpoint up, jobs in, watched to their end (results brought home as each ends)."""
+        inv = run.invocation
+        client = self._client()
+        run.set_handle({"keep_endpoint": run.options.keep_endpoint})
         deployment_body, job_bodies = bodies(inv)
-        store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
-        keep = False
-        try:
-            with terminate_as_interrupt():
-                try:
-                    url = None
-                    if deployment_body is not None:
-                        url = self._bring_up(inv, store, client, deployment_body)
-                    for job in jobs:
-                        self._submit(store, client, job, job_bodies[job.index], url)
-                    failures = self._watch(inv.invocation_id, store, client)
-                    with contextlib.suppress(DeploymentError):  # best effort; kill also does it
-                        remote.delete_strays(client, store.get(inv.invocation_id))
-                    keep = keep_endpoint
-                    return failures
-                except BaseException as exc:
-                    self._abandon(inv.invocation_id, store, client, exc)
-                    raise
-        finally:
-            self._tear_down(inv.invocation_id, store, client, keep)
+        url = None
+        if deployment_body is not None:
+            url = self._bring_up(run, client, deployment_body)
+        for job in run.jobs:
+            self._submit(run, client, job, job_bodies[job.index], url)
+        self._watch(run, client)
+        with contextlib.suppress(DeploymentError):  # best effort; kill also does it
+            remote.delete_strays(client, run.record())
 
-    def _bring_up(self, inv: Invocation, store: Any, client: Any, body: dict[str, Any]) -> str:
-        config = inv.config
+    def _bring_up(self, run: Run, client: LeptonClient, body: JSON) -> str:
+        config = run.invocation.config
         name = body["metadata"]["name"]
-        timeout = config.execution.lepton_platform.deployment.endpoint_readiness_timeout
-        store.update_invocation_handle(
-            inv.invocation_id, {"endpoint": name, "endpoint_deleted": False}
-        )
+        timeout = settings(config).lepton_platform.deployment.endpoint_readiness_timeout
+        run.set_handle({"endpoint": name, "endpoint_deleted": False})
         existing = client.get_deployment(name)
         if existing is not None and (existing.get("status") or {}).get("state") == "Deleting":
             self._wait_gone(client, name)
@@ -179,15 +199,15 @@ class LeptonExecutor:
         started = time.monotonic()
         deployment = remote.wait_ready(client, name, timeout)
         external = deployment["status"]["endpoint"]["external_endpoint"].rstrip("/")
-        token = os.environ.get(config.execution.lepton_platform.tasks.api_key_secret)
-        health = external + config.deployment.endpoints.health
+        token = os.environ.get(settings(config).lepton_platform.tasks.api_key_secret)
+        health = external + _health_path(config)
         left = max(30.0, timeout - (time.monotonic() - started))
         how = remote.probe_health(health, token, left)
         remote.note(f"Lepton endpoint {name} Ready after {time.monotonic() - started:.1f} s, {how}")
-        store.update_invocation_handle(inv.invocation_id, {"endpoint_url": external})
-        return external
+        run.set_handle({"endpoint_url": external})
+        return str(external)
 
-    def _wait_gone(self, client: Any, name: str, timeout: float = 300.0) -> None:
+    def _wait_gone(self, client: LeptonClient, name: str, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
         while client.get_deployment(name) is not None:
             if time.monotonic() > deadline:
@@ -195,7 +215,7 @@ class LeptonExecutor:
             time.sleep(1.0)
 
     def _submit(
-        self, store: Any, client: Any, job: Job, body: dict[str, Any], url: str | None
+        self, run: Run, client: LeptonClient, job: Job, body: JSON, url: str | None
     ) -> None:
         body = json.loads(json.dumps(body))
         for env in body["spec"]["envs"]:
@@ -203,190 +223,202 @@ class LeptonExecutor:
                 env["value"] = url
         created = client.create_job(body)
         lepton_id = str(created["metadata"]["id"])
-        store.update_job(
-            job.job_id, state="PENDING", detail="submitted to Lepton",
+        run.update(
+            job, JobState.PENDING, "submitted to Lepton",
             handle={"lepton_id": lepton_id, "lepton_name": body["metadata"]["name"]},
         )  # fmt: skip
 
-    def _watch(self, invocation_id: str, store: Any, client: Any) -> int:
-        """Poll until every job of the invocation has ended; returns how many did not succeed."""
+    def _watch(self, run: Run, client: LeptonClient) -> None:
+        """Poll until every job of the run has ended, recording each as it does."""
+        jobs = {job.job_id: job for job in run.jobs}
         delay = POLL_START_S
         while True:
-            record = store.get(invocation_id)
-            open_jobs = [
-                j for j in record.jobs if j.state in remote.OPEN and j.handle.get("lepton_id")
-            ]
+            open_jobs = [j for j in run.open_jobs() if j.handle.get("lepton_id")]
             if not open_jobs:
-                return sum(job.state != "SUCCESS" for job in record.jobs)
+                return
             try:
-                listed = remote.remote_jobs(client, record)
-                for job in open_jobs:
-                    remote.absorb(client, store, job, listed.get(job.handle["lepton_id"]))
+                listed = remote.remote_jobs(client, run.record())
+                for stored in open_jobs:
+                    seen = self._observe_job(client, stored, listed, bring_home=True)
+                    if seen.exit_code is not None:
+                        run.ended(jobs[stored.job_id], seen.exit_code)
+                    elif (seen.state.value, seen.detail) != (stored.state, stored.detail):
+                        run.update(jobs[stored.job_id], seen.state, seen.detail)
             except DeploymentError as exc:  # Lepton unreachable for a while: keep waiting
                 remote.note(f"warning: {exc}")
             time.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX_S)
 
-    def _abandon(self, invocation_id: str, store: Any, client: Any, exc: BaseException) -> None:
-        """A launch that stops half-way: delete its jobs, record why."""
-        record = store.get(invocation_id)
-        with contextlib.suppress(EvalFleetError):  # must not mask the original error
-            remote.delete_all(client, _without_endpoint(record))
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        for job in record.jobs:
-            if job.state in remote.OPEN:
-                store.update_job(
-                    job.job_id,
-                    state="KILLED" if interrupted else "FAILED",
-                    detail="stopped (Ctrl-C or evalfleet kill)" if interrupted
-                    else f"not run: {first}",
-                )  # fmt: skip
+    def abandon(self, run: Run, error: BaseException) -> None:
+        """Delete the jobs (the endpoint goes in `finish`)."""
+        record = run.record()
+        remote.delete_all(
+            self._client(), replace(record, handle={**record.handle, "endpoint": None})
+        )
 
-    def _tear_down(self, invocation_id: str, store: Any, client: Any, keep: bool) -> None:
-        record = store.get(invocation_id)
+    def finish(self, run: Run, completed: bool) -> None:
+        record = run.record()
         name = record.handle.get("endpoint")
         if not name or record.handle.get("endpoint_deleted"):
             return
-        if keep:
+        if completed and run.options.keep_endpoint:
             remote.note(f"Lepton endpoint {name} kept (--keep-endpoint); evalfleet kill "
-                        f"{invocation_id} deletes it")  # fmt: skip
+                        f"{run.invocation_id} deletes it")  # fmt: skip
             return
         try:
-            existed = client.delete_deployment(name)
+            existed = self._client().delete_deployment(name)
         except DeploymentError as exc:
             remote.note(f"warning: could not delete endpoint {name}: {exc}; "
-                        f"run evalfleet kill {invocation_id}")  # fmt: skip
+                        f"run evalfleet kill {run.invocation_id}")  # fmt: skip
             return
-        store.update_invocation_handle(invocation_id, {"endpoint_deleted": True})
+        run.set_handle({"endpoint_deleted": True})
         if existed:
             remote.note(f"Lepton endpoint {name} deleted")
 
-    # ------------------------------------------------------------------ status
+    # ------------------------------------------------------------------ watching
 
-    def status(self, record: Any) -> list[JobStatus]:
-        """From the backend: one job listing (live and archived) and one endpoint GET. When
-        the runner is gone, finished jobs' results are brought home here and a finished
-        invocation's endpoint is deleted (unless it was kept on purpose)."""
+    def needs_observing(self, record: InvocationRecord) -> bool:
+        """An ended invocation whose endpoint is still up: status deletes it."""
         handle = record.handle
-        name = handle.get("endpoint")
-        endpoint_open = bool(name) and not handle.get("endpoint_deleted")
-        open_jobs = [j for j in record.jobs if j.state in remote.OPEN]
-        if not open_jobs and not (endpoint_open and not handle.get("keep_endpoint")):
-            return [
-                _row(record, job.job_id, job.task, job.state, job.detail) for job in record.jobs
-            ]
-        from evalfleet.store import InvocationStore
+        return (
+            bool(handle.get("endpoint"))
+            and not handle.get("endpoint_deleted")
+            and not (handle.get("keep_endpoint"))
+        )
 
+    def observe(self, record: InvocationRecord, runner_alive: bool) -> dict[str, Observation]:
+        """One job listing (live and archived) and one endpoint GET. Without a runner,
+        ended jobs' results are brought home here, and an ended invocation's endpoint is
+        deleted (unless it was kept on purpose)."""
         try:
             client = self._client()
-            runner_alive = process_alive(handle.get("runner_pid"))
-            with InvocationStore() as store:
-                shown = {}
-                if open_jobs:
-                    shown = self._refresh_jobs(client, store, record, open_jobs, runner_alive)
-                record = store.get(record.invocation_id)
-                endpoint_note = ""
-                if endpoint_open:
-                    endpoint_note = self._check_endpoint(client, store, record, runner_alive)
+            seen = {}
+            open_jobs = [job for job in record.jobs if job.state in OPEN_STATES]
+            if open_jobs:
+                listed = remote.remote_jobs(client, record)
+                for job in open_jobs:
+                    if not job.handle.get("lepton_id"):
+                        if not runner_alive:
+                            seen[job.job_id] = Observation(
+                                JobState.FAILED,
+                                "never submitted: the run was interrupted; resume to run it",
+                            )
+                        continue
+                    seen[job.job_id] = self._observe_job(
+                        client, job, listed, bring_home=not runner_alive
+                    )
+            note = self._check_endpoint(client, record, seen, runner_alive)
         except EvalFleetError as exc:
-            return unknown_statuses(record, f"cannot ask Lepton: {str(exc).splitlines()[0]}")
-        rows = []
-        for job in record.jobs:
-            state, detail = job.state, job.detail
-            if job.job_id in shown:
-                observed, detail = shown[job.job_id]
-                state = observed.value
-            if state in remote.OPEN and endpoint_note:
-                detail = f"{detail}; {endpoint_note}"
-            rows.append(_row(record, job.job_id, job.task, state, detail))
-        return rows
+            raise BackendUnreachable(f"cannot ask Lepton: {str(exc).splitlines()[0]}") from None
+        if note:
+            for job in record.jobs:
+                observation = seen.get(job.job_id)
+                if observation is None and job.state in OPEN_STATES:
+                    observation = Observation(JobState(job.state), job.detail)
+                if observation is not None and observation.state.is_open:
+                    seen[job.job_id] = replace(
+                        observation, detail=f"{observation.detail}; {note}".lstrip("; ")
+                    )
+        return seen
 
-    def _refresh_jobs(
-        self, client: Any, store: Any, record: Any, open_jobs: list[Any], runner_alive: bool
-    ) -> dict[str, tuple[JobState, str]]:
-        """One job listing. Without a runner, record what it shows (results brought home);
-        with one, only show it: the runner records states and brings results home itself."""
-        listed = remote.remote_jobs(client, record)
-        shown = {}
-        for job in open_jobs:
-            lepton_id = job.handle.get("lepton_id")
-            if runner_alive:
-                if lepton_id:
-                    state, detail = remote.observe(listed.get(lepton_id))
-                    if state.is_terminal:
-                        # Ended on Lepton, but its results are not home yet: still RUNNING
-                        # for us, so that `export` right after a SUCCESS finds them.
-                        state = JobState.RUNNING
-                        detail = f"{detail}; the run is bringing its results home"
-                    shown[job.job_id] = (state, detail)
-            elif lepton_id:
-                remote.absorb(client, store, job, listed.get(lepton_id))
-            else:
-                detail = "never submitted: the run was interrupted; resume to run it"
-                store.update_job(job.job_id, state="FAILED", detail=detail)
-        return shown
+    def _observe_job(
+        self,
+        client: LeptonClient,
+        job: JobRecord,
+        listed: dict[str, JSON],
+        bring_home: bool,
+    ) -> Observation:
+        """A job's Lepton state; an ended one's results are unpacked first when
+        `bring_home`, otherwise it shows RUNNING until the runner has brought them home
+        (so that `export` right after a SUCCESS finds them)."""
+        state, detail = remote.observe(listed.get(job.handle["lepton_id"]))
+        if state not in (JobState.SUCCESS, JobState.FAILED):
+            return Observation(state, detail)
+        if not bring_home:
+            return Observation(JobState.RUNNING, f"{detail}; the run is bringing its results home")
+        try:
+            code = remote.fetch_results(client, job.handle["lepton_id"], job.output_dir)
+        except ResultsMissing as exc:
+            return Observation(JobState.FAILED, f"{exc}; see evalfleet logs {job.job_id}")
+        if state is JobState.FAILED and code == 0:
+            code = 1  # Lepton says it failed after evalfleet eval succeeded (the upload?)
+        return Observation(state, detail, exit_code=code)
 
-    def _check_endpoint(self, client: Any, store: Any, record: Any, runner_alive: bool) -> str:
+    def _check_endpoint(
+        self,
+        client: LeptonClient,
+        record: InvocationRecord,
+        seen: dict[str, Observation],
+        runner_alive: bool,
+    ) -> str:
         """The endpoint's state; deleted here once the invocation has ended without a runner
         to do it (unless it was kept on purpose)."""
-        name = record.handle["endpoint"]
+        name = record.handle.get("endpoint")
+        if not name or record.handle.get("endpoint_deleted"):
+            return ""
         deployment = client.get_deployment(name)
         state = (deployment or {}).get("status", {}).get("state", "gone")
-        finished = all(job.state not in remote.OPEN for job in record.jobs)
+        finished = all(
+            (seen[job.job_id].state if job.job_id in seen else JobState(job.state)).is_terminal
+            for job in record.jobs
+        )
         if not finished or runner_alive or record.handle.get("keep_endpoint"):
             return f"endpoint {name}: {state}"
         if deployment is not None:
             client.delete_deployment(name)
-        store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
+        from evalfleet.store import InvocationStore
+
+        with InvocationStore() as store:
+            store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
         return f"endpoint {name}: deleted (the invocation has ended)"
 
     # ------------------------------------------------------------------ logs
 
-    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
-        """The endpoint's and each job's lines through `GET /logs`, prefixed with their source;
-        with `follow`, new lines until every job has ended."""
+    def log_sources(
+        self, record: InvocationRecord, jobs: list[JobRecord], whole: bool
+    ) -> list[LogSource]:
+        """The endpoint's and each job's lines through `GET /logs`."""
+        sources = []
+        if whole and record.handle.get("endpoint"):
+            sources.append(LogSource("endpoint", f"deployment:{record.handle['endpoint']}"))
+        sources += [
+            LogSource(job.task, f"job:{job.handle['lepton_id']}")
+            for job in jobs
+            if job.handle.get("lepton_id")
+        ]
+        return sources
+
+    def read_logs(
+        self, record: InvocationRecord, sources: list[LogSource], offsets: dict[str, int]
+    ) -> Iterator[tuple[LogSource, str]]:
         client = self._client()
-        sources: list[tuple[str, dict[str, str], str]] = []
-        if job_id is None and record.handle.get("endpoint"):
-            sources.append(("endpoint", {"deployment": record.handle["endpoint"]}, ""))
-        for job in record.jobs:
-            if (job_id is None or job.job_id == job_id) and job.handle.get("lepton_id"):
-                sources.append((job.task, {"job": job.handle["lepton_id"]}, job.output_dir))
-        cursors: dict[str, int | None] = {name: None for name, _, _ in sources}
-        while True:
-            fresh = False
-            for name, where, output_dir in sources:
-                lines = list(client.all_logs(start=cursors[name], **where))
-                if lines:
-                    fresh = True
-                    cursors[name] = lines[-1][0] + 1
-                for _, line in remote.readable(iter(lines), output_dir or "the output dir"):
-                    yield f"[{name}] {line}"
-            if not follow:
-                return
-            if not fresh:
-                listed = remote.remote_jobs(client, record)
-                states = [remote.observe(listed.get(str(j.handle.get("lepton_id"))))[0]
-                          for j in record.jobs if j.handle.get("lepton_id")]  # fmt: skip
-                if all(state.is_terminal for state in states):
-                    return
-                time.sleep(1.0)
+        dirs = {f"job:{job.handle.get('lepton_id')}": job.output_dir for job in record.jobs}
+        for source in sources:
+            kind, _, ident = source.where.partition(":")
+            lines = list(client.all_logs(start=offsets.get(source.where), **{kind: ident}))
+            if lines:
+                offsets[source.where] = lines[-1][0] + 1
+            where = dirs.get(source.where) or "the output dir"
+            for _, line in remote.readable(iter(lines), where):
+                yield source, line
 
-    # ------------------------------------------------------------------ kill, resume
+    def active(self, record: InvocationRecord) -> bool:
+        listed = remote.remote_jobs(self._client(), record)
+        states = [
+            remote.observe(listed.get(str(job.handle.get("lepton_id"))))[0]
+            for job in record.jobs
+            if job.handle.get("lepton_id")
+        ]
+        return not all(state.is_terminal for state in states)
 
-    def kill(self, record: Any) -> list[str]:
-        """Delete the invocation's jobs and then, always, its endpoint; idempotent."""
-        stopped = []
-        if stop_runner(record.handle.get("runner_pid")):
-            stopped.append(f"run process {record.handle['runner_pid']}")
-        from evalfleet.store import InvocationStore
+    # ------------------------------------------------------------------ kill
 
-        with InvocationStore() as store:
-            record = store.get(record.invocation_id)
-        client = self._client()
-        deleted, errors, endpoint_gone = remote.delete_all(client, record)
+    def cancel(self, record: InvocationRecord) -> list[str]:
+        """Delete the invocation's unfinished jobs and then, always, its endpoint."""
+        deleted, errors, endpoint_gone = remote.delete_all(self._client(), record)
         if endpoint_gone:
+            from evalfleet.store import InvocationStore
+
             with InvocationStore() as store:
                 store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
         if errors:
@@ -394,47 +426,16 @@ class LeptonExecutor:
                 f"kill did not finish ({errors[0]}); nothing was left on purpose: run "
                 f"evalfleet kill {record.invocation_id} again"
             )
-        return stopped + deleted
-
-    def resume(self, record: Any) -> int:
-        """Rerun, in the foreground, every task that did not succeed (a new endpoint if the
-        old one is gone, new Lepton jobs)."""
-        from evalfleet.config.redact import REDACTED
-        from evalfleet.config.schema import RunConfig
-        from evalfleet.planner import plan_invocation
-        from evalfleet.store import InvocationStore
-
-        if process_alive(record.handle.get("runner_pid")):
-            raise UsageError(
-                f"invocation {record.invocation_id} is still running "
-                f"(pid {record.handle['runner_pid']}); kill it first or wait"
-            )
-        todo = [job for job in record.jobs if job.state != "SUCCESS"]
-        if not todo:
-            raise UsageError(f"nothing to resume: every task of {record.invocation_id} succeeded")
-        if REDACTED in json.dumps(record.config):
-            raise UsageError(
-                "cannot resume: the config held secret values that were not stored; reference "
-                "secrets by name (secret_name_ref) instead, or start a new run"
-            )
-        inv = plan_invocation(RunConfig.model_validate(record.config), record.invocation_id)
-        client = self._client()
-        client.workspace()
-        wanted = {job.job_id for job in todo}
-        with InvocationStore() as store:
-            for job in todo:
-                store.update_job(job.job_id, state="PENDING", detail="resumed")
-            jobs = [job for job in inv.jobs if job.job_id in wanted]
-            keep = bool(record.handle.get("keep_endpoint"))
-            return self._execute(inv, store, client, jobs, keep)
+        return deleted
 
 
-def _row(record: Any, job_id: str, task: str, state: str, detail: str) -> JobStatus:
-    return JobStatus(record.invocation_id, job_id, task, JobState(state), detail)
+def _health_path(config: RunConfig) -> str:
+    """The model server's health path (only a deployed server has one)."""
+    deployment = config.deployment
+    if deployment.type == "none":
+        raise ValueError("deployment.type none has no server to probe")
+    return str(deployment.endpoints.health)
 
 
-def _without_endpoint(record: Any) -> Any:
-    """The record as `delete_all` should see it when only the jobs are to go."""
-    from dataclasses import replace
-
-    return replace(record, handle={**record.handle, "endpoint": None})
+def _indent(text: str, prefix: str = "   ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

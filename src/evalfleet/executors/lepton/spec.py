@@ -20,11 +20,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import evalfleet
+from evalfleet.contract import Invocation, Job
 from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
-from evalfleet.executors.base import Invocation, Job
+from evalfleet.executors.lepton._settings import settings
 from evalfleet.executors.lepton.results import emit_lines
-from evalfleet.planner import LEPTON_ENDPOINT_TOKEN_ENV, LEPTON_ENDPOINT_URL_ENV
+
+# Environment variables through which a Lepton job learns its endpoint's URL and token
+# (job.json refers to the first as `${EVALFLEET_ENDPOINT_URL}`).
+LEPTON_ENDPOINT_URL_ENV = "EVALFLEET_ENDPOINT_URL"
+LEPTON_ENDPOINT_TOKEN_ENV = "EVALFLEET_ENDPOINT_TOKEN"
 
 MAX_NAME_LENGTH = 36
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -188,7 +193,7 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
     if deployment.type == "none":
         return None
     lepton = deployment.lepton_config
-    platform = config.execution.lepton_platform
+    platform = settings(config).lepton_platform
     server = server_spec(deployment)  # default host 0.0.0.0: reachable from Lepton's proxy
     assert server is not None
     name = endpoint_name(inv)
@@ -259,7 +264,7 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
     spec["envs"] = envs
 
     if lepton.mounts.enabled:
-        mount = {
+        mount: dict[str, Any] = {
             "path": lepton.mounts.cache_path,
             "from": lepton.mounts.from_,
             "mount_path": lepton.mounts.mount_path,
@@ -314,7 +319,7 @@ def _platform_default_problems(defaults: dict[str, Any]) -> list[str]:
 def job_script(inv: Invocation, job: Job) -> str:
     """The bash script a job container runs: write job.json, install, run under timeout,
     then print the results into the job's log for the launcher (see `results.py`)."""
-    tasks = inv.config.execution.evaluation_tasks
+    tasks = settings(inv.config).evaluation_tasks
     payload = base64.b64encode(json.dumps(job.spec, sort_keys=True).encode()).decode("ascii")
     try:
         install = tasks.install_command.format(version=evalfleet.__version__)
@@ -343,19 +348,19 @@ def job_script(inv: Invocation, job: Job) -> str:
 def _job_env_sources(inv: Invocation, job: Job) -> Iterable[tuple[str, dict[str, Any]]]:
     """(config key, items) for every source of a job's env, weakest first."""
     config = inv.config
-    yield "execution.env_vars", config.execution.env_vars
+    yield "execution.env_vars", settings(config).env_vars
     yield "env_vars", config.env_vars
     yield "evaluation.env_vars", config.evaluation.env_vars
     yield f"evaluation.tasks[{job.index}].env_vars", config.evaluation.tasks[job.index].env_vars
     yield (
         "execution.lepton_platform.tasks.env_vars",
-        config.execution.lepton_platform.tasks.env_vars,
+        settings(config).lepton_platform.tasks.env_vars,
     )
 
 
 def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     config = inv.config
-    execution = config.execution
+    execution = settings(config)
     tasks = execution.lepton_platform.tasks
     has_deployment = config.deployment.type != "none"
     name = job_name(inv, job)

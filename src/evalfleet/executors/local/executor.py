@@ -1,28 +1,30 @@
-"""The local executor: plans and runs an invocation on this machine.
+"""The local executor's hooks: an invocation on this machine.
 
 `run` stays in the foreground: it starts the model server (if any) as its own process
 group, waits for its health path, runs each task as `evalfleet eval --job job.json` in its
-own process, records every state in the store as it goes, and stops the server when the
-last task ends, when launching fails, on Ctrl-C and on `evalfleet kill`.
+own process, and stops the server when the last task ends, when launching fails, on
+Ctrl-C and on `evalfleet kill` (the flow in `executors/base.py` does the rest).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from evalfleet.contract import JSON, Invocation, Job, JobState
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import DeploymentError, UsageError
-from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
-from evalfleet.executors.base import Invocation, Job, JobState, JobStatus
+from evalfleet.executors._process import process_alive
+from evalfleet.executors.base import Executor, Observation, Run
+from evalfleet.executors.local._settings import settings
 from evalfleet.executors.local.server import LocalServer, group_alive, stop_group
+
+if TYPE_CHECKING:
+    from evalfleet.store import InvocationRecord
 
 
 def eval_command(job: Job) -> list[str]:
@@ -31,7 +33,7 @@ def eval_command(job: Job) -> list[str]:
 
 
 def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
-    execution = inv.config.execution
+    execution = settings(inv.config)
     if not (execution.use_docker and server.image):
         return [
             sys.executable if server.argv[:1] == ["python3"] else server.argv[0],
@@ -50,17 +52,22 @@ def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
     ]  # fmt: skip
 
 
-class LocalExecutor:
-    def plan(self, inv: Invocation) -> dict[str, Any]:
-        execution = inv.config.execution
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self) -> None:
+        self._server: LocalServer | None = None  # the one a run started
+
+    def plan(self, inv: Invocation) -> JSON:
+        execution = settings(inv.config)
         # Inside a container the server must listen on all interfaces to be published.
         host = "0.0.0.0" if execution.use_docker else "127.0.0.1"
         server = server_spec(inv.config.deployment, host=host)
         env = {} if server is None else dict(server.env)
         if execution.cuda_visible_devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices
-        plan: dict[str, Any] = {
-            "executor": "local",
+        plan: JSON = {
+            "executor": self.name,
             "invocation_id": inv.invocation_id,
             "output_dir": inv.output_dir,
             "mode": execution.mode,
@@ -91,222 +98,113 @@ class LocalExecutor:
             }
         return plan
 
-    def launch(self, inv: Invocation, shown_config: dict[str, Any]) -> int:
-        """Run the invocation in the foreground; returns how many tasks did not succeed.
-
-        `shown_config` is the redacted config: it is what reaches the disk and the store.
-        The server (if any) is stopped when the last task ends, when launching fails,
-        on Ctrl-C and on SIGTERM (`evalfleet kill`).
-        """
-        import yaml
-
-        from evalfleet.store import InvocationStore, NewJob
-
-        root = Path(inv.output_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(
-            yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8"
-        )
-        for job in inv.jobs:
-            Path(job.output_dir).mkdir(parents=True, exist_ok=True)
-            Path(job.job_file).write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
-        with InvocationStore() as store, terminate_as_interrupt():
-            inv.record_in(
-                store,
-                "local",
-                shown_config,
-                [NewJob(task=job.task, output_dir=job.output_dir) for job in inv.jobs],
+    @staticmethod
+    def render_plan(plan: JSON) -> list[str]:
+        lines = []
+        server = plan.get("server")
+        if server:
+            lines.append(f"\n1. start the {server['type']} server (log: {server['log']}):")
+            lines.append(f"   {server['command']}")
+            lines += [f"   env {name}={value}" for name, value in server["env"].items()]
+            lines.append(
+                f"2. wait up to {server['readiness_timeout_s']} s for {server['health_url']}"
             )
-            failures = self._execute(inv, store, list(inv.jobs))
-            return failures
+        step = 3 if server else 1
+        lines.append(f"\n{step}. run the tasks ({plan['mode']}):")
+        lines += [f"   [{task['job_id']}] {task['command']}" for task in plan["tasks"]]
+        if server:
+            lines.append(f"\n{step + 1}. stop the server: {server['stop']}")
+        return lines
 
-    def resume(self, record: Any) -> int:
-        """Rerun, in the foreground, every task of `record` that did not succeed; each
-        task's response cache means only unanswered requests are sent again."""
+    # ------------------------------------------------------------------ running
+
+    def local_job_dir(self, invocation: Invocation, job: Job) -> str:
+        return job.output_dir
+
+    def check_resumable(self, record: InvocationRecord) -> None:
         from evalfleet.config.redact import REDACTED
-        from evalfleet.config.schema import RunConfig
-        from evalfleet.store import InvocationStore
 
-        if process_alive(record.handle.get("runner_pid")):
-            raise UsageError(
-                f"invocation {record.invocation_id} is still running "
-                f"(pid {record.handle['runner_pid']}); kill it first or wait"
-            )
-        todo = [job for job in record.jobs if job.state != "SUCCESS"]
-        if not todo:
-            raise UsageError(f"nothing to resume: every task of {record.invocation_id} succeeded")
         if REDACTED in json.dumps(record.config.get("deployment", {})):
             raise UsageError(
                 "cannot resume: the server's settings hold secret values that were not stored; "
                 "reference secrets by env var name instead, or start a new run"
             )
-        config = RunConfig.model_validate(record.config)
-        jobs = []
-        for index, stored in enumerate(record.jobs):
-            spec = json.loads((Path(stored.output_dir) / "job.json").read_text())
-            jobs.append(
-                Job(
-                    index,
-                    stored.job_id,
-                    stored.task,
-                    spec["endpoint"]["type"],
-                    stored.output_dir,
-                    spec,
-                )
-            )
-        inv = Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
-        wanted = {job.job_id for job in todo}
-        with InvocationStore() as store, terminate_as_interrupt():
-            for job in todo:
-                store.update_job(job.job_id, state="PENDING", detail="resumed")
-            failures = self._execute(inv, store, [job for job in jobs if job.job_id in wanted])
-            return failures
 
-    def _execute(self, inv: Invocation, store: Any, jobs: list[Job]) -> int:
-        """Start the server (if any), run `jobs`, always stop the server."""
+    def start(self, run: Run) -> None:
+        """Start the server (if any), then run the jobs to their end."""
+        inv = run.invocation
         plan = self.plan(inv)
-        store.update_invocation_handle(inv.invocation_id, {"runner_pid": os.getpid()})
-        server = None
-        try:
-            if plan["server"] is not None:
-                server = LocalServer(plan["server"], Path(inv.output_dir) / "logs" / "server.log")
-                try:
-                    _check_model_file(inv)
-                    server.start()
-                    store.update_invocation_handle(inv.invocation_id, {"server_pid": server.pid})
-                    waited = server.wait_ready(plan["server"]["readiness_timeout_s"])
-                except DeploymentError as exc:
-                    first_line = str(exc).splitlines()[0]
-                    for job in jobs:
-                        store.update_job(
-                            job.job_id, state="FAILED", detail=f"not run: {first_line}"
-                        )
-                    raise
-                print(
-                    f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr
-                )
-            if inv.config.execution.mode == "parallel":
-                return self._run_parallel(jobs, store)
-            return sum(self._run_one(job, store) for job in jobs)
-        except KeyboardInterrupt:
-            for job in store.get(inv.invocation_id).jobs:
-                if job.state in ("PENDING", "RUNNING"):
-                    store.update_job(
-                        job.job_id, state="KILLED", detail="stopped (Ctrl-C or evalfleet kill)"
-                    )
-            raise
-        finally:
-            if server is not None:
-                server.stop()
+        if plan["server"] is not None:
+            server = LocalServer(plan["server"], Path(inv.output_dir) / "logs" / "server.log")
+            self._server = server
+            _check_model_file(inv)
+            server.start()
+            run.set_handle({"server_pid": server.pid})
+            waited = server.wait_ready(plan["server"]["readiness_timeout_s"])
+            print(f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr)
+        if settings(inv.config).mode == "parallel":
+            self._run_parallel(run)
+        else:
+            for job in run.jobs:
+                self._run_one(run, job)
 
-    def _start(self, job: Job, store: Any) -> subprocess.Popen[bytes]:
+    def finish(self, run: Run, completed: bool) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _start(self, run: Run, job: Job) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [sys.executable, "-m", "evalfleet", "eval", "--job", job.job_file],
             start_new_session=True,  # Ctrl-C reaches us; we stop the task's whole group
         )
-        store.update_job(job.job_id, state="RUNNING", detail="", handle={"pid": process.pid})
+        run.update(job, JobState.RUNNING, "", handle={"pid": process.pid})
         return process
 
-    def _finish(self, job: Job, store: Any, code: int) -> int:
-        if code == 0:
-            store.update_job(job.job_id, state="SUCCESS", detail="")
-            return 0
-        detail = {
-            3: "some samples failed after their retries (see samples.jsonl); resume retries them",
-        }.get(code, f"evalfleet eval exited with code {code}; see {job.output_dir}/logs/eval.log")
-        store.update_job(job.job_id, state="FAILED", detail=detail)
-        return 1
-
-    def _run_one(self, job: Job, store: Any) -> int:
-        process = self._start(job, store)
+    def _run_one(self, run: Run, job: Job) -> None:
+        process = self._start(run, job)
         try:
             code = process.wait()
         except KeyboardInterrupt:
             stop_group(process.pid, 10.0, process)
             raise
-        return self._finish(job, store, code)
+        run.ended(job, code)
 
-    def _run_parallel(self, jobs: list[Job], store: Any) -> int:
-        running = [(job, self._start(job, store)) for job in jobs]
-        failures = 0
+    def _run_parallel(self, run: Run) -> None:
+        running = [(job, self._start(run, job)) for job in run.jobs]
         try:
             for job, process in running:
-                failures += self._finish(job, store, process.wait())
+                run.ended(job, process.wait())
         except KeyboardInterrupt:
             for _, process in running:
                 if process.poll() is None:
                     stop_group(process.pid, 10.0, process)
             raise
-        return failures
 
-    def kill(self, record: Any, wait_s: float = 60.0) -> list[str]:
-        """Stop a local invocation from any terminal; idempotent. Returns what was stopped."""
+    # ------------------------------------------------------------------ watching
+
+    def observe(self, record: InvocationRecord, runner_alive: bool) -> dict[str, Observation]:
+        """The store, checked against the processes: a job recorded as running whose
+        process is gone did not finish."""
+        seen = {}
+        for job in record.jobs:
+            if job.state == "RUNNING" and not process_alive(job.handle.get("pid")):
+                seen[job.job_id] = Observation(
+                    JobState.FAILED, "its process ended without reporting; resume to rerun it"
+                )
+            elif job.state == "PENDING" and not runner_alive:
+                seen[job.job_id] = Observation(
+                    JobState.FAILED, "never started: the run was interrupted; resume to run it"
+                )
+        return seen
+
+    def cancel(self, record: InvocationRecord) -> list[str]:
+        """What the runner could not stop (it was killed itself, say)."""
         stopped = []
-        runner = record.handle.get("runner_pid")
-        if stop_runner(runner, wait_s):  # the runner stops its server and tasks itself
-            stopped.append(f"run process {runner}")
-        # Whatever the runner could not stop (it was killed itself, say) is stopped here.
         for pid in [record.handle.get("server_pid"), *(j.handle.get("pid") for j in record.jobs)]:
             if isinstance(pid, int) and group_alive(pid) and stop_group(pid, 10.0):
                 stopped.append(f"process group {pid}")
         return stopped
-
-    def status(self, record: Any) -> list[JobStatus]:
-        """From the store, checked against the processes: a job recorded as running whose
-        process is gone did not finish."""
-        rows = []
-        runner_alive = process_alive(record.handle.get("runner_pid"))
-        for job in record.jobs:
-            state, detail = job.state, job.detail
-            if state == "RUNNING" and not process_alive(job.handle.get("pid")):
-                state, detail = "FAILED", "its process ended without reporting; resume to rerun it"
-            elif state == "PENDING" and not runner_alive:
-                state, detail = "FAILED", "never started: the run was interrupted; resume to run it"
-            elif state == "SUCCESS":
-                detail = _headline(job.output_dir) or detail
-            rows.append(
-                JobStatus(record.invocation_id, job.job_id, job.task, JobState(state), detail)
-            )
-        return rows
-
-    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
-        """Lines of the server log and of each task's eval.log, prefixed with their source;
-        with `follow`, new lines as they come until the run ends."""
-        sources = [] if job_id else [("server", Path(record.output_dir) / "logs" / "server.log")]
-        sources += [
-            (job.task, Path(job.output_dir) / "logs" / "eval.log")
-            for job in record.jobs
-            if job_id is None or job.job_id == job_id
-        ]
-        offsets = {path: 0 for _, path in sources}
-        while True:
-            fresh = False
-            for name, path in sources:
-                try:
-                    with path.open("rb") as handle:
-                        handle.seek(offsets[path])
-                        data = handle.read()
-                except OSError:
-                    continue
-                complete = data[: data.rfind(b"\n") + 1]
-                offsets[path] += len(complete)
-                for line in complete.decode("utf-8", "replace").splitlines():
-                    fresh = True
-                    yield f"[{name}] {line}"
-            if not follow or (not fresh and not process_alive(record.handle.get("runner_pid"))):
-                return
-            if not fresh:
-                time.sleep(0.2)
-
-
-def _headline(output_dir: str) -> str:
-    try:
-        results = json.loads((Path(output_dir) / "results.json").read_text())
-        name = results["headline_metric"]
-        metric = results["metrics"][name]
-        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
 
 
 def _check_model_file(inv: Invocation) -> None:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import os
 import shlex
 import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evalfleet.exceptions import DeploymentError, UsageError
-from evalfleet.executors.base import Invocation, JobState, JobStatus, unknown_statuses
+from evalfleet.contract import JSON, Invocation, JobState
+from evalfleet.exceptions import BackendUnreachable, ConfigError, DeploymentError, UsageError
+from evalfleet.executors.base import Executor, LogSource, Observation, Run
+from evalfleet.executors.slurm._settings import settings
 from evalfleet.executors.slurm.host import HostUnreachable, SlurmHost
 from evalfleet.executors.slurm.render import (
     chain_file_name,
@@ -40,15 +42,20 @@ from evalfleet.executors.slurm.states import (
     task_state,
 )
 
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+    from evalfleet.executors.slurm.config import SlurmExecution
+    from evalfleet.store import InvocationRecord, JobRecord
+
 KILL_WAIT_S = 60.0
 FOLLOW_POLL_S = 2.0
 
 
-def submit_host(execution: Any) -> str:
+def submit_host(execution: SlurmExecution) -> str:
     return execution.hostname or "localhost"
 
 
-def submit_prefix(execution: Any) -> list[str]:
+def submit_prefix(execution: SlurmExecution) -> list[str]:
     """How a submission command reaches the submit host: `sh -c`, or ssh and its options."""
     host = SlurmHost.for_execution(execution)
     return host.ssh_argv() if host.remote else ["sh", "-c"]
@@ -61,14 +68,20 @@ def sbatch_line(path: str, options: str = "", env: str = "", reads: str = "") ->
     return f"cd {directory} && {reads}{flags} {shlex.quote(path)}"
 
 
-class SlurmExecutor:
-    def plan(self, inv: Invocation) -> dict[str, Any]:
+class SlurmExecutor(Executor):
+    name = "slurm"
+    foreground = False  # launch returns once the chains are submitted
+
+    def __init__(self) -> None:
+        self._submitted: list[str] = []  # Slurm job ids of this launch, cancelled if it fails
+
+    def plan(self, inv: Invocation) -> JSON:
         """The batch scripts and how each is submitted; contacts nothing.
 
         Each script is written to `<output_dir>/<name>` on the submit host and submitted
         by `command`: the exact argv launch runs (`submit.command` + the sbatch line).
         """
-        execution = inv.config.execution
+        execution = settings(inv.config)
         prefix = submit_prefix(execution)
         scripts = []
         for script in render_scripts(inv):
@@ -83,141 +96,156 @@ class SlurmExecutor:
                 }
             )
         return {
-            "executor": "slurm",
+            "executor": self.name,
             "invocation_id": inv.invocation_id,
             "output_dir": inv.output_dir,
             "submit": {"host": submit_host(execution), "command": prefix},
             "scripts": scripts,
         }
 
+    @staticmethod
+    def render_plan(plan: JSON) -> list[str]:
+        lines = []
+        for script in plan["scripts"]:
+            command = shlex.join(script["command"])
+            lines.append(
+                f"\n# {script['name']}  (jobs {', '.join(script['job_ids'])}; submit: {command})"
+            )
+            lines.append(script["text"].rstrip())
+        return lines
+
+    def invocation_dir(self, config: RunConfig, invocation_id: str) -> str:
+        execution = settings(config)
+        if not execution.remote_output_dir():
+            return super().invocation_dir(config, invocation_id)
+        base = os.path.expanduser(execution.output_dir)
+        if not base.startswith("/"):
+            raise ConfigError(
+                f"execution.output_dir: must be an absolute path on the cluster when "
+                f"execution.hostname is {execution.hostname!r} (got {base!r})"
+            )
+        return f"{base.rstrip('/')}/{invocation_id}"
+
+    def local_root(self, invocation: Invocation) -> str:
+        execution = settings(invocation.config)
+        if not execution.remote_output_dir():
+            return invocation.output_dir
+        return str(_local_dir(execution, invocation.invocation_id))
+
     # ------------------------------------------------------------------------- launch
 
-    def launch(self, inv: Invocation, shown_config: dict[str, Any]) -> int:
-        """Write the scripts to the submit host, `sbatch` each, record every job id.
+    def launch_handles(self, inv: Invocation) -> tuple[JSON, list[JSON]]:
+        scripts = render_scripts(inv)
+        chain_of_job = {job_id: script.name for script in scripts for job_id in script.job_ids}
+        job_names = {script.name: _job_name(inv, script.name) for script in scripts}
+        handle = {
+            "host": SlurmHost.for_execution(settings(inv.config)).hostname,
+            "job_names": job_names,
+            "slurm_jobs": {name: [] for name in job_names},
+        }
+        if settings(inv.config).remote_output_dir():
+            handle["local_dir"] = self.local_root(inv)
+        return handle, [{"chain": chain_of_job[job.job_id]} for job in inv.jobs]
 
-        Returns 0 once submitted (the jobs run on the cluster; `status` follows them). A
-        refused submission cancels what was already submitted and raises DeploymentError
-        quoting sbatch's own message.
-        """
-        import yaml
-
-        from evalfleet.store import InvocationStore, NewJob
-
-        execution = inv.config.execution
-        host = SlurmHost.for_execution(execution)
-        plan = self.plan(inv)
-        config_text = yaml.safe_dump(shown_config, sort_keys=False)
-        local_dir = _local_dir(execution, inv.invocation_id) if host.remote else None
-        files = {"config.yaml": config_text, **{s["name"]: s["text"] for s in plan["scripts"]}}
-        chain_of_job = {job_id: s["name"] for s in plan["scripts"] for job_id in s["job_ids"]}
-        job_names = {s["name"]: _job_name(inv, s["name"]) for s in plan["scripts"]}
-        with InvocationStore() as store:
-            inv.record_in(
-                store,
-                "slurm",
-                shown_config,
-                [
-                    NewJob(
-                        task=job.task,
-                        output_dir=job.output_dir,
-                        handle={"chain": chain_of_job[job.job_id]},
-                    )
-                    for job in inv.jobs
-                ],
-            )
-            store.update_invocation_handle(
-                inv.invocation_id,
-                {
-                    "host": host.hostname,
-                    "job_names": job_names,
-                    "slurm_jobs": {name: [] for name in job_names},
-                    **({"local_dir": str(local_dir)} if local_dir else {}),
-                },
-            )
-            submitted: dict[str, list[str]] = {name: [] for name in job_names}
-            try:
-                if local_dir is not None:
-                    local_dir.mkdir(parents=True, exist_ok=True)
-                    (local_dir / "config.yaml").write_text(config_text, encoding="utf-8")
+    def start(self, run: Run) -> None:
+        """Write the scripts to the submit host and `sbatch` each (a resume: forget the
+        unfinished tasks' exit codes and resubmit their chains); every job id is recorded."""
+        inv = run.invocation
+        host = SlurmHost.for_execution(settings(inv.config))
+        chain_of_job = {job.job_id: job.handle["chain"] for job in run.record().jobs}
+        try:
+            if run.resuming:
+                secrets, _ = _secrets_from_environment(run.record())
+                stale = [
+                    f"{job.output_dir}/logs/{name}"
+                    for job in run.jobs
+                    for name in ("exit_code", "slurm_job")
+                ]
+                host.check("rm -f " + " ".join(shlex.quote(path) for path in stale), "rm")
+                paths = {name: f"{inv.output_dir}/{name}" for name in _chains_of(run, chain_of_job)}
+            else:
+                plan = self.plan(inv)
+                files = {
+                    "config.yaml": (Path(self.local_root(inv)) / "config.yaml").read_text(),
+                    **{script["name"]: script["text"] for script in plan["scripts"]},
+                }
                 _write_files(host, inv.output_dir, files)
                 secrets = secret_env(inv.config)
-                for script in plan["scripts"]:
-                    submitted[script["name"]].append(_sbatch(host, script["path"], secrets))
-                    store.update_invocation_handle(inv.invocation_id, {"slurm_jobs": submitted})
-            except HostUnreachable as exc:
-                _cancel_quietly(host, [i for ids in submitted.values() for i in ids])
-                for job in inv.jobs:
-                    store.update_job(job.job_id, state="FAILED", detail=f"not submitted: {exc}")
-                raise HostUnreachable(f"cannot submit to {host.hostname}: {exc}") from None
-            except (DeploymentError, OSError) as exc:
-                _cancel_quietly(host, [i for ids in submitted.values() for i in ids])
-                message = str(exc) if isinstance(exc, DeploymentError) else exc.strerror
-                for job in inv.jobs:
-                    store.update_job(job.job_id, state="FAILED", detail=f"not submitted: {message}")
-                if isinstance(exc, DeploymentError):
-                    raise
-                raise DeploymentError(f"cannot write the batch scripts: {message}") from None
-            for job in inv.jobs:
-                chain = chain_of_job[job.job_id]
-                store.update_job(
-                    job.job_id, state="PENDING", detail=f"Slurm job {submitted[chain][0]}"
+                paths = {script["name"]: script["path"] for script in plan["scripts"]}
+            known = dict(run.record().handle.get("slurm_jobs", {}))
+            for chain, path in paths.items():
+                slurm_id = _sbatch(host, path, secrets)
+                self._submitted.append(slurm_id)
+                known[chain] = [*known.get(chain, []), slurm_id]
+                run.set_handle({"slurm_jobs": known})
+                detail = (
+                    f"resumed: Slurm job {slurm_id}" if run.resuming else f"Slurm job {slurm_id}"
                 )
-        return 0
+                for job in run.jobs:
+                    if chain_of_job[job.job_id] == chain:
+                        run.update(job, JobState.PENDING, detail)
+        except HostUnreachable as exc:
+            raise HostUnreachable(f"cannot submit to {host.hostname}: {exc}") from None
+        except OSError as exc:
+            raise DeploymentError(f"cannot write the batch scripts: {exc.strerror}") from None
+
+    def abandon(self, run: Run, error: BaseException) -> None:
+        host = SlurmHost.for_execution(settings(run.invocation.config))
+        _cancel_quietly(host, self._submitted)
+
+    def check_resumable(self, record: InvocationRecord) -> None:
+        _, missing = _secrets_from_environment(record)
+        if missing:
+            raise UsageError(
+                f"cannot resume {record.invocation_id}: the values of {', '.join(missing)} are "
+                "never stored; export them in this shell and resume again"
+            )
 
     # ------------------------------------------------------------------------- status
 
-    def status(self, record: Any) -> list[JobStatus]:
-        """Live from the submit host; UNKNOWN (never FAILED) when it cannot be asked.
-        What it learns is written back to the store, and a remote task's finished results
-        are copied back to `execution.local_output_dir`."""
+    def observe(self, record: InvocationRecord, runner_alive: bool) -> dict[str, Observation]:
+        """Live from the submit host, in one call; a chain's new job ids are recorded, and
+        a chain whose last job was preempted without a successor is continued."""
         host = _host(record)
         try:
             probe = _probe(host, record)
         except HostUnreachable as exc:
-            return unknown_statuses(record, f"cannot reach {host.hostname}: {exc}")
-        rows = []
+            raise BackendUnreachable(f"cannot reach {host.hostname}: {exc}") from None
+        _continue_preempted(host, record, probe)
         from evalfleet.store import InvocationStore
 
-        _continue_preempted(host, record, probe)
         with InvocationStore() as store:
             store.update_invocation_handle(
                 record.invocation_id,
                 {"slurm_jobs": {name: view.job_ids for name, view in probe.chains.items()}},
             )
-            for job in record.jobs:
-                chain = probe.chains.get(job.handle.get("chain", ""))
-                files = probe.tasks.get(job.job_id)
-                decided = task_state(chain, files) if chain and files else None
-                if decided is None:
-                    if job.state in ("SUCCESS", "FAILED", "KILLED"):
-                        decided = (job.state, job.detail)
-                    else:
-                        reason = (
-                            "Slurm no longer lists its jobs and the cluster has no accounting"
-                            if not probe.accounting
-                            else "Slurm has no record of its jobs"
-                        )
-                        rows.append(
-                            JobStatus(
-                                record.invocation_id, job.job_id, job.task, JobState.UNKNOWN,
-                                f"{reason} (last recorded state: {job.state})",
-                            )
-                        )  # fmt: skip
-                        continue
-                state, detail = decided
-                if state == "SUCCESS":
-                    local = _copy_back(host, record, job)
-                    detail = _headline(local) or detail
-                if (state, detail) != (job.state, job.detail):
-                    store.update_job(job.job_id, state=state, detail=detail)
-                rows.append(
-                    JobStatus(record.invocation_id, job.job_id, job.task, JobState(state), detail)
+        seen = {}
+        for job in record.jobs:
+            chain = probe.chains.get(job.handle.get("chain", ""))
+            files = probe.tasks.get(job.job_id)
+            if files is not None and files.exit_code is not None and files.exit_code.isdigit():
+                seen[job.job_id] = Observation(JobState.FAILED, exit_code=int(files.exit_code))
+                continue
+            decided = task_state(chain, files) if chain and files else None
+            if decided is not None:
+                seen[job.job_id] = Observation(JobState(decided[0]), decided[1])
+            elif job.state not in ("SUCCESS", "FAILED", "KILLED"):
+                reason = (
+                    "Slurm no longer lists its jobs and the cluster has no accounting"
+                    if not probe.accounting
+                    else "Slurm has no record of its jobs"
                 )
-        return rows
+                seen[job.job_id] = Observation(
+                    JobState.UNKNOWN, f"{reason} (last recorded state: {job.state})"
+                )
+        return seen
+
+    def collect(self, record: InvocationRecord, job: JobRecord) -> str:
+        return str(_copy_back(_host(record), record, job))
 
     # ------------------------------------------------------------------------- kill
 
-    def kill(self, record: Any, wait_s: float = KILL_WAIT_S) -> list[str]:
+    def cancel(self, record: InvocationRecord, wait_s: float = KILL_WAIT_S) -> list[str]:
         """Cancel every job of every chain (those the store knows, those the chain files
         list, those squeue finds by name) until none is pending or running; idempotent.
         The batch script's trap stops the model server and the task on the node."""
@@ -242,95 +270,56 @@ class SlurmExecutor:
             time.sleep(0.5)
         return [f"Slurm job {job}" for job in cancelled]
 
-    # ------------------------------------------------------------------------- resume
-
-    def resume(self, record: Any) -> int:
-        """Resubmit every chain with a task that did not succeed; each task's response
-        cache makes the rerun cheap, and tasks that succeeded are not run again."""
-        host = _host(record)
-        statuses = self.status(record)
-        if any(row.state == JobState.UNKNOWN for row in statuses):
-            raise DeploymentError(
-                f"cannot resume {record.invocation_id}: its state is unknown ("
-                + next(r.detail for r in statuses if r.state == JobState.UNKNOWN)
-                + ")"
-            )
-        if any(row.state in (JobState.PENDING, JobState.RUNNING) for row in statuses):
-            raise UsageError(
-                f"invocation {record.invocation_id} is still running; kill it first or wait"
-            )
-        todo = [row for row in statuses if row.state != JobState.SUCCESS]
-        if not todo:
-            raise UsageError(f"nothing to resume: every task of {record.invocation_id} succeeded")
-        jobs = {job.job_id: job for job in record.jobs}
-        chains = sorted({jobs[row.job_id].handle["chain"] for row in todo})
-        # Forget the unfinished tasks' exit codes, so that the scripts run them again.
-        stale = [
-            f"{jobs[row.job_id].output_dir}/logs/{name}"
-            for row in todo
-            for name in ("exit_code", "slurm_job")
-        ]
-        secrets, missing = _secrets_from_environment(record)
-        if missing:
-            raise UsageError(
-                f"cannot resume {record.invocation_id}: the values of {', '.join(missing)} are "
-                "never stored; export them in this shell and resume again"
-            )
-        host.check("rm -f " + " ".join(shlex.quote(path) for path in stale), "rm")
-        from evalfleet.store import InvocationStore
-
-        with InvocationStore() as store:
-            known = dict(store.get(record.invocation_id).handle.get("slurm_jobs", {}))
-            for chain in chains:
-                job_id = _sbatch(host, f"{record.output_dir}/{chain}", secrets)
-                known[chain] = [*known.get(chain, []), job_id]
-                store.update_invocation_handle(record.invocation_id, {"slurm_jobs": known})
-                for row in todo:
-                    if jobs[row.job_id].handle["chain"] == chain:
-                        store.update_job(
-                            row.job_id, state="PENDING", detail=f"resumed: Slurm job {job_id}"
-                        )
-        return 0
-
     # ------------------------------------------------------------------------- logs
 
-    def logs(self, record: Any, job_id: str | None, follow: bool) -> Iterator[str]:
-        """The Slurm output of every job of the chain(s), the server log and each task's
-        eval.log, prefixed with their source; `follow` waits for new lines until every
-        chain has ended."""
-        host = _host(record)
-        jobs = [job for job in record.jobs if job_id is None or job.job_id == job_id]
+    def log_sources(
+        self, record: InvocationRecord, jobs: list[JobRecord], whole: bool
+    ) -> list[LogSource]:
+        """The Slurm output of every job of the chain(s), the server log(s), each eval.log."""
+        try:
+            probe = _probe(_host(record), record)
+        except HostUnreachable as exc:
+            raise DeploymentError(f"cannot read the logs: {exc}") from None
         chains = {job.handle.get("chain", "") for job in jobs}
-        offsets: dict[str, int] = {}
-        while True:
-            try:
-                probe = _probe(host, record)
-            except HostUnreachable as exc:
-                raise DeploymentError(f"cannot read the logs: {exc}") from None
-            sources = _log_sources(record, jobs, chains, probe)
-            fresh = False
-            for name, _path, data in _read_new(host, sources, offsets):
-                for line in data.decode("utf-8", "replace").splitlines():
-                    fresh = True
-                    yield f"[{name}] {line}"
-            running = any(probe.chains[c].active for c in chains if c in probe.chains)
-            if not follow or (not fresh and not running):
-                return
-            if not fresh:
-                time.sleep(FOLLOW_POLL_S)
+        return [LogSource(name, path) for name, path in _log_sources(record, jobs, chains, probe)]
+
+    def read_logs(
+        self, record: InvocationRecord, sources: list[LogSource], offsets: dict[str, int]
+    ) -> Iterator[tuple[LogSource, str]]:
+        by_path = {source.where: source for source in sources}
+        pairs = [(source.name, source.where) for source in sources]
+        for _name, path, data in _read_new(_host(record), pairs, offsets):
+            for line in data.decode("utf-8", "replace").splitlines():
+                yield by_path[path], line
+
+    def active(self, record: InvocationRecord) -> bool:
+        try:
+            probe = _probe(_host(record), record)
+        except HostUnreachable:
+            return False
+        return any(view.active for view in probe.chains.values())
+
+
+def _chains_of(run: Run, chain_of_job: dict[str, str]) -> list[str]:
+    return sorted({chain_of_job[job.job_id] for job in run.jobs})
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _host(record: Any) -> SlurmHost:
+def _host(record: InvocationRecord) -> SlurmHost:
     execution = record.config.get("execution", {})
     return SlurmHost(
         execution.get("hostname"), execution.get("username"), execution.get("ssh_config")
     )
 
 
-def _local_dir(execution: Any, invocation_id: str) -> Path:
+def _job_dir(record: InvocationRecord, job: JobRecord) -> str:
+    """A task's directory on the cluster (the store holds where its files are here)."""
+    return f"{record.output_dir}/{job.task}"
+
+
+def _local_dir(execution: SlurmExecution, invocation_id: str) -> Path:
     return Path(execution.local_output_dir).expanduser().absolute() / invocation_id
 
 
@@ -338,7 +327,7 @@ def _job_name(inv: Invocation, script_name: str) -> str:
     """The `--job-name` the script carries: every job of its chain has it."""
     prefix = f"evalfleet-{inv.invocation_id}"
     task = script_name.removesuffix(".sbatch")[len(prefix) + 1 :]
-    return job_name(inv.config.execution.job_name_prefix, inv.invocation_id, task or None)
+    return job_name(settings(inv.config).job_name_prefix, inv.invocation_id, task or None)
 
 
 def _write_files(host: SlurmHost, directory: str, files: dict[str, str]) -> None:
@@ -376,7 +365,7 @@ def _sbatch(
     return job_id
 
 
-def _continue_preempted(host: SlurmHost, record: Any, probe: Probe) -> None:
+def _continue_preempted(host: SlurmHost, record: InvocationRecord, probe: Probe) -> None:
     """A job preempted without being requeued by Slurm (PreemptMode=CANCEL) gets no
     warning, so it cannot queue its successor: the next status does, within max_walltime."""
     execution = record.config.get("execution", {})
@@ -412,7 +401,7 @@ def _continue_preempted(host: SlurmHost, record: Any, probe: Probe) -> None:
         view.states[job_id] = ("PENDING", f"continues preempted job {preempted}")
 
 
-def _secrets_from_environment(record: Any) -> tuple[dict[str, str], list[str]]:
+def _secrets_from_environment(record: InvocationRecord) -> tuple[dict[str, str], list[str]]:
     """The secret env vars a resubmission needs, from this process's environment (the
     store holds only their names); and the names that are not set here."""
     import os
@@ -424,17 +413,17 @@ def _secrets_from_environment(record: Any) -> tuple[dict[str, str], list[str]]:
     return found, [name for name in names if name not in found]
 
 
-def _known_ids(record: Any) -> dict[str, list[str]]:
+def _known_ids(record: InvocationRecord) -> dict[str, list[str]]:
     return {name: list(ids) for name, ids in record.handle.get("slurm_jobs", {}).items()}
 
 
-def _probe(host: SlurmHost, record: Any) -> Probe:
+def _probe(host: SlurmHost, record: InvocationRecord) -> Probe:
     chains = _known_ids(record)
     command = probe_command(
         {name: f"{record.output_dir}/{chain_file_name(name)}" for name in chains},
         list(record.handle.get("job_names", {}).values()) or ["-"],
         sorted({i for ids in chains.values() for i in ids}),
-        {job.job_id: f"{job.output_dir}/logs" for job in record.jobs},
+        {job.job_id: f"{_job_dir(record, job)}/logs" for job in record.jobs},
     )
     result = host.run(command)
     text = result.stdout.decode("utf-8", "replace")
@@ -465,15 +454,15 @@ def _cancel_quietly(host: SlurmHost, job_ids: list[str]) -> None:
         host.run("scancel " + " ".join(shlex.quote(j) for j in job_ids))
 
 
-def _copy_back(host: SlurmHost, record: Any, job: Any) -> Path:
-    """Where a finished task's files are on this machine (copied once from a remote host)."""
-    if not host.remote:
-        return Path(job.output_dir)
+def _copy_back(host: SlurmHost, record: InvocationRecord, job: JobRecord) -> Path:
+    """Where an ended task's files are on this machine (copied once from a remote host)."""
     local_root = Path(record.handle.get("local_dir") or ".")
-    local = local_root / Path(job.output_dir).name
-    if (local / "results.json").is_file():
+    if not host.remote or not record.handle.get("local_dir"):
+        return Path(job.output_dir)
+    local = local_root / job.task
+    if (local / "results.json").is_file() or (local / "logs" / "exit_code").is_file():
         return local
-    parent, name = str(Path(job.output_dir).parent), Path(job.output_dir).name
+    parent, name = record.output_dir, job.task
     try:
         result = host.run(f"tar -C {shlex.quote(parent)} -cf - {shlex.quote(name)}")
     except HostUnreachable:
@@ -489,18 +478,8 @@ def _copy_back(host: SlurmHost, record: Any, job: Any) -> Path:
     return local
 
 
-def _headline(output_dir: Path) -> str:
-    try:
-        results = json.loads((output_dir / "results.json").read_text())
-        name = results["headline_metric"]
-        metric = results["metrics"][name]
-        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-
-
 def _log_sources(
-    record: Any, jobs: list[Any], chains: set[str], probe: Probe
+    record: InvocationRecord, jobs: list[Any], chains: set[str], probe: Probe
 ) -> list[tuple[str, str]]:
     sources = []
     for chain in sorted(chains):
@@ -510,10 +489,12 @@ def _log_sources(
     per_task = record.config.get("execution", {}).get("job_per_task", False)
     if record.deployment_type != "none":
         if per_task:
-            sources += [(f"{j.task} server", f"{j.output_dir}/logs/server.log") for j in jobs]
+            sources += [
+                (f"{j.task} server", f"{_job_dir(record, j)}/logs/server.log") for j in jobs
+            ]
         else:
             sources.append(("server", f"{record.output_dir}/logs/server.log"))
-    sources += [(job.task, f"{job.output_dir}/logs/eval.log") for job in jobs]
+    sources += [(job.task, f"{_job_dir(record, job)}/logs/eval.log") for job in jobs]
     return sources
 
 

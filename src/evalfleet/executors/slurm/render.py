@@ -20,6 +20,7 @@ from typing import Any
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import ConfigError, UsageError
 from evalfleet.executors.base import Invocation, Job
+from evalfleet.executors.slurm._settings import settings
 
 TEMPLATE = "batch.sh.j2"
 JOB_JSON_DELIMITER = "EVALFLEET_JOB_JSON"
@@ -65,7 +66,7 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
     Raises ConfigError when the config cannot be expressed as a safe batch script.
     """
     config = inv.config
-    execution = config.execution
+    execution = settings(config)
     if execution.type != "slurm":
         raise ValueError(f"render_scripts needs execution.type slurm, got {execution.type!r}")
     if not _SAFE_ID.match(inv.invocation_id):
@@ -145,7 +146,7 @@ def job_name(prefix: str, invocation_id: str, task: str | None) -> str:
 
 def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[str]:
     """The `#SBATCH` options (without the `#SBATCH `), in the order they are written."""
-    execution = inv.config.execution
+    execution = settings(inv.config)
     name = job_name(execution.job_name_prefix, inv.invocation_id, task)
     flags: list[tuple[str, Any]] = [("job-name", name)]
     for key in ("account", "partition", "qos"):
@@ -225,7 +226,7 @@ def secret_env(config: Any) -> dict[str, str]:
     from evalfleet.config.redact import is_secret_key
 
     sections = [
-        config.execution.env_vars,
+        settings(config).env_vars,
         config.env_vars,
         config.evaluation.env_vars,
         *(task.env_vars for task in config.evaluation.tasks),
@@ -240,7 +241,7 @@ def secret_env(config: Any) -> dict[str, str]:
 def _global_env(config: Any) -> dict[str, str]:
     """Exported for the whole script; later sections win."""
     sections = [
-        ("execution.env_vars", config.execution.env_vars),
+        ("execution.env_vars", settings(config).env_vars),
         ("env_vars", config.env_vars),
         ("evaluation.env_vars", config.evaluation.env_vars),
     ]

@@ -204,9 +204,10 @@ def task_state(chain: ChainView, files: TaskFiles) -> tuple[str, str] | None:
             f" ({reason})" if reason and reason != "None" else ""
         )
     latest = chain.latest
-    state = chain.state_of(latest)
-    if state is None:
+    last_state = chain.state_of(latest)
+    if last_state is None:
         return None
+    state = last_state
     if state in CANCELLED_STATES:
         return "KILLED", f"Slurm job {latest} {state}"
     if state in INTERRUPTED_STATES:

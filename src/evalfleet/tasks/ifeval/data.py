@@ -77,10 +77,12 @@ def load_prompts(path: str | Path | None = None, *, verify: bool | None = None) 
         raise ConfigError(f"{TASK} data: cannot read {path}: {exc.strerror}") from None
     if verify:
         digest = hashlib.sha256(raw).hexdigest()
-        if digest != source().sha256:
+        expected = source().sha256
+        assert expected is not None, "the ifeval-input source is pinned by sha256"
+        if digest != expected:
             raise ConfigError(
                 f"{TASK} data: {path} has sha256 {digest[:12]}…, expected "
-                f"{source().sha256[:12]}… (the pinned input_data.jsonl); reinstall it"
+                f"{expected[:12]}… (the pinned input_data.jsonl); reinstall it"
             )
     return parse_prompts(raw.decode("utf-8"), str(path))
 

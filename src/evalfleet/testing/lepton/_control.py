@@ -60,15 +60,15 @@ class Emulator:
 
     def faults(self, **changes: Any) -> dict[str, Any]:
         """Set faults (`server_errors`, `deployment_state`, `ready_after`, …); returns all."""
-        return self.call("POST", "/_emulator/faults", changes, api=False)  # type: ignore[no-any-return]
+        return self.call("POST", "/_emulator/faults", changes, api=False)
 
     def live(self) -> dict[str, list[str]]:
         """Deployments (any state) and jobs not finished: what would still cost money."""
-        return self.call("GET", "/_emulator/live", api=False)  # type: ignore[no-any-return]
+        return self.call("GET", "/_emulator/live", api=False)
 
     def requests(self, reset: bool = False) -> dict[str, int]:
         """Workspace-API requests so far by `METHOD /route` (`reset`: and start counting anew)."""
-        return self.call("POST" if reset else "GET", "/_emulator/requests", api=False)  # type: ignore[no-any-return]
+        return self.call("POST" if reset else "GET", "/_emulator/requests", api=False)
 
     def wait_until_empty(self, timeout: float = 10.0) -> dict[str, list[str]]:
         """Wait for deletions to finish; returns what is still live (empty lists if all gone)."""

@@ -192,7 +192,7 @@ class Workspace:
         self.secrets: dict[str, str] = {}
         # Logs outlive their deployment (as the platform's log store keeps them).
         self.deployment_logs: dict[str, LogBook] = {}
-        self.node_groups = [
+        self.node_groups: list[dict[str, Any]] = [  # JSON, as the API returns it
             {"metadata": {"id": "ng-h200-01-abcdefgh", "name": "h200-pool"},
              "spec": {"desired_nodes": 2, "gpu_product": "H200"}, "status": {"ready_nodes": 2}},
             {"metadata": {"id": "ng-cpu-01-abcdefgh", "name": "cpu-pool"},

@@ -1,5 +1,9 @@
 """`job.json`: the one contract between a launcher and `evalfleet eval`.
 
+The planner fills every parameter the engine uses (defaults included), so that a dry run
+shows exactly what will run; the config's user-facing `Params` is this module's
+`ParamsSpec` with every field optional (unset: the next layer, then these defaults).
+
 It names the env var that holds the API key, never the key. `endpoint.url` may contain
 `${VAR}` references (a Lepton job learns its endpoint's URL from the environment); they
 are expanded when the job is read.
@@ -13,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evalfleet.exceptions import ConfigError
 
@@ -32,31 +36,46 @@ class EndpointSpec(_Strict):
 
 
 class ParamsSpec(_Strict):
+    """Generation and client parameters; None means the task's own default."""
+
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
     max_new_tokens: int | None = Field(None, gt=0)
-    n_samples: int = Field(1, gt=0)
+    n_samples: int = Field(1, gt=0, description="repeats of every sample")
     seed: int | None = None
     stop: list[str] | None = None
-    parallelism: int = Field(32, gt=0)
-    limit_samples: int | None = Field(None, gt=0)
-    request_timeout: float = Field(600.0, gt=0)
+    parallelism: int = Field(32, gt=0, description="concurrent requests")
+    limit_samples: int | None = Field(None, gt=0, description="evaluate only the first N")
+    request_timeout: float = Field(600.0, gt=0, description="seconds")
     max_retries: int = Field(8, ge=0)
-    extra_body: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
 
 
 class DatasetSpec(_Strict):
-    path: str
+    path: str = Field(description="JSONL file: prompt or messages, and answer, per line")
 
 
 class ScorerSpec(_Strict):
     name: Literal["exact_match", "contains", "regex", "numeric"]
-    pattern: str | None = None
+    pattern: str | None = Field(
+        None, description="regex scorer: the answer is group 1, or the match"
+    )
     ignore_case: bool = True
+
+    @model_validator(mode="after")
+    def _pattern_for_regex(self) -> ScorerSpec:
+        if self.name == "regex" and not self.pattern:
+            raise ValueError("the regex scorer needs a pattern")
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return self
 
 
 class JobSpec(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION
     invocation_id: str
     job_id: str
     task: str
@@ -67,6 +86,14 @@ class JobSpec(_Strict):
     dataset: DatasetSpec | None = None
     scorer: ScorerSpec | None = None
     task_options: dict[str, Any] = Field(default_factory=dict)
+
+
+def effective_params(task_defaults: dict[str, Any], explicit: dict[str, Any]) -> ParamsSpec:
+    """Engine defaults < the task's own defaults < what the config sets explicitly. The
+    planner writes the result into job.json (so a dry run shows exactly what runs); the
+    engine applies the same rule to a job file that leaves parameters out. Raises
+    pydantic's ValidationError."""
+    return ParamsSpec.model_validate({**task_defaults, **explicit})
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -98,7 +125,7 @@ def read_job(path: str | Path) -> JobSpec:
     return job.model_copy(update={"endpoint": job.endpoint.model_copy(update={"url": url})})
 
 
-def _line(path: Path, error: dict[str, Any]) -> str:
+def _line(path: Path, error: Any) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{path}: {key}: unknown field"

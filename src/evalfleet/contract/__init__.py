@@ -1,0 +1,187 @@
+"""The job contract: what the planner makes, every executor runs, the engine reads and
+the store records. One definition of each, used everywhere:
+
+- `JobState`: the states a job is recorded and shown in;
+- `Job` and `Invocation`: what the planner made of a RunConfig;
+- `JobStatus`: one row of `evalfleet status`;
+- the exit codes of `evalfleet eval` and what each means to a user (`exit_detail`);
+- the failure reason a job leaves in `logs/failure.txt` (`write_failure`, `read_failure`),
+  so that the one line the user saw survives the terminal;
+- `headline`: the one-line score of a finished job.
+
+The job spec itself (`job.json`) is `contract.spec.JobSpec` (pydantic, imported only by
+those that read or write it). This module uses only the standard library: the store and
+`evalfleet ls runs` import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+
+
+JSON = dict[str, Any]
+"""JSON-able data a backend defines itself: a plan, a store handle, a job spec."""
+
+
+class JobState(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    UNKNOWN = "UNKNOWN"  # the backend did not answer: never shown as running or failed
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCESS, JobState.FAILED, JobState.KILLED)
+
+    @property
+    def is_open(self) -> bool:
+        """Not ended yet: the job may still run (or be started by its runner)."""
+        return self in (JobState.PENDING, JobState.RUNNING)
+
+
+JOB_STATES: tuple[str, ...] = tuple(state.value for state in JobState)
+OPEN_STATES = frozenset({JobState.PENDING.value, JobState.RUNNING.value})
+# An invocation whose jobs all ended in these, without a kill, is over: auto-export runs.
+ENDED_STATES = frozenset({JobState.SUCCESS.value, JobState.FAILED.value})
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    job_id: str  # "<invocation_id>.<index>"
+    task: str
+    endpoint_type: str  # chat | completions
+    output_dir: str  # where the job writes, as the job itself sees it
+    spec: dict[str, Any]  # the content of job.json
+
+    @property
+    def job_file(self) -> str:
+        return f"{self.output_dir}/job.json"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    invocation_id: str
+    config: RunConfig
+    output_dir: str  # <execution.output_dir>/<invocation_id>, as the backend sees it
+    jobs: tuple[Job, ...]
+
+    @property
+    def model(self) -> str:
+        return str(self.jobs[0].spec["endpoint"]["model_id"]) if self.jobs else ""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    invocation_id: str
+    job_id: str
+    task: str
+    state: JobState
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "invocation_id": self.invocation_id,
+            "job_id": self.job_id,
+            "task": self.task,
+            "state": self.state.value,
+            "detail": self.detail,
+        }
+
+
+# ----------------------------------------------------------------------------- exit codes
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # stopped before the end (answers so far are cached)
+EXIT_CONFIG = 2  # the job file or the command was wrong
+EXIT_SAMPLE_ERRORS = 3  # results written; some samples failed after their retries
+
+
+def exit_detail(code: int, job_dir: str, reason: str | None = None) -> str:
+    """What an ended `evalfleet eval` means, in one line; `reason` is the failure line the
+    job left (`read_failure`), which says more than any exit code."""
+    if code == EXIT_OK:
+        return ""
+    if code == EXIT_SAMPLE_ERRORS:
+        return "some samples failed after their retries (see samples.jsonl); resume retries them"
+    if reason:
+        return reason
+    return f"evalfleet eval exited with code {code}; see {job_dir}/logs/eval.log"
+
+
+# ----------------------------------------------------------------------------- failure reason
+
+FAILURE_FILE = "logs/failure.txt"
+
+
+def write_failure(job_dir: str | Path, reason: str) -> None:
+    """Keep the one line that says why a job failed (best effort: a job whose disk is
+    gone still fails with its exit code)."""
+    path = Path(job_dir) / FAILURE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(reason.strip() + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError:
+        pass
+
+
+def clear_failure(job_dir: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        (Path(job_dir) / FAILURE_FILE).unlink()
+
+
+def read_failure(job_dir: str | Path) -> str | None:
+    try:
+        text = (Path(job_dir) / FAILURE_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text.strip().splitlines()[0] if text.strip() else None
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def headline(job_dir: str | Path) -> str:
+    """`<metric> <value> ± <stderr> (n=N)` from a finished job's results.json; "" if none."""
+    try:
+        results = json.loads((Path(job_dir) / "results.json").read_text())
+        name = results["headline_metric"]
+        metric = results["metrics"][name]
+        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+__all__ = [
+    "ENDED_STATES",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_SAMPLE_ERRORS",
+    "FAILURE_FILE",
+    "JOB_STATES",
+    "JSON",
+    "OPEN_STATES",
+    "Invocation",
+    "Job",
+    "JobState",
+    "JobStatus",
+    "clear_failure",
+    "exit_detail",
+    "headline",
+    "read_failure",
+    "write_failure",
+]

@@ -1,0 +1,79 @@
+"""`execution` for `type: lepton`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from evalfleet.config.schema import EnvName, EnvValue, ExecutionBase, PositiveInt, Strict
+
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+
+# The server types a Lepton endpoint can run (or none: an existing endpoint).
+LEPTON_DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim")
+
+
+class LeptonMount(Strict):
+    from_: str = Field(alias="from")
+    path: str
+    mount_path: str
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LeptonEvaluationTasks(Strict):
+    resource_shape: str = "cpu.small"
+    timeout: PositiveInt = Field(3600, description="seconds a task's job may run")
+    image: str = "python:3.12-slim"
+    install_command: str = Field(
+        "pip install --quiet --no-cache-dir evalfleet=={version}",
+        description="run before `evalfleet eval` in the job container ({version} is ours)",
+    )
+    use_shared_storage: bool = True
+
+
+class LeptonPlatformDeployment(Strict):
+    node_group: str | None = None
+    endpoint_readiness_timeout: PositiveInt = 1200
+    queue_priority: str | None = Field(None, description="e.g. mid-4000")
+    platform_defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeptonPlatformTasks(Strict):
+    node_group: str | None = None
+    env_vars: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    mounts: list[LeptonMount] = Field(default_factory=list)
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    api_key_secret: str = Field(
+        "ENDPOINT_API_KEY", description="Lepton secret the jobs use to call the endpoint"
+    )
+
+
+class LeptonPlatform(Strict):
+    deployment: LeptonPlatformDeployment = Field(default_factory=LeptonPlatformDeployment)
+    tasks: LeptonPlatformTasks = Field(default_factory=LeptonPlatformTasks)
+
+
+class LeptonExecution(ExecutionBase):
+    type: Literal["lepton"] = "lepton"
+    evaluation_tasks: LeptonEvaluationTasks = Field(default_factory=LeptonEvaluationTasks)
+    lepton_platform: LeptonPlatform = Field(default_factory=LeptonPlatform)
+    env_var_names: list[str] = Field(default_factory=list)
+
+    def check_run(self, config: RunConfig) -> list[tuple[str, str]]:
+        deployment = config.deployment
+        if deployment.type not in LEPTON_DEPLOYMENT_TYPES:
+            return [
+                (
+                    "deployment.type",
+                    f"{deployment.type!r} cannot run on lepton; expected one of "
+                    + ", ".join(LEPTON_DEPLOYMENT_TYPES),
+                )
+            ]
+        if deployment.type != "none" and not deployment.lepton_config.resource_shape:
+            return [
+                ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
+            ]
+        return []
