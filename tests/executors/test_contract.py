@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from evalfleet import api
+from evalfleet.executors import registry
 from evalfleet.executors._process import process_alive
 from evalfleet.store import InvocationStore
 from evalfleet.testing import run_simulator
@@ -73,6 +74,8 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
     if name == "local":
         return Backend(name, f"execution: {{type: local, output_dir: {out}}}", {})
     if name == "threads":
+        registry.register(thread_backend.BACKEND)
+        request.addfinalizer(lambda: registry.unregister("threads"))
         # A `--detach`ed run is a new process: it finds the backend through the plugin
         # variable, as a user's own backend package would be found.
         monkeypatch.setenv("EVALFLEET_BACKENDS", thread_backend.MODULE)

@@ -1,6 +1,7 @@
 """A backend that exists only in the tests: each job is a thread of the runner process,
-calling the engine in-process. Importing this module registers it as `execution.type:
-threads`; a separate process (a `--detach`ed run) finds it through `$EVALFLEET_BACKENDS`.
+calling the engine in-process. The contract suite registers `BACKEND` for its tests
+(`execution.type: threads`); a separate process (a `--detach`ed run) finds it through
+`$EVALFLEET_BACKENDS`, which names this module.
 
 It proves that a backend is its hooks and one `register()` call: nothing under `src/`
 names it, and it passes the same contract suite as the built-in backends.
@@ -18,7 +19,7 @@ from evalfleet.config.schema import ExecutionBase
 from evalfleet.contract import Invocation, Job, JobState
 from evalfleet.exceptions import EvalFleetError
 from evalfleet.executors.base import Executor, Observation, Run
-from evalfleet.executors.registry import Backend, register
+from evalfleet.executors.registry import Backend
 from evalfleet.store import InvocationRecord
 
 MODULE = __name__
@@ -90,4 +91,5 @@ def _evaluate(job: Job, codes: dict[str, int]) -> None:
         codes[job.job_id] = 1
 
 
-register(Backend("threads", ThreadExecutor, ThreadExecution))
+BACKEND = Backend("threads", ThreadExecutor, ThreadExecution)
+BACKENDS = [BACKEND]  # what a process finds through $EVALFLEET_BACKENDS

@@ -54,6 +54,8 @@ JOB_STATES: tuple[str, ...] = tuple(state.value for state in JobState)
 OPEN_STATES = frozenset({JobState.PENDING.value, JobState.RUNNING.value})
 # An invocation whose jobs all ended in these, without a kill, is over: auto-export runs.
 ENDED_STATES = frozenset({JobState.SUCCESS.value, JobState.FAILED.value})
+# A job in these did not succeed and its detail says why.
+FAILED_STATES = frozenset({JobState.FAILED.value, JobState.KILLED.value})
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_SAMPLE_ERRORS",
+    "FAILED_STATES",
     "FAILURE_FILE",
     "JOB_STATES",
     "JSON",

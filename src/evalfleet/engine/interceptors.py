@@ -9,9 +9,9 @@ already validated.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from evalfleet.config._merge import deep_merge  # config's layer-merge rule, applied to a body
 
 if TYPE_CHECKING:
     from evalfleet.config.interceptors import InterceptorSettings, SystemPrompt
@@ -49,7 +49,7 @@ class Interceptors:
             if old in body:
                 body[new] = body.pop(old)
         if self._add:
-            body = _deep_merge(body, self._add)
+            body = deep_merge(body, self._add)
         return body
 
     def apply_response(self, text: str, reasoning: str | None) -> tuple[str, str | None, bool]:
@@ -100,15 +100,3 @@ def _with_system_prompt(body: dict[str, Any], prompt: SystemPrompt) -> dict[str,
         messages.insert(0, {"role": "system", "content": prompt.text})
     body["messages"] = messages
     return body
-
-
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """`top` over `base`: mappings merge key by key, anything else (lists too) is replaced,
-    and what comes from `top` is copied (config's layer-merge rule, applied to a body)."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from evalfleet.contract import (
+    ENDED_STATES,
     EXIT_OK,
+    FAILED_STATES,
     JSON,
     OPEN_STATES,
     Invocation,
@@ -320,7 +322,7 @@ class Executor(ABC):
             rows = self._apply(record, seen, record_changes=not runner_alive)
         else:
             rows = [_row(record, job, JobState(job.state), job.detail) for job in record.jobs]
-        if export and all(row.state.value in ("SUCCESS", "FAILED") for row in rows):
+        if export and all(row.state.value in ENDED_STATES for row in rows):
             self.auto_export_once(record.invocation_id)
         return rows
 
@@ -341,7 +343,7 @@ class Executor(ABC):
                 time.sleep(FOLLOW_POLL_S)
         wanted = {job.job_id for job in jobs}
         for job in self._reload(record).jobs:
-            if job.job_id in wanted and job.state in ("FAILED", "KILLED") and job.detail:
+            if job.job_id in wanted and job.state in FAILED_STATES and job.detail:
                 yield f"[{job.task}] {job.state}: {job.detail}"
 
     def kill(self, record: InvocationRecord) -> list[str]:
@@ -357,7 +359,9 @@ class Executor(ABC):
         with InvocationStore() as store:
             for job in store.get(record.invocation_id).jobs:
                 if job.state in OPEN_STATES:
-                    store.update_job(job.job_id, state="KILLED", detail="stopped by evalfleet kill")
+                    store.update_job(
+                        job.job_id, state=JobState.KILLED.value, detail="stopped by evalfleet kill"
+                    )
         return stopped
 
     # ----------------------------------------------------------------- shared steps
@@ -411,7 +415,7 @@ class Executor(ABC):
             if not auto_export_destinations(record.config):
                 return
             states = {job.state for job in record.jobs}
-            if record.handle.get("auto_exported_at") or not states <= {"SUCCESS", "FAILED"}:
+            if record.handle.get("auto_exported_at") or not states <= ENDED_STATES:
                 return
             store.update_invocation_handle(invocation_id, {"auto_exported_at": time.time()})
         for line in auto_export(record):
@@ -440,7 +444,9 @@ class Executor(ABC):
                 reason = KILLED_DETAIL if interrupted else f"not run: {_first_line(exc)}"
                 for stored in run.open_jobs():
                     store.update_job(
-                        stored.job_id, state="KILLED" if interrupted else "FAILED", detail=reason
+                        stored.job_id,
+                        state=(JobState.KILLED if interrupted else JobState.FAILED).value,
+                        detail=reason,
                     )
                 raise
             finally:
@@ -452,7 +458,7 @@ class Executor(ABC):
             record = store.get(invocation.invocation_id)
         wanted = {job.job_id for job in jobs}
         failures = sum(
-            job.state not in ("SUCCESS", *OPEN_STATES)
+            job.state != JobState.SUCCESS and job.state not in OPEN_STATES
             for job in record.jobs
             if job.job_id in wanted
         )

@@ -69,18 +69,18 @@ _plugins_loaded = False
 def _load_plugins() -> None:
     """Backends from outside the product, found only when a name is not built in (so the
     CLI never pays for the lookup otherwise): modules named in `$EVALFLEET_BACKENDS`
-    (comma-separated; each calls `register` when imported), then the `evalfleet.backends`
-    entry points (each a `Backend`, or a callable returning one)."""
+    (comma-separated), each registering its `BACKENDS` (a list of `Backend`), then the
+    `evalfleet.backends` entry points (each a `Backend`, or a callable returning one)."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
     import os
 
-    for module in filter(
-        None, (m.strip() for m in os.environ.get("EVALFLEET_BACKENDS", "").split(","))
-    ):
-        import_module(module)
+    names = os.environ.get("EVALFLEET_BACKENDS", "").split(",")
+    for module in filter(None, (name.strip() for name in names)):
+        for found in getattr(import_module(module), "BACKENDS", ()):
+            register(found)
     from importlib.metadata import entry_points
 
     for point in entry_points(group="evalfleet.backends"):

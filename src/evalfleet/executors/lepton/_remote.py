@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from evalfleet.contract import JobState
+from evalfleet.contract import OPEN_STATES, JobState
 from evalfleet.exceptions import BackendUnreachable, DeploymentError
 from evalfleet.executors.lepton.results import BEGIN, END, LINE, unpack
 
@@ -26,7 +26,7 @@ JOB_STATES = {
     "Stopping": JobState.KILLED, "Stopped": JobState.KILLED, "Deleting": JobState.KILLED,
     "Deleted": JobState.KILLED, "Terminating": JobState.KILLED,
 }  # fmt: skip
-OPEN = ("PENDING", "RUNNING")
+OPEN = OPEN_STATES
 
 
 def local_dir(output_dir: str, task: str) -> str:

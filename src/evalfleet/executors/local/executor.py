@@ -188,11 +188,11 @@ class LocalExecutor(Executor):
         process is gone did not finish."""
         seen = {}
         for job in record.jobs:
-            if job.state == "RUNNING" and not process_alive(job.handle.get("pid")):
+            if job.state == JobState.RUNNING and not process_alive(job.handle.get("pid")):
                 seen[job.job_id] = Observation(
                     JobState.FAILED, "its process ended without reporting; resume to rerun it"
                 )
-            elif job.state == "PENDING" and not runner_alive:
+            elif job.state == JobState.PENDING and not runner_alive:
                 seen[job.job_id] = Observation(
                     JobState.FAILED, "never started: the run was interrupted; resume to run it"
                 )

@@ -228,8 +228,8 @@ class SlurmExecutor(Executor):
                 continue
             decided = task_state(chain, files) if chain and files else None
             if decided is not None:
-                seen[job.job_id] = Observation(JobState(decided[0]), decided[1])
-            elif job.state not in ("SUCCESS", "FAILED", "KILLED"):
+                seen[job.job_id] = Observation(*decided)
+            elif not JobState(job.state).is_terminal:
                 reason = (
                     "Slurm no longer lists its jobs and the cluster has no accounting"
                     if not probe.accounting

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from evalfleet.contract import EXIT_FAILED, EXIT_OK, JobState, exit_detail
+
 # Every state squeue/scontrol/sacct print (Slurm 22-24), by what it means for a chain.
 PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 RUNNING_STATES = frozenset(
@@ -180,27 +182,26 @@ def _numeric(job_id: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 0, job_id)
 
 
-def task_state(chain: ChainView, files: TaskFiles) -> tuple[str, str] | None:
+def task_state(chain: ChainView, files: TaskFiles) -> tuple[JobState, str] | None:
     """(evalfleet state, detail) of one task, or None when nothing on the host says.
 
     A task's own exit code decides once it has one; before that, its chain's Slurm jobs do.
     """
     if files.exit_code is not None:
-        if files.exit_code == "0":
-            return "SUCCESS", ""
-        if files.exit_code == "3":
-            return "FAILED", "some samples failed after their retries; resume retries them"
-        return "FAILED", f"evalfleet eval exited with code {files.exit_code}"
+        code = int(files.exit_code) if files.exit_code.isdigit() else EXIT_FAILED
+        if code == EXIT_OK:
+            return JobState.SUCCESS, ""
+        return JobState.FAILED, exit_detail(code, "the task's directory")
     active = chain.active
     if active:
         running = [i for i in active if chain.state_of(i) in RUNNING_STATES]
         if running and files.slurm_job in running:
-            return "RUNNING", f"Slurm job {files.slurm_job}"
+            return JobState.RUNNING, f"Slurm job {files.slurm_job}"
         job = active[-1]
         state, reason = chain.states[job]
         if state in RUNNING_STATES:
-            return "PENDING", f"Slurm job {job} runs the tasks before it"
-        return "PENDING", f"Slurm job {job} {state}" + (
+            return JobState.PENDING, f"Slurm job {job} runs the tasks before it"
+        return JobState.PENDING, f"Slurm job {job} {state}" + (
             f" ({reason})" if reason and reason != "None" else ""
         )
     latest = chain.latest
@@ -209,9 +210,12 @@ def task_state(chain: ChainView, files: TaskFiles) -> tuple[str, str] | None:
         return None
     state = last_state
     if state in CANCELLED_STATES:
-        return "KILLED", f"Slurm job {latest} {state}"
+        return JobState.KILLED, f"Slurm job {latest} {state}"
     if state in INTERRUPTED_STATES:
-        return "FAILED", f"Slurm job {latest} {state}; max_walltime spent (resume continues it)"
+        return (
+            JobState.FAILED,
+            f"Slurm job {latest} {state}; max_walltime spent (resume continues it)",
+        )
     if state in COMPLETED_STATES:
-        return "FAILED", f"Slurm job {latest} ended without running this task"
-    return "FAILED", f"Slurm job {latest} {state}; see its slurm-{latest}.out"
+        return JobState.FAILED, f"Slurm job {latest} ended without running this task"
+    return JobState.FAILED, f"Slurm job {latest} {state}; see its slurm-{latest}.out"
