@@ -120,3 +120,31 @@ def test_json_without_dry_run_is_a_usage_error(cli, write_yaml, isolated):
     result = cli("run", "--config", str(path), "--json")
     assert result.code == 2 and "--json and --plan-out go with --dry-run" in result.err
     assert not isolated.exists()
+
+
+def test_dry_run_shows_every_parameter_the_engine_will_use(cli, write_yaml):
+    """The planner fills in the task's and the engine's defaults (parallelism 32 was the
+    engine's alone, and no dry run showed it); the engine, reading that job file, uses
+    exactly those values."""
+    from evalfleet import api
+    from evalfleet.contract.spec import JobSpec
+    from evalfleet.engine.runner import effective_params
+    from evalfleet.tasks.registry import create_task
+
+    path = write_yaml(
+        'target: {api_endpoint: {url: "http://127.0.0.1:9/v1", model_id: m}}\n'
+        "evaluation: {tasks: [{name: gsm8k}, {name: mmlu_pro, params: {max_new_tokens: 100}}]}\n"
+    )
+    shown = cli("run", "--config", str(path), "--dry-run")
+    assert shown.code == 0, shown.err
+    lines = [line for line in shown.out.splitlines() if line.startswith("[")]
+    assert any(
+        line.endswith("gsm8k: max_new_tokens=1024 max_retries=8 n_samples=1 parallelism=32 "
+                      "request_timeout=600.0 temperature=0.0")
+        for line in lines
+    ), lines  # fmt: skip
+    assert any("mmlu_pro: max_new_tokens=100 " in line for line in lines), lines
+    for job in api.plan_run(path).invocation.jobs:
+        spec = JobSpec.model_validate(job.spec)
+        used = effective_params(spec, create_task(job.task)).model_dump(exclude_none=True)
+        assert used == job.spec["params"]

@@ -21,6 +21,10 @@ def print_dry_run(run_plan: Any, plan_path: Path) -> None:
     click.echo(f"output dir: {plan['output_dir']}")
     for line in api.plan_lines(run_plan):
         click.echo(line)
+    _heading("Parameters each task's evalfleet eval will use (from its job.json)")
+    for job in run_plan.invocation.jobs:
+        params = " ".join(f"{key}={value!r}" for key, value in sorted(job.spec["params"].items()))
+        click.echo(f"[{job.job_id}] {job.task}: {params}")
     click.echo("")
     click.echo(f"Dry run: nothing was created or recorded. Plan written to {plan_path}")
 
