@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def process_alive(pid: Any) -> bool:
+def process_alive(pid: object) -> bool:
     """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not."""
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -29,10 +29,10 @@ def process_alive(pid: Any) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def stop_runner(pid: Any, wait_s: float = 60.0) -> bool:
+def stop_runner(pid: object, wait_s: float = 60.0) -> bool:
     """SIGTERM a foreground `run` (it tears down what it made) and wait for it to end;
     False when there was nothing to stop."""
-    if not process_alive(pid) or pid == os.getpid():
+    if not isinstance(pid, int) or not process_alive(pid) or pid == os.getpid():
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s

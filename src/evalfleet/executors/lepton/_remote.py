@@ -11,11 +11,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.contract import OPEN_STATES, JobState
 from evalfleet.exceptions import BackendUnreachable, DeploymentError
 from evalfleet.executors.lepton.results import BEGIN, END, LINE, unpack
+
+if TYPE_CHECKING:
+    from evalfleet.executors.lepton.client import LeptonClient
+    from evalfleet.store import InvocationRecord
 
 # Lepton job states (LeptonJobState) → ours. Anything else is UNKNOWN, with the raw state.
 JOB_STATES = {
@@ -38,7 +42,7 @@ def local_dir(output_dir: str, task: str) -> str:
 
 
 def wait_ready(
-    client: Any, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep
+    client: LeptonClient, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, Any]:
     """Poll the deployment until Ready; DeploymentError with its logs and events on Error,
     disappearance or timeout."""
@@ -65,7 +69,7 @@ def wait_ready(
         delay = min(delay * 1.5, 10.0)
 
 
-def _failure(client: Any, name: str, what: str) -> str:
+def _failure(client: LeptonClient, name: str, what: str) -> str:
     lines = [f"Lepton endpoint {name} {what}"]
     with contextlib.suppress(DeploymentError):
         tail = [line for _, line in client.logs(deployment=name)][-10:]
@@ -106,7 +110,7 @@ def probe_health(url: str, token: str | None, timeout: float,
 # --------------------------------------------------------------------------- jobs
 
 
-def remote_jobs(client: Any, record: Any) -> dict[str, dict[str, Any]]:
+def remote_jobs(client: LeptonClient, record: InvocationRecord) -> dict[str, dict[str, Any]]:
     """The invocation's jobs on Lepton, live and archived, by id: one (paged) listing."""
     prefix = record.handle.get("job_prefix")
     return {
@@ -126,14 +130,14 @@ def observe(remote: dict[str, Any] | None) -> tuple[JobState, str]:
     return state, f"{raw} on Lepton"
 
 
-def fetch_results(client: Any, lepton_id: str, local_dir: str) -> int:
+def fetch_results(client: LeptonClient, lepton_id: str, local_dir: str) -> int:
     """Unpack an ended job's results (from its log) into `local_dir`; returns its
     `evalfleet eval` exit code. Raises ResultsMissing when its log holds none."""
     lines = (line for _, line in client.all_logs(job=lepton_id))
     return unpack(lines, Path(local_dir))
 
 
-def delete_all(client: Any, record: Any) -> tuple[list[str], list[str], bool]:
+def delete_all(client: LeptonClient, record: InvocationRecord) -> tuple[list[str], list[str], bool]:
     """Delete every unfinished job of the invocation and then, whatever happened, its
     endpoint. Finished jobs are left alone: they cost nothing and their logs hold results.
     Returns (what was deleted, errors, whether the endpoint is now gone or going)."""
@@ -165,7 +169,7 @@ def delete_all(client: Any, record: Any) -> tuple[list[str], list[str], bool]:
     return deleted, errors, endpoint_gone
 
 
-def delete_strays(client: Any, record: Any) -> list[str]:
+def delete_strays(client: LeptonClient, record: InvocationRecord) -> list[str]:
     """Delete unfinished jobs of the invocation that the store does not know (a `POST /jobs`
     retried after a 5xx the server had in fact processed); returns their ids."""
     known = {job.handle.get("lepton_id") for job in record.jobs}
@@ -175,7 +179,7 @@ def delete_strays(client: Any, record: Any) -> list[str]:
     return strays
 
 
-def unfinished_jobs(client: Any, record: Any) -> list[str]:
+def unfinished_jobs(client: LeptonClient, record: InvocationRecord) -> list[str]:
     """Ids of the invocation's live jobs that have not finished (nor are being deleted)."""
     prefix = record.handle.get("job_prefix")
     if not prefix:

@@ -19,7 +19,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evalfleet.contract import JSON, Invocation, JobState
 from evalfleet.exceptions import BackendUnreachable, ConfigError, DeploymentError, UsageError
@@ -479,7 +479,7 @@ def _copy_back(host: SlurmHost, record: InvocationRecord, job: JobRecord) -> Pat
 
 
 def _log_sources(
-    record: InvocationRecord, jobs: list[Any], chains: set[str], probe: Probe
+    record: InvocationRecord, jobs: list[JobRecord], chains: set[str], probe: Probe
 ) -> list[tuple[str, str]]:
     sources = []
     for chain in sorted(chains):

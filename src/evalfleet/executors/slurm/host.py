@@ -13,9 +13,12 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evalfleet.exceptions import ConfigError, DeploymentError
+
+if TYPE_CHECKING:
+    from evalfleet.executors.slurm.config import SlurmExecution
 
 COMMAND_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
@@ -50,7 +53,7 @@ class SlurmHost:
         self.timeout_s = timeout_s
 
     @classmethod
-    def for_execution(cls, execution: Any) -> SlurmHost:
+    def for_execution(cls, execution: SlurmExecution) -> SlurmHost:
         return cls(execution.hostname, execution.username, execution.ssh_config)
 
     @property

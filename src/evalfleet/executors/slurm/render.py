@@ -15,12 +15,16 @@ import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import ConfigError, UsageError
 from evalfleet.executors.base import Invocation, Job
 from evalfleet.executors.slurm._settings import settings
+
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+    from evalfleet.executors.slurm.config import SlurmExecution
 
 TEMPLATE = "batch.sh.j2"
 JOB_JSON_DELIMITER = "EVALFLEET_JOB_JSON"
@@ -216,7 +220,7 @@ def _flag(name: str, value: Any, where: str) -> str:
 # --------------------------------------------------------------------------- body
 
 
-def secret_env(config: Any) -> dict[str, str]:
+def secret_env(config: RunConfig) -> dict[str, str]:
     """Env vars with secret-looking names (HF_TOKEN, *_API_KEY…), from every section.
 
     Their values never go into a script (which sits on the cluster's disk): the script only
@@ -238,7 +242,7 @@ def secret_env(config: Any) -> dict[str, str]:
     return found
 
 
-def _global_env(config: Any) -> dict[str, str]:
+def _global_env(config: RunConfig) -> dict[str, str]:
     """Exported for the whole script; later sections win."""
     sections = [
         ("execution.env_vars", settings(config).env_vars),
@@ -270,7 +274,7 @@ def _evalfleet_command(text: str) -> list[str]:
     return words
 
 
-def _job_context(config: Any, job: Job, secrets: dict[str, str]) -> dict[str, Any]:
+def _job_context(config: RunConfig, job: Job, secrets: dict[str, str]) -> dict[str, Any]:
     text = json.dumps(job.spec, indent=2, sort_keys=True)
     if JOB_JSON_DELIMITER in text.splitlines():  # pragma: no cover - indent=2 prevents it
         raise ValueError(f"job {job.job_id}: job.json contains the heredoc delimiter")
@@ -288,7 +292,7 @@ def _job_context(config: Any, job: Job, secrets: dict[str, str]) -> dict[str, An
     }
 
 
-def _server(config: Any) -> ServerSpec | None:
+def _server(config: RunConfig) -> ServerSpec | None:
     # Loopback only: the tasks run in the batch shell, on the node where srun starts the
     # server, and nothing else on the cluster needs to reach it.
     server = server_spec(config.deployment, host="127.0.0.1")
@@ -302,7 +306,11 @@ def _server(config: Any) -> ServerSpec | None:
 
 
 def _server_context(
-    execution: Any, server: ServerSpec, log_dir: str, job_logs: bool, secrets: dict[str, str]
+    execution: SlurmExecution,
+    server: ServerSpec,
+    log_dir: str,
+    job_logs: bool,
+    secrets: dict[str, str],
 ) -> dict[str, Any]:
     """`job_logs`: the log goes to the (already created) logs dir of the script's one job."""
     q = shlex.quote
