@@ -148,3 +148,16 @@ def test_dry_run_shows_every_parameter_the_engine_will_use(cli, write_yaml):
         spec = JobSpec.model_validate(job.spec)
         used = effective_params(spec, create_task(job.task)).model_dump(exclude_none=True)
         assert used == job.spec["params"]
+
+
+def test_keep_endpoint_is_refused_where_the_backend_creates_no_endpoint(cli, write_yaml):
+    from evalfleet import api
+
+    path = write_yaml(
+        'target: {api_endpoint: {url: "http://127.0.0.1:9/v1", model_id: m}}\n'
+        "evaluation: {tasks: [{name: gsm8k}]}\n"
+    )
+    result = cli("run", "--config", str(path), "--keep-endpoint")
+    assert result.code == 2
+    assert "error: --keep-endpoint: execution.type local creates no endpoint to keep" in result.err
+    assert api.list_runs() == []  # refused before anything was recorded

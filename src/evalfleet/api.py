@@ -145,8 +145,8 @@ def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
     `<output_dir>/<id>/logs/run.log`; returns once the invocation is recorded.
 
     The same on every executor: the background process is a plain foreground `run`, which
-    owns the local server or the Lepton endpoint and tears it down when the tasks end (a
-    Slurm run returns once its jobs are submitted anyway)."""
+    owns the server or endpoint its backend starts and tears it down when the tasks end (a
+    backend that returns once its jobs are submitted returns here too)."""
     import sys
     import time
 

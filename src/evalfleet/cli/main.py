@@ -56,7 +56,7 @@ def cli(offline: bool) -> None:
 @click.option("-d", "--detach", is_flag=True, help="Return at once; a background process runs it.")
 @click.option(
     "--keep-endpoint", is_flag=True,
-    help="Lepton: leave the endpoint running after the jobs end (kill deletes it).",
+    help="Leave an endpoint the backend created running after the jobs end (kill deletes it).",
 )  # fmt: skip
 @click.option("--invocation-id", hidden=True, help="Use this id (how --detach hands its id over).")
 def run(
