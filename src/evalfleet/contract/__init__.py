@@ -110,7 +110,7 @@ EXIT_CONFIG = 2  # the job file or the command was wrong
 EXIT_SAMPLE_ERRORS = 3  # results written; some samples failed after their retries
 
 
-def exit_detail(code: int, job_dir: str, reason: str | None = None) -> str:
+def exit_detail(code: int, job_dir: str | None, reason: str | None = None) -> str:
     """What an ended `evalfleet eval` means, in one line; `reason` is the failure line the
     job left (`read_failure`), which says more than any exit code."""
     if code == EXIT_OK:
@@ -119,7 +119,8 @@ def exit_detail(code: int, job_dir: str, reason: str | None = None) -> str:
         return "some samples failed after their retries (see samples.jsonl); resume retries them"
     if reason:
         return reason
-    return f"evalfleet eval exited with code {code}; see {job_dir}/logs/eval.log"
+    where = f"{job_dir}/logs/eval.log" if job_dir else "its logs/eval.log"
+    return f"evalfleet eval exited with code {code}; see {where}"
 
 
 # ----------------------------------------------------------------------------- failure reason

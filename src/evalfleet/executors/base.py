@@ -231,9 +231,7 @@ class Executor(ABC):
         the flow between calls); by default each source is a local file."""
         for source in sources:
             data = _read_from(source.where, offsets.get(source.where, 0))
-            complete = data[: data.rfind(b"\n") + 1]
-            offsets[source.where] = offsets.get(source.where, 0) + len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
+            for line in complete_lines(data, source.where, offsets):
                 yield source, line
 
     def active(self, record: InvocationRecord) -> bool:
@@ -541,6 +539,14 @@ def _row(record: InvocationRecord, job: JobRecord, state: JobState, detail: str)
 def _first_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def complete_lines(data: bytes, key: str, offsets: dict[str, int]) -> list[str]:
+    """The complete lines of `data` (read from `offsets[key]` on); the offset moves past
+    them, so a line still being written is read whole next time."""
+    complete = data[: data.rfind(b"\n") + 1]
+    offsets[key] = offsets.get(key, 0) + len(complete)
+    return complete.decode("utf-8", "replace").splitlines()
 
 
 def _read_from(path: str, offset: int) -> bytes:

@@ -191,7 +191,7 @@ def task_state(chain: ChainView, files: TaskFiles) -> tuple[JobState, str] | Non
         code = int(files.exit_code) if files.exit_code.isdigit() else EXIT_FAILED
         if code == EXIT_OK:
             return JobState.SUCCESS, ""
-        return JobState.FAILED, exit_detail(code, "the task's directory")
+        return JobState.FAILED, exit_detail(code, None)
     active = chain.active
     if active:
         running = [i for i in active if chain.state_of(i) in RUNNING_STATES]
