@@ -9,7 +9,15 @@ import pytest
 
 from evalfleet import api
 
-from .cluster_helpers import active_jobs, all_in, slurm_config, states, wait_for, wait_no_jobs
+from .cluster_helpers import (
+    active_jobs,
+    all_in,
+    slurm_config,
+    states,
+    wait_for,
+    wait_no_jobs,
+    write_dataset,
+)
 
 
 def _ssh_execution(login, ssh_config=None, host=None, local_dir=None) -> str:
@@ -132,3 +140,33 @@ def test_an_account_that_does_not_exist(
     result = cli("run", "--config", str(slurm_config(tmp_path, free_port, execution=execution)))
     line = _one_error_line(result)
     assert "Invalid account or account/partition combination specified" in line
+
+
+def test_over_ssh_a_failed_task_says_why_and_its_resume_brings_the_new_results_home(
+    cli, ssh_login, tmp_path, free_port
+) -> None:
+    """A failed task's files are copied back (its reason is shown here); after resume,
+    the copy of that failed attempt is replaced by the successful one."""
+    copied = tmp_path / "copied"
+    config = slurm_config(
+        tmp_path, free_port, missing=("more",),
+        execution=_ssh_execution(ssh_login, local_dir=copied),
+    )  # fmt: skip
+    result = cli("run", "--config", str(config))
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
+    assert states(rows) == ["SUCCESS", "FAILED"], rows
+    assert rows[1]["detail"].startswith("dataset.path: cannot read "), rows[1]
+    local = copied / invocation_id / "more"
+    assert (local / "logs" / "exit_code").read_text().strip() == "2"  # its config was wrong
+
+    write_dataset(tmp_path / "data", "more", 4)  # the data is there now
+    resumed = cli("resume", invocation_id)
+    assert resumed.code == 0, resumed.err
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
+    assert states(rows) == ["SUCCESS", "SUCCESS"], rows
+    assert rows[1]["detail"] == "accuracy 1.0000 ± 0.0000 (n=4)"
+    assert json.loads((local / "results.json").read_text())["metrics"]["accuracy"]["value"] == 1.0
+    assert (local / "logs" / "exit_code").read_text().strip() == "0"
+    assert not wait_no_jobs(invocation_id)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from evalfleet.contract import JSON, Invocation, JobState
 from evalfleet.exceptions import BackendUnreachable, ConfigError, DeploymentError, UsageError
-from evalfleet.executors.base import Executor, LogSource, Observation, Run
+from evalfleet.executors.base import Executor, LogSource, Observation, Run, complete_lines
 from evalfleet.executors.slurm._settings import settings
 from evalfleet.executors.slurm.host import HostUnreachable, SlurmHost
 from evalfleet.executors.slurm.render import (
@@ -162,6 +162,11 @@ class SlurmExecutor(Executor):
                     for name in ("exit_code", "slurm_job")
                 ]
                 host.check("rm -f " + " ".join(shlex.quote(path) for path in stale), "rm")
+                if host.remote:  # the copies of the last attempt, or `collect` keeps them
+                    for job in run.jobs:
+                        local = Path(self.local_job_dir(inv, job))
+                        for name in ("logs/exit_code", "results.json"):
+                            (local / name).unlink(missing_ok=True)
                 paths = {name: f"{inv.output_dir}/{name}" for name in _chains_of(run, chain_of_job)}
             else:
                 plan = self.plan(inv)
@@ -286,11 +291,13 @@ class SlurmExecutor(Executor):
     def read_logs(
         self, record: InvocationRecord, sources: list[LogSource], offsets: dict[str, int]
     ) -> Iterator[tuple[LogSource, str]]:
-        by_path = {source.where: source for source in sources}
-        pairs = [(source.name, source.where) for source in sources]
-        for _name, path, data in _read_new(_host(record), pairs, offsets):
-            for line in data.decode("utf-8", "replace").splitlines():
-                yield by_path[path], line
+        host = _host(record)
+        if not host.remote:  # the files are here: the flow's own reader
+            yield from super().read_logs(record, sources, offsets)
+            return
+        for source, data in _read_remote(host, sources, offsets):
+            for line in complete_lines(data, source.where, offsets):
+                yield source, line
 
     def active(self, record: InvocationRecord) -> bool:
         try:
@@ -498,29 +505,16 @@ def _log_sources(
     return sources
 
 
-def _read_new(
-    host: SlurmHost, sources: list[tuple[str, str]], offsets: dict[str, int]
-) -> Iterator[tuple[str, str, bytes]]:
-    """The complete new lines of each source since the last call (offsets are updated)."""
-    if not host.remote:
-        for name, path in sources:
-            try:
-                with open(path, "rb") as handle:
-                    handle.seek(offsets.get(path, 0))
-                    data = handle.read()
-            except OSError:
-                continue
-            complete = data[: data.rfind(b"\n") + 1]
-            offsets[path] = offsets.get(path, 0) + len(complete)
-            if complete:
-                yield name, path, complete
-        return
+def _read_remote(
+    host: SlurmHost, sources: list[LogSource], offsets: dict[str, int]
+) -> Iterator[tuple[LogSource, bytes]]:
+    """What each source holds past its offset, in one ssh call (base64, a section each)."""
     import base64
 
     command = "\n".join(
-        f"echo @@{index}; tail -c +{offsets.get(path, 0) + 1} {shlex.quote(path)} 2>/dev/null"
-        " | base64 | tr -d '\\n'; echo"
-        for index, (_, path) in enumerate(sources)
+        f"echo @@{index}; tail -c +{offsets.get(source.where, 0) + 1} "
+        f"{shlex.quote(source.where)} 2>/dev/null | base64 | tr -d '\\n'; echo"
+        for index, source in enumerate(sources)
     )
     try:
         out = host.run(command).stdout.decode()
@@ -529,9 +523,4 @@ def _read_new(
     lines = out.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("@@") and line[2:].isdigit() and i + 1 < len(lines):
-            name, path = sources[int(line[2:])]
-            data = base64.b64decode(lines[i + 1])
-            complete = data[: data.rfind(b"\n") + 1]
-            offsets[path] = offsets.get(path, 0) + len(complete)
-            if complete:
-                yield name, path, complete
+            yield sources[int(line[2:])], base64.b64decode(lines[i + 1])
