@@ -57,20 +57,35 @@ def plan_run(
 
 
 def _select_tasks(model: Any, wanted: list[str]) -> Any:
+    """The configured tasks `wanted` names: as the config spells them, or by what they
+    resolve to (`-t ifeval` picks `lm-evaluation-harness.ifeval` and the reverse)."""
     from evalfleet.tasks.catalog import resolve_task_name
 
-    available = {resolve_task_name(t.name).name: t for t in model.evaluation.tasks}
+    target_type = model.target.api_endpoint.type
+
+    def resolved(name: str, endpoint_type: str | None) -> str | None:
+        try:
+            return resolve_task_name(name, endpoint_type).name
+        except ValueError:
+            return None
+
+    configured = model.evaluation.tasks
     chosen = []
     for name in wanted:
-        try:
-            key = resolve_task_name(name).name
-        except ValueError as exc:
-            raise UsageError(f"--tasks: {exc}") from None
-        if key not in available:
-            raise UsageError(
-                f"--tasks: {name!r} is not in evaluation.tasks (configured: {', '.join(available)})"
-            )
-        chosen.append(available[key])
+        match = next((t for t in configured if t.name == name), None)
+        if match is None:
+            key = resolved(name, target_type)
+            match = next(
+                (
+                    t for t in configured
+                    if key is not None and resolved(t.name, t.endpoint_type or target_type) == key
+                ),
+                None,
+            )  # fmt: skip
+        if match is None:
+            names = ", ".join(t.name for t in configured)
+            raise UsageError(f"--tasks: {name!r} is not in evaluation.tasks (configured: {names})")
+        chosen.append(match)
     evaluation = model.evaluation.model_copy(update={"tasks": chosen})
     return model.model_copy(update={"evaluation": evaluation})
 

@@ -41,10 +41,16 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             name, default_type = task.name, "chat"
             endpoint_type = task.endpoint_type or config.target.api_endpoint.type or default_type
         else:
-            info = resolve_task_name(task.name)
+            wanted = task.endpoint_type or config.target.api_endpoint.type
+            try:
+                info = resolve_task_name(task.name, wanted)
+            except ValueError as exc:
+                raise ConfigError(f"evaluation.tasks[{index}].name: {exc}") from None
             name = info.name
             endpoint_type = _task_endpoint_type(info, task.endpoint_type, config, index)
-        job_dir = f"{job_root}/{name}"
+        # The directory keeps the name as the config spells it (as the launcher's does);
+        # job.json names the one task it resolved to.
+        job_dir = f"{job_root}/{task.name.strip()}"
         spec = {
             "schema_version": SCHEMA_VERSION,
             "invocation_id": invocation_id,
@@ -65,13 +71,13 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             Job(
                 index=index,
                 job_id=f"{invocation_id}.{index}",
-                task=name,
+                task=task.name.strip(),
                 endpoint_type=endpoint_type,
                 output_dir=job_dir,
                 spec=spec,
             )
         )
-    names = [job.task for job in jobs]
+    names = [job.spec["task"] for job in jobs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(
@@ -99,16 +105,21 @@ def with_derived_defaults(config: RunConfig) -> RunConfig:
 
 
 def _task_endpoint_type(info: Any, asked: str | None, config: Any, index: int) -> str:
-    """The task's own setting, then the target's, then the catalog's; a log-likelihood
-    task always needs completions (the target's type describes the model's usual use)."""
-    if info.request_kind != "loglikelihood":
+    """A task that reproduces a reference speaks that reference's endpoint type (as the
+    launcher's task definition decides it, whatever the target's usual type); an
+    evalfleet variant takes the task's own setting, then the target's, then its own."""
+    if info.reference is None and info.request_kind != "loglikelihood":
         return asked or config.target.api_endpoint.type or info.endpoint_type
-    if asked not in (None, "completions"):
-        raise ConfigError(
-            f"evaluation.tasks[{index}].endpoint_type: {info.name} is scored by log-likelihood "
-            f"and needs 'completions' (prompt logprobs), got {asked!r}"
+    if asked not in (None, info.endpoint_type):
+        why = (
+            "is scored by log-likelihood and needs 'completions' (prompt logprobs)"
+            if info.request_kind == "loglikelihood"
+            else f"reproduces {info.reference.label}, which runs it on {info.endpoint_type!r}"
         )
-    return "completions"
+        raise ConfigError(
+            f"evaluation.tasks[{index}].endpoint_type: {info.name} {why}, got {asked!r}"
+        )
+    return str(info.endpoint_type)
 
 
 def _endpoint(config: RunConfig, endpoint_type: str, executor: Executor) -> dict[str, Any]:

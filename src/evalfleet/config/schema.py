@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from evalfleet.contract.spec import DatasetSpec, ParamsSpec, ScorerSpec
-from evalfleet.tasks.catalog import TASK_CATALOG, check_task_options, resolve_task_name
+from evalfleet.tasks.catalog import TASK_CATALOG, check_task_options, resolvable_task
 
 
 class Strict(BaseModel):
@@ -147,7 +147,7 @@ class TaskConfig(Strict):
     @classmethod
     def _known_task(cls, name: str, info: ValidationInfo) -> str:
         if info.data.get("dataset") is None:
-            resolve_task_name(name)  # raises ValueError with a "did you mean"
+            resolvable_task(name)  # raises ValueError with a "did you mean"
         elif not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
             raise ValueError("a custom task's name must be letters, digits, '_', '.' or '-'")
         return name
@@ -169,7 +169,7 @@ class TaskConfig(Strict):
             return options
         if info.data.get("dataset") is not None:
             raise ValueError("options are for catalog tasks, not custom ones")
-        check_task_options(resolve_task_name(info.data["name"]).name, options)
+        check_task_options(resolvable_task(info.data["name"]).name, options)
         return options
 
 

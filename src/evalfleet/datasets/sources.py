@@ -145,18 +145,20 @@ _ALL = [
 SOURCES: dict[str, Source] = {source.name: source for source in _ALL}
 
 TASK_SOURCES: dict[str, tuple[str, ...]] = {
-    "ifeval": ("ifeval-input",),
-    "gsm8k": ("gsm8k-test",),
-    "mmlu": ("mmlu-test",),
-    "mmlu_pro": ("mmlu_pro-test", "mmlu_pro-validation"),
-    "gpqa_diamond": ("gpqa_diamond",),
-    "math_500": ("math_500-test",),
-    "aime_2024": ("aime_2024",),
-    "aime_2025": ("aime_2025",),
-    "arc_challenge": ("arc_challenge-test",),
-    "hellaswag": ("hellaswag-validation",),
-    "mbpp": ("mbpp-test",),
-    "mgsm": tuple(f"mgsm-{lang}" for lang in MGSM_LANGUAGES),
+    "lm-evaluation-harness.ifeval": ("ifeval-input",),
+    "lm-evaluation-harness.gsm8k_cot_llama": ("gsm8k-test",),
+    "simple_evals.mmlu": ("mmlu-test",),
+    "evalfleet.mmlu_pro_cot": ("mmlu_pro-test", "mmlu_pro-validation"),
+    "simple_evals.mmlu_pro": ("mmlu_pro-test",),
+    "simple_evals.gpqa_diamond": ("gpqa_diamond",),
+    "evalfleet.math_500": ("math_500-test",),
+    "evalfleet.aime_2024": ("aime_2024",),
+    "evalfleet.aime_2025": ("aime_2025",),
+    "evalfleet.arc_challenge_cot": ("arc_challenge-test",),
+    "lm-evaluation-harness.arc_challenge": ("arc_challenge-test",),
+    "lm-evaluation-harness.hellaswag": ("hellaswag-validation",),
+    "evalfleet.mbpp": ("mbpp-test",),
+    "simple_evals.mgsm": tuple(f"mgsm-{lang}" for lang in MGSM_LANGUAGES),
 }
 """The sources each catalog task reads (tasks absent here ship their data in a package)."""
 

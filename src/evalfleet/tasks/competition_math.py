@@ -44,7 +44,7 @@ class _MathTask(ChatTask):
 
 
 class Math500(_MathTask):
-    name = "math_500"
+    name = "evalfleet.math_500"
     group_label = "subject"
     source = "math_500-test"
     default_params = {"temperature": 0.0, "max_new_tokens": 4096}
@@ -59,7 +59,7 @@ class Math500(_MathTask):
 
 
 class Aime2024(_MathTask):
-    name = "aime_2024"
+    name = "evalfleet.aime_2024"
     source = "aime_2024"
     default_params = {"temperature": 0.0, "max_new_tokens": 16384}
 
@@ -72,7 +72,7 @@ class Aime2024(_MathTask):
 
 
 class Aime2025(_MathTask):
-    name = "aime_2025"
+    name = "evalfleet.aime_2025"
     source = "aime_2025"
     default_params = {"temperature": 0.0, "max_new_tokens": 16384}
 

@@ -104,8 +104,8 @@ def fewshot_messages() -> list[dict[str, str]]:
     return messages
 
 
-class GSM8K(ChatTask):
-    name = "gsm8k"
+class GSM8KCoTLlama(ChatTask):
+    name = "lm-evaluation-harness.gsm8k_cot_llama"
     headline_metric = "exact_match"
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}
     num_fewshot = 8  # options.num_fewshot

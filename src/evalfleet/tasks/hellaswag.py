@@ -48,7 +48,7 @@ def _argmax(values: Sequence[float]) -> int:
 
 
 class HellaSwag:
-    name = "hellaswag"
+    name = "lm-evaluation-harness.hellaswag"
     endpoint_type = "completions"
     request_kind = "loglikelihood"
     headline_metric = "acc_norm"

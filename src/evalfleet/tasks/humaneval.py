@@ -61,7 +61,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 class HumanEval:
-    name = "humaneval"
+    name = "simple_evals.humaneval"
     endpoint_type = "chat"
     headline_metric = "pass@1"
     scores_in_subprocesses = True

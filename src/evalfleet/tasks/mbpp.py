@@ -34,7 +34,7 @@ def extract_code(response: str) -> str:
 
 
 class MBPP(ChatTask):
-    name = "mbpp"
+    name = "evalfleet.mbpp"
     headline_metric = "pass@1"
     scores_in_subprocesses = True
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}

@@ -43,7 +43,7 @@ def extract(response: str, language: str) -> str | None:
 
 
 class MGSM(ChatTask):
-    name = "mgsm"
+    name = "simple_evals.mgsm"
     headline_metric = "exact_match"
     group_label = "language"
     default_params = {"temperature": 0.0, "max_new_tokens": 1024}

@@ -56,8 +56,8 @@ def extract(response: str) -> str | None:
     return match.group(0) if match else None
 
 
-class MMLUPro(ChatTask):
-    name = "mmlu_pro"
+class MMLUProCoT(ChatTask):
+    name = "evalfleet.mmlu_pro_cot"
     group_label = "category"
     default_params = {"temperature": 0.0, "max_new_tokens": 4096}
     num_fewshot = SHOTS  # options.num_fewshot

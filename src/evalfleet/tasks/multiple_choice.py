@@ -93,7 +93,7 @@ SUBJECT_CATEGORY = {s: c for c, subjects in MMLU_CATEGORIES.items() for s in sub
 
 
 class MMLU(_MultipleChoice):
-    name = "mmlu"
+    name = "simple_evals.mmlu"
     group_label = "subject"
 
     def _load(self) -> list[Sample]:
@@ -111,7 +111,7 @@ class MMLU(_MultipleChoice):
 
 
 class GPQADiamond(_MultipleChoice):
-    name = "gpqa_diamond"
+    name = "simple_evals.gpqa_diamond"
     group_label = "domain"
     default_params = {"temperature": 0.0, "max_new_tokens": 4096}
     seed = 0  # options.seed
@@ -141,8 +141,8 @@ class GPQADiamond(_MultipleChoice):
         return samples
 
 
-class ArcChallenge(_MultipleChoice):
-    name = "arc_challenge"
+class ArcChallengeCoT(_MultipleChoice):
+    name = "evalfleet.arc_challenge_cot"
 
     def _load(self) -> list[Sample]:
         samples = []

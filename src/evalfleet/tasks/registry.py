@@ -33,7 +33,7 @@ def create_task(
             endpoint_type="completions" if endpoint_type == "completions" else "chat",
         )  # fmt: skip
     try:
-        info = resolve_task_name(name)
+        info = resolve_task_name(name, endpoint_type)
     except ValueError as exc:
         raise ConfigError(f"task: {exc}") from None
     module_name, class_name = _FACTORIES[info.name]
@@ -64,19 +64,31 @@ def default_params(name: str, custom: bool = False) -> dict[str, Any]:
     return dict(task_class.default_params)
 
 
-# name -> (module under evalfleet.tasks, class): imported only when the task runs.
+# qualified name -> (module under evalfleet.tasks, class): imported only when the task runs.
 _FACTORIES: dict[str, tuple[str, str]] = {
-    "humaneval": ("humaneval", "HumanEval"),
-    "ifeval": ("ifeval", "IFEval"),
-    "gsm8k": ("gsm8k", "GSM8K"),
-    "mgsm": ("mgsm", "MGSM"),
-    "math_500": ("competition_math", "Math500"),
-    "aime_2024": ("competition_math", "Aime2024"),
-    "aime_2025": ("competition_math", "Aime2025"),
-    "mmlu": ("multiple_choice", "MMLU"),
-    "mmlu_pro": ("mmlu_pro", "MMLUPro"),
-    "gpqa_diamond": ("multiple_choice", "GPQADiamond"),
-    "arc_challenge": ("multiple_choice", "ArcChallenge"),
-    "hellaswag": ("hellaswag", "HellaSwag"),
-    "mbpp": ("mbpp", "MBPP"),
+    "simple_evals.mmlu": ("simple_evals_mc", "SimpleEvalsMMLU"),
+    "simple_evals.mmlu_pro": ("simple_evals_mc", "SimpleEvalsMMLUPro"),
+    "simple_evals.gpqa_diamond": ("simple_evals_mc", "SimpleEvalsGPQADiamond"),
+    "simple_evals.mgsm": ("mgsm", "MGSM"),
+    "simple_evals.math_test_500": ("simple_evals_math", "SimpleEvalsMath500"),
+    "simple_evals.AIME_2024": ("simple_evals_math", "SimpleEvalsAime2024"),
+    "simple_evals.AIME_2025": ("simple_evals_math", "SimpleEvalsAime2025"),
+    "simple_evals.humaneval": ("humaneval", "HumanEval"),
+    "lm-evaluation-harness.ifeval": ("ifeval", "IFEval"),
+    "lm-evaluation-harness.gsm8k": ("gsm8k", "GSM8K"),
+    "lm-evaluation-harness.gsm8k_cot_llama": ("gsm8k", "GSM8KCoTLlama"),
+    "lm-evaluation-harness.arc_challenge": ("lm_eval_mc", "ArcChallenge"),
+    "lm-evaluation-harness.arc_easy": ("lm_eval_mc", "ArcEasy"),
+    "lm-evaluation-harness.hellaswag": ("lm_eval_mc", "HellaSwag"),
+    "lm-evaluation-harness.piqa": ("lm_eval_mc", "Piqa"),
+    "lm-evaluation-harness.winogrande": ("lm_eval_mc", "Winogrande"),
+    "lm-evaluation-harness.openbookqa": ("lm_eval_mc", "OpenBookQA"),
+    "bigcode-evaluation-harness.humaneval": ("bigcode", "BigcodeHumanEval"),
+    "bigcode-evaluation-harness.mbpp-chat": ("bigcode", "BigcodeMBPPChat"),
+    "evalfleet.math_500": ("competition_math", "Math500"),
+    "evalfleet.aime_2024": ("competition_math", "Aime2024"),
+    "evalfleet.aime_2025": ("competition_math", "Aime2025"),
+    "evalfleet.mmlu_pro_cot": ("mmlu_pro", "MMLUProCoT"),
+    "evalfleet.arc_challenge_cot": ("multiple_choice", "ArcChallengeCoT"),
+    "evalfleet.mbpp": ("mbpp", "MBPP"),
 }

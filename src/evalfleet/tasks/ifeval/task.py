@@ -39,7 +39,7 @@ def to_sample(prompt: Prompt) -> Sample:
 
 
 class IFEval:
-    name = "ifeval"
+    name = "lm-evaluation-harness.ifeval"
     endpoint_type = "chat"
     headline_metric = METRICS[0]
     default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 1280}
