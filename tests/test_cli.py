@@ -95,10 +95,16 @@ def test_info_shows_where_things_are(cli):
 
 def test_ls_tasks(cli):
     rows = json.loads(cli("ls", "tasks", "--json").out)
-    names = {r["name"] for r in rows}
-    assert {"ifeval", "mmlu_pro", "gpqa_diamond", "gsm8k", "humaneval", "mbpp"} <= names
-    runnable = {r["name"]: r["runnable"] for r in rows}
-    assert runnable["humaneval"] == "yes" and runnable["gsm8k"] == "yes"
+    by_name = {r["name"]: r for r in rows}
+    assert {"lm-evaluation-harness.ifeval", "simple_evals.mmlu_pro", "evalfleet.mbpp"} <= set(by_name)
+    assert all(name.count(".") == 1 for name in by_name)
+    assert by_name["simple_evals.humaneval"]["runnable"] == "yes"
+    assert by_name["lm-evaluation-harness.gsm8k_cot_llama"]["runnable"] == "yes"
+    ifeval = by_name["lm-evaluation-harness.ifeval"]
+    assert (ifeval["reference"], ifeval["reference_task"]) == ("nvidia-lm-eval 26.3", "ifeval")
+    assert all(bool(r["reference"]) != bool(r["differs"]) for r in rows)
+    table = cli("ls", "tasks").out
+    assert "nvidia-simple-evals 26.3" in table and "evalfleet.mbpp: 0-shot chat" in table
 
 
 def test_tasks_filter(cli, write_yaml):

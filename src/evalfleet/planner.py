@@ -80,9 +80,10 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
     names = [job.spec["task"] for job in jobs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
+        spelled = [repr(job.task) for job in jobs if job.spec["task"] == duplicates[0]]
         raise ConfigError(
-            f"evaluation.tasks: {', '.join(duplicates)} listed more than once "
-            "(each task writes to its own directory; merge their params instead)"
+            f"evaluation.tasks: {duplicates[0]} listed more than once (as {', '.join(spelled)}; "
+            "each task writes to its own directory: merge their params instead)"
         )
     return Invocation(invocation_id, config, output_dir, tuple(jobs))
 

@@ -205,7 +205,7 @@ CASES = [
         "duplicate tasks",
         None,
         ["evaluation.tasks=[{name:ifeval},{name:ifeval}]"],
-        "evaluation.tasks: ifeval listed more than once",
+        "evaluation.tasks: lm-evaluation-harness.ifeval listed more than once",
     ),
     (
         "unresolvable interpolation",

@@ -78,11 +78,12 @@ def test_offline_without_cache_names_task_source_and_fix(data_mirror, monkeypatc
 
 
 def test_offline_flag_reads_the_cache_but_never_the_network(data_mirror, cli, monkeypatch):
-    assert cli("data", "pull", "gsm8k").code == 0
-    result = cli("--offline", "data", "pull", "gsm8k", "mmlu")
+    assert cli("data", "pull", "gsm8k_cot_llama").code == 0
+    result = cli("--offline", "data", "pull", "gsm8k_cot_llama", "mmlu")
     assert result.code == 1
-    assert "gsm8k: hf:openai/gsm8k@cc7b047" in result.out and "(cached" in result.out
-    assert result.err.startswith("error: task 'mmlu'") and result.err.count("\n") == 1
+    assert "lm-evaluation-harness.gsm8k_cot_llama: hf:openai/gsm8k@cc7b047" in result.out
+    assert "(cached" in result.out
+    assert result.err.startswith("error: task 'simple_evals.mmlu'") and result.err.count("\n") == 1
     assert data_mirror.hits[url_path(SOURCES["mmlu-test"])] == 0
 
 
@@ -104,40 +105,41 @@ def test_unreachable_host_is_one_line(monkeypatch, tmp_path):
 
 
 def test_data_pull_cli_prefetches_every_file_of_a_task(data_mirror, cli):
-    result = cli("data", "pull", "mmlu_pro", "math_500")
+    result = cli("data", "pull", "evalfleet.mmlu_pro_cot", "math_500")
     assert result.code == 0, result.err
     assert result.out.count("downloaded, pinned by first-download") == 3
-    assert all(datasets.is_cached(s) for s in datasets.sources_for("mmlu_pro"))
-    again = cli("data", "pull", "mmlu_pro")
+    assert all(datasets.is_cached(s) for s in datasets.sources_for("evalfleet.mmlu_pro_cot"))
+    again = cli("data", "pull", "evalfleet.mmlu_pro_cot")
     assert again.out.count("(cached") == 2
     assert cli("data", "pull", "no_such_task").err.startswith("error: unknown task")
-    assert cli("data", "pull", "humaneval").out.startswith("humaneval: no download needed")
+    assert cli("data", "pull", "bogus.ifeval").err.startswith("error: task 'bogus.ifeval': unknown harness")
+    humaneval = cli("data", "pull", "simple_evals.humaneval").out
+    assert humaneval.startswith("simple_evals.humaneval: no download needed")
 
 
 def test_ls_tasks_json_reports_offline_availability(data_mirror, cli):
     before = {row["name"]: row for row in json.loads(cli("ls", "tasks", "--json").out)}
-    assert before["mmlu"]["offline"] is False and before["mmlu"]["samples"] == 14042
-    assert before["mmlu"]["source"].startswith("hf:cais/mmlu@c30699e")
+    mmlu = "simple_evals.mmlu"
+    assert before[mmlu]["offline"] is False and before[mmlu]["samples"] == 14042
+    assert before[mmlu]["source"].startswith("hf:cais/mmlu@c30699e")
     cli("data", "pull", "mmlu")
     after = {row["name"]: row for row in json.loads(cli("ls", "tasks", "--json").out)}
-    assert after["mmlu"]["offline"] is True
-    assert after["mmlu"]["files"][0]["cached"] is True
-    assert after["gpqa_diamond"]["files"][0]["pinned_by"] == "sha256"
-    assert set(after) >= {
-        "ifeval", "gsm8k", "mmlu", "mmlu_pro", "gpqa_diamond", "math_500", "aime_2024",
-        "aime_2025", "humaneval", "mbpp", "arc_challenge", "hellaswag", "mgsm",
-    }  # fmt: skip
+    assert after[mmlu]["offline"] is True
+    assert after[mmlu]["files"][0]["cached"] is True
+    assert after["simple_evals.gpqa_diamond"]["files"][0]["pinned_by"] == "sha256"
+    assert after[mmlu]["reference"] == "nvidia-simple-evals 26.3"
+    assert after["evalfleet.math_500"]["reference"] == "" and after["evalfleet.math_500"]["differs"]
 
 
 def test_a_separate_process_downloads_through_the_env_overrides(data_mirror, tmp_path):
     """What a job on a cluster node does: `evalfleet data pull` as its own process."""
     env = dict(os.environ)
     result = subprocess.run(
-        [sys.executable, "-m", "evalfleet", "data", "pull", "aime_2024"],
+        [sys.executable, "-m", "evalfleet", "data", "pull", "evalfleet.aime_2024"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "aime_2024: hf:Maxwell-Jia/AIME_2024@8d88b28" in result.stdout
+    assert "evalfleet.aime_2024: hf:Maxwell-Jia/AIME_2024@8d88b28" in result.stdout
     assert datasets.is_cached(SOURCES["aime_2024"])
     assert Path(env["EVALFLEET_CACHE_DIR"]) == tmp_path / "cache"
 
@@ -145,10 +147,11 @@ def test_a_separate_process_downloads_through_the_env_overrides(data_mirror, tmp
 def test_eval_offline_without_data_fails_in_one_line(data_mirror, cli, tmp_path):
     from tests.tasks.test_catalog_oracle import write_job
 
-    job = write_job(tmp_path / "job", "http://127.0.0.1:9", "arc_challenge")
+    job = write_job(tmp_path / "job", "http://127.0.0.1:9", "evalfleet.arc_challenge_cot")
     result = cli("--offline", "eval", "--job", str(job), "-q")
     assert result.code == 1
-    assert result.err.count("\n") == 1 and "evalfleet data pull arc_challenge" in result.err
+    assert result.err.count("\n") == 1
+    assert "evalfleet data pull evalfleet.arc_challenge_cot" in result.err
     assert sum(data_mirror.hits.values()) == 0
 
 

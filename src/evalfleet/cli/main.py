@@ -306,7 +306,8 @@ def ls() -> None:
 @ls.command("tasks")
 @click.option("--json", "as_json", is_flag=True)
 def ls_tasks(as_json: bool) -> None:
-    """The benchmarks evalfleet knows by name, their data, and whether they can run here."""
+    """The benchmarks evalfleet runs itself, the reference each reproduces, their data,
+    and whether they can run here."""
     from evalfleet.tasks.catalog import TASK_CATALOG, data_source, offline_ready, runnable
 
     rows = [
@@ -315,6 +316,9 @@ def ls_tasks(as_json: bool) -> None:
             "endpoint_type": t.endpoint_type,
             "headline_metric": t.headline_metric,
             "samples": t.samples,
+            "reference": t.reference.label if t.reference else "",
+            "reference_task": t.reference.harness_task if t.reference else "",
+            "differs": t.differs,
             "source": data_source(t.name),
             "offline": offline_ready(t.name),
             "runnable": runnable(t.name),
@@ -337,11 +341,23 @@ def ls_tasks(as_json: bool) -> None:
         return
     from evalfleet.cli.render import print_table
 
-    shown = [{**row, "offline": "yes" if row["offline"] else "no"} for row in rows]
+    shown = [
+        {
+            **row,
+            "offline": "yes" if row["offline"] else "no",
+            "reference": row["reference"] or "none (variant, below)",
+        }
+        for row in rows
+    ]
     print_table(
         shown,
-        ["name", "endpoint_type", "headline_metric", "samples", "source", "offline", "runnable"],
+        ["name", "endpoint_type", "headline_metric", "samples", "reference", "offline", "runnable"],
     )
+    variants = [row for row in rows if not row["reference"]]
+    if variants:
+        click.echo("\nevalfleet's own variants reproduce no reference; each differs in:")
+        for row in variants:
+            click.echo(f"  {row['name']}: {row['differs']}")
 
 
 @cli.group("data")

@@ -71,6 +71,12 @@ _OPTIONS: dict[str, tuple[TaskOption, ...]] = {
     "simple_evals.mgsm": (
         TaskOption("languages", list(MGSM_LANGUAGES), "languages to run", choices=MGSM_LANGUAGES),
     ),
+    "lm-evaluation-harness.gsm8k": (
+        TaskOption("num_fewshot", 5, "examples drawn from the train split (lm-eval's seed 1234)", 0, 7473),
+    ),
+    "lm-evaluation-harness.gsm8k_cot_llama": (
+        TaskOption("num_fewshot", 8, "the first N of the eight chain-of-thought examples", 0, 8),
+    ),
 }
 
 
@@ -208,9 +214,10 @@ def _candidates(short: str) -> dict[str, tuple[str, ...]]:
     for harness, tasks in launcher_index().items():
         if short in tasks:
             found[f"{harness}.{short}"] = tuple(tasks[short])
-    for info in _TASKS:
-        if info.task == short:
-            found.setdefault(info.name, (info.endpoint_type,))
+    if not found:  # evalfleet's variants never shadow a launcher name
+        for info in _TASKS:
+            if info.task == short:
+                found[info.name] = (info.endpoint_type,)
     return found
 
 
@@ -265,9 +272,15 @@ def resolvable_task(name: str) -> TaskInfo:
 
 
 def _not_built_in(qualified: str) -> ValueError:
+    short = qualified.split(".", 1)[1]
+    variant = f"evalfleet.{short}"
+    hint = (
+        f"; evalfleet's own variant is {variant!r}"
+        if variant in TASK_CATALOG
+        else " ('evalfleet ls tasks' lists the built-in ones)"
+    )
     return ValueError(
-        f"task {qualified!r} is a NeMo Evaluator task that evalfleet does not run itself "
-        "yet ('evalfleet ls tasks' lists the built-in ones)"
+        f"task {qualified!r} is a NeMo Evaluator task that evalfleet does not run itself yet{hint}"
     )
 
 
