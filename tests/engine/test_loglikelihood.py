@@ -81,9 +81,15 @@ def test_the_simulator_echo_splits_where_its_words_straddle_the_context():
     )
     assert split == (8, 13)
     assert body == {
-        "model": "sim-model", "prompt": "Answer: Paris", "max_tokens": 1, "temperature": 0.0,
-        "logprobs": 1, "echo": True,
-    }  # fmt: skip
+        "model": "sim-model",
+        "prompt": "Answer: Paris",
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": 1,
+        "echo": True,
+        "stream": False,
+        "seed": 1234,
+    }  # fmt: skip  (lm-eval's LocalCompletionsAPI body: tests/references proves it)
 
     async def ask(url: str):
         async with EndpointClient(url, api_key=None, parallelism=1, timeout_s=10) as client:

@@ -35,6 +35,28 @@ class EndpointSpec(_Strict):
     type: Literal["chat", "completions"] = "chat"
 
 
+class JudgeSpec(_Strict):
+    """The LLM judge of a task that asks one (`config.params.extra.judge` as NeMo Evaluator
+    Launcher spells it). None: the task's own default (the reference's)."""
+
+    url: str | None = Field(
+        None, description="backend openai: the base URL (…/v1); generic: the full URL"
+    )
+    model_id: str | None = Field(None, description="the judge's model")
+    api_key: str | None = Field(None, description="name of the env var holding its key")
+    backend: Literal["openai", "generic"] | None = Field(
+        None, description="openai: the OpenAI SDK's request; generic: simple-evals' own"
+    )
+    request_timeout: float | None = Field(None, gt=0, description="seconds")
+    max_retries: int | None = Field(None, ge=0)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, gt=0, description="of each judge reply")
+    max_concurrent_requests: int | None = Field(
+        None, gt=0, description="judge requests at once (at most parallelism)"
+    )
+
+
 class ParamsSpec(_Strict):
     """Generation and client parameters; None means the task's own default."""
 
@@ -49,6 +71,7 @@ class ParamsSpec(_Strict):
     request_timeout: float = Field(600.0, gt=0, description="seconds")
     max_retries: int = Field(8, ge=0)
     extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
+    judge: JudgeSpec | None = Field(None, description="the LLM judge of a task that asks one")
 
 
 class DatasetSpec(_Strict):
@@ -92,8 +115,29 @@ def effective_params(task_defaults: dict[str, Any], explicit: dict[str, Any]) ->
     """Engine defaults < the task's own defaults < what the config sets explicitly. The
     planner writes the result into job.json (so a dry run shows exactly what runs); the
     engine applies the same rule to a job file that leaves parameters out. Raises
-    pydantic's ValidationError."""
-    return ParamsSpec.model_validate({**task_defaults, **explicit})
+    pydantic's ValidationError. `judge` merges key by key (unset keys: the task's)."""
+    merged = {**task_defaults, **explicit}
+    if isinstance(task_defaults.get("judge"), dict) and isinstance(explicit.get("judge"), dict):
+        merged["judge"] = merge_judge(task_defaults["judge"], explicit["judge"])
+    return ParamsSpec.model_validate(merged)
+
+
+def merge_judge(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
+    """Judge settings of two layers: `above`'s set (non-null) keys win."""
+    return {**below, **{key: value for key, value in above.items() if value is not None}}
+
+
+def missing_judge(task_defaults: dict[str, Any], params: ParamsSpec) -> str | None:
+    """What a task that asks an LLM judge (its defaults carry `judge`) still lacks, as one
+    line naming the launcher's keys; None when the judge is set (or none is asked)."""
+    if "judge" not in task_defaults:
+        return None
+    judge = params.judge
+    missing = [key for key in ("url", "model_id") if not getattr(judge, key, None)]
+    if not missing:
+        return None
+    keys = " and ".join(f"config.params.extra.judge.{key}" for key in missing)
+    return f"asks an LLM judge whether each answer equals the gold one: set {keys}"
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

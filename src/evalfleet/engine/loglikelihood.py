@@ -3,15 +3,20 @@
 A task with `request_kind = "loglikelihood"` gives, per sample, (context, continuation)
 pairs. Each pair is one completions request with the two joined as the prompt, echoed back
 with one logprob per prompt token (`echo: true, logprobs: 1`), as lm-eval asks
-OpenAI-compatible servers. `max_tokens` is 1, not 0: vLLM refuses 0, and the one generated
-token sits after the prompt, where the split below leaves it out.
+OpenAI-compatible servers. The body is lm-eval's (`LocalCompletionsAPI._create_payload` with
+`generate=False`: temperature 0, `stream: false`, `seed: 1234`). `max_tokens` is 1, not 0:
+vLLM refuses 0, and the one generated token sits after the prompt, where the split below
+leaves it out.
 
 Which echoed tokens are the continuation's is read from `text_offset`: every token that
 holds at least one continuation character (it ends after the context) counts. A token that
 straddles the boundary (context "Answer: ", continuation "Paris", token " Paris") belongs to
 the continuation; counting only tokens that *start* at or after the context would score
 such a continuation as empty. lm-eval avoids the question by tokenizing the two halves
-itself; over a text API the server tokenizes the joined prompt.
+itself (with a client-side tokenizer: `tokenizer_backend=huggingface`) and sums
+`token_logprobs[ctxlen:-1]`; over a text API the server tokenizes the joined prompt. The two
+agree whenever the server's tokens of the context are the client's (no BOS token the client
+does not count); greediness is decided as lm-eval decides it (see `_is_greedy`).
 
 What the cache keeps per pair is the reduced answer (the sum, greediness, the continuation's
 tokens and their logprobs), not the whole echoed prompt: a HellaSwag run is 40,168 rows.
@@ -34,6 +39,10 @@ REQUIREMENT = (
 """What the endpoint must support, as error messages name it."""
 
 
+LM_EVAL_SEED = 1234
+"""The `seed` lm-eval's API models send with every request (its `seed` model argument)."""
+
+
 class NotScorable(ValueError):
     """An answer without the prompt logprobs a log-likelihood needs; one line of why."""
 
@@ -48,12 +57,14 @@ def build_body(
     """The completions request that scores `continuation` after `context`, and where the
     continuation starts and ends in the prompt as sent (a system prompt interceptor puts
     text before the context)."""
-    body: dict[str, Any] = {
+    body: dict[str, Any] = {  # lm-eval's LocalCompletionsAPI._create_payload(generate=False)
         "model": model,
         "prompt": context + continuation,
+        "temperature": 0,
         "max_tokens": 1,
-        "temperature": 0.0,
         "logprobs": 1,
+        "stream": False,
+        "seed": LM_EVAL_SEED if params.seed is None else params.seed,
         "echo": True,
     }
     if params.extra_body:
@@ -114,22 +125,26 @@ def split_continuation(logprobs: Any, context_chars: int, prompt_chars: int) -> 
         chosen_values.append(float(value))
     return {
         "logprob": sum(chosen_values),
-        "is_greedy": _is_greedy(tokens, tops, picked),
+        "is_greedy": _is_greedy(tokens, values, tops, picked),
         "tokens": [tokens[i] for i in picked],
         "token_logprobs": chosen_values,
     }
 
 
-def _is_greedy(tokens: list[str], tops: Any, picked: Sequence[int]) -> bool | None:
-    """Whether every continuation token was the most likely one; None when the endpoint
-    sent no top_logprobs to tell."""
+def _is_greedy(
+    tokens: list[str], values: list[Any], tops: Any, picked: Sequence[int]
+) -> bool | None:
+    """Whether every continuation token was the most likely one, as lm-eval's
+    `parse_logprobs` decides it: the token's logprob equals the largest in its
+    top_logprobs (a tie with another token counts as greedy). None when the endpoint sent
+    no top_logprobs to tell."""
     if not isinstance(tops, list) or len(tops) != len(tokens):
         return None
     for index in picked:
         top = tops[index]
         if not isinstance(top, dict) or not top:
             return None
-        if max(top, key=top.__getitem__) != tokens[index]:
+        if values[index] != max(top.values()):
             return False
     return True
 

@@ -53,9 +53,14 @@ _ENCODE_LINE = json.JSONEncoder(ensure_ascii=False).encode
 
 def scores_cheaply(task: Task) -> bool:
     """Whether `score_answer` may run on the event loop while answers still arrive: not for
-    tasks that wait on subprocesses (scored in threads at the end) nor log-likelihood tasks
-    (scored per sample, once all its pairs are in)."""
-    return not is_loglikelihood(task) and not getattr(task, "scores_in_subprocesses", False)
+    tasks that wait on subprocesses (scored in threads at the end), log-likelihood tasks
+    (scored per sample, once all its pairs are in) nor judged ones (scored with the judge's
+    reply, which comes after)."""
+    return (
+        not is_loglikelihood(task)
+        and not getattr(task, "scores_in_subprocesses", False)
+        and not callable(getattr(task, "judge_request", None))
+    )
 
 
 def score_answer(
@@ -66,6 +71,8 @@ def score_answer(
     )
     if is_loglikelihood(task):
         score = _score_loglikelihoods(task, sample, answer)
+    elif "judge" in answer:  # a judged task's answer, with the judge's reply (engine.judge)
+        score = task.score(sample, text, answer["judge"])  # type: ignore[call-arg]
     else:
         score = task.score(sample, text)
     return _scored(sample, repeat, answer, text, reasoning, unfinished, score)
@@ -93,6 +100,8 @@ def _scored(
     }
     if reasoning:
         record["reasoning"] = reasoning
+    if "judge" in answer:
+        record["judge"] = answer["judge"]
     if score.metrics:
         record["metrics"] = score.metrics
     if "loglikelihoods" in answer:
@@ -229,7 +238,11 @@ def _score_all(
 ) -> dict[str, Scored]:
     """Every item (all answered) scored; tasks that run code score in parallel threads
     (each waits on its own sandbox process)."""
-    if not getattr(task, "scores_in_subprocesses", False) or len(items) < 2:
+    if (
+        not getattr(task, "scores_in_subprocesses", False)
+        or len(items) < 2
+        or callable(getattr(task, "judge_request", None))
+    ):
         return {
             key: score_answer(task, interceptors, sample, repeat, answers[key])
             for sample, repeat, key in items

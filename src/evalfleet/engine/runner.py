@@ -28,6 +28,7 @@ from evalfleet.engine import loglikelihood
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
 from evalfleet.engine.client import EndpointClient, Reply, RequestFailed, RetryPolicy
 from evalfleet.engine.interceptors import Interceptors, build_interceptors
+from evalfleet.engine.judge import JudgeOutcome, check_judge, is_judged, judge_answers
 from evalfleet.engine.results import Scored, build_results, percentile, score_answer, scores_cheaply
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample, Task, is_loglikelihood
@@ -79,7 +80,12 @@ def build_body(
     model: str,
     repeat: int,
     interceptors: Interceptors,
+    index: int = 0,
 ) -> dict[str, Any]:
+    """The request body of `sample`'s `repeat`-th try. `index` numbers the requests as a
+    reference harness does (all samples once, then all again per repeat: repeat x samples +
+    position), for a task whose reference derives each request's seed from it
+    (`task.request_seed(index, params.seed)`, e.g. simple-evals' SeedGenerator)."""
     body: dict[str, Any] = {"model": model, **task.request(sample)}
     if params.temperature is not None:
         body["temperature"] = params.temperature
@@ -87,7 +93,12 @@ def build_body(
         body["top_p"] = params.top_p
     if params.max_new_tokens is not None:
         body["max_tokens"] = params.max_new_tokens
-    if params.seed is not None:
+    request_seed = getattr(task, "request_seed", None)
+    if request_seed is not None:
+        seed = request_seed(index, params.seed)
+        if seed is not None:
+            body["seed"] = seed
+    elif params.seed is not None:
         body["seed"] = params.seed + repeat
     if params.stop:
         body["stop"] = list(params.stop)
@@ -166,6 +177,9 @@ async def _evaluate(
         params = _check_loglikelihood_job(job, params, logger)
     if hasattr(task, "n_samples"):
         task.n_samples = params.n_samples  # pass@k needs to know how many tries there were
+    judged = is_judged(task)
+    if judged:
+        check_judge(job.task, task.default_params, params)
     interceptors = build_interceptors(job.interceptors, "job.interceptors")
     samples = list(task.samples(params.limit_samples))
     items: list[_Item] = []
@@ -183,6 +197,7 @@ async def _evaluate(
     progress.task, progress.total = job.task, requests_total
     cache = ResponseCache(output_dir / "cache.sqlite")
     prescored: dict[str, Scored] = {}
+    judge_outcome: JudgeOutcome | None = None
     try:
         answers = cache.load()
 
@@ -214,12 +229,18 @@ async def _evaluate(
         def unanswered() -> Iterator[_Item]:
             # Built lazily: request building overlaps with the first answers arriving.
             last_rounds_from = requests_total - 2 * params.parallelism
-            for sample in samples:
+            count = len(samples)
+            # A task whose reference varies a sample per repeat (GPQA's choice order) says
+            # how: `for_repeat(sample, index)`, index numbering requests as in build_body.
+            for_repeat = getattr(task, "for_repeat", None)
+            for position, first in enumerate(samples):
                 for repeat in range(params.n_samples):
                     if len(items) >= last_rounds_from:
                         last_rounds.set()
+                    index = repeat * count + position
+                    sample = for_repeat(first, index) if for_repeat and repeat else first
                     body = build_body(
-                        task, sample, params, job.endpoint.model_id, repeat, interceptors
+                        task, sample, params, job.endpoint.model_id, repeat, interceptors, index
                     )
                     payload = canonical_payload(body)
                     item = _Item(sample, repeat, request_key(payload, repeat), body, payload)
@@ -263,6 +284,12 @@ async def _evaluate(
                     with contextlib.suppress(asyncio.CancelledError):
                         await scoring
         logger.info("%d answers came from the cache", progress.cached)
+        if judged:
+            judge_outcome = await judge_answers(
+                task=task, params=params, items=[(i.sample, i.key) for i in items],
+                answers=answers, failures=failures, interceptors=interceptors, cache=cache,
+                rescore=rescore, logger=logger,
+            )  # fmt: skip
     finally:
         cache.close()
     progress.fetch_ended = time.monotonic()
@@ -282,6 +309,13 @@ async def _evaluate(
         client_stats=client_stats,
         scored=prescored,
     )
+    if judge_outcome is not None and params.judge is not None:
+        results["counts"].update(judge_outcome.counts())
+        results["judge"] = {
+            "model_id": params.judge.model_id,
+            "url": params.judge.url,
+            "requests": judge_outcome.client,
+        }
     _write_lines(output_dir / "samples.jsonl", lines)
     _write_json(output_dir / "results.json", results)
     errors = results["counts"]["errors"]
