@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evalfleet.datasets.sources import MGSM_LANGUAGES, SOURCES, Source
+from evalfleet.datasets.sources import MGSM_LANGUAGES, MMLU_SUBJECTS, SOURCES, Source
 
 GSM8K = [
     {"question": "Tom has 3 boxes with 6 apples each. He eats 2 apples. How many are left?",
@@ -35,6 +35,12 @@ GSM8K = [
      "answer": "1200+300=<<1200+300=1500>>1500\n#### 1,500"},
     {"question": "Mia reads 12 pages a day for 7 days. How many pages does she read?",
      "answer": "12*7=<<12*7=84>>84\n#### 84"},
+]  # fmt: skip
+
+GSM8K_TRAIN = [
+    {"question": f"Sam has {n} marbles and finds {n + 3} more. How many marbles does he have?",
+     "answer": f"{n}+{n + 3}=<<{n}+{n + 3}={2 * n + 3}>>{2 * n + 3}\n#### {2 * n + 3}"}
+    for n in range(1, 9)
 ]  # fmt: skip
 
 MATH_500 = [
@@ -60,6 +66,22 @@ AIME_2025 = [
     {"id": "1", "problem": "How many integers $n$ with $1 \\le n \\le 100$ are divisible by 7?",
      "answer": "14"},
 ]  # fmt: skip
+
+AIMO_VALIDATION_AIME = [  # simple_evals.AIME_2024 keeps the 2024 problems (by URL)
+    {"id": 0, "problem": "Find $3^4$.", "solution": "...", "answer": "81",
+     "url": "https://artofproblemsolving.com/wiki/index.php/2024_AIME_I_Problems/Problem_1"},
+    {"id": 1, "problem": "Find $2+2$ in an older year.", "solution": "...", "answer": "4",
+     "url": "https://artofproblemsolving.com/wiki/index.php/2023_AIME_I_Problems/Problem_1"},
+    {"id": 2, "problem": "Find the number of sides of a hexagon.", "solution": "...",
+     "answer": "6",
+     "url": "https://artofproblemsolving.com/wiki/index.php/2024_AIME_II_Problems/Problem_2"},
+]  # fmt: skip
+
+AIME2025_PARTS = {
+    "I": [{"question": "Find $17 + 53$.", "answer": "70"}],
+    "II": [{"question": "Find the remainder when $2^{10}$ is divided by $100$.", "answer": "24"},
+           {"question": "Find $5 \\cdot 7$.", "answer": "35"}],
+}  # fmt: skip
 
 MMLU = [
     {"question": "What is 7 * 8?", "subject": "elementary_mathematics",
@@ -123,6 +145,75 @@ HELLASWAG = [  # HF parquet: `label` is a string
      "source_id": "wikihow~1", "split": "val", "split_type": "indomain"},
 ]  # fmt: skip
 
+# lm-eval log-likelihood multiple choice (lm_eval_mc.py): every source in its real schema;
+# the train splits hold enough rows for the default few-shot counts (HellaSwag draws 11,
+# WinoGrande 6).
+ARC_EASY = [
+    {"id": "Mercury_7", "question": "Which tool measures mass?",
+     "choices": {"text": ["Balance", "Ruler", "Thermometer", "Clock"], "label": ["A", "B", "C", "D"]},
+     "answerKey": "A"},
+    {"id": "MCAS_2000_4_6", "question": "What do plants need to make food?",
+     "choices": {"text": ["Sand", "Sunlight", "Snow"], "label": ["1", "2", "3"]}, "answerKey": "2"},
+]  # fmt: skip
+ARC_CHALLENGE_TRAIN = [
+    {"id": f"Mercury_T{i}", "question": f"Challenge shot {i}?",
+     "choices": {"text": [f"c{i}a", f"c{i}b", f"c{i}c", f"c{i}d"], "label": ["A", "B", "C", "D"]},
+     "answerKey": "ABCD"[i % 4]}
+    for i in range(6)
+]  # fmt: skip
+ARC_EASY_TRAIN = [
+    {"id": f"Mercury_E{i}", "question": f"Easy shot {i}?",
+     "choices": {"text": [f"e{i}a", f"e{i}b", f"e{i}c"], "label": ["1", "2", "3"]},
+     "answerKey": "123"[i % 3]}
+    for i in range(6)
+]  # fmt: skip
+HELLASWAG_TRAIN = [
+    {"ind": 100 + i, "activity_label": f"Activity {i}", "ctx_a": f"A person does step {i}.",
+     "ctx_b": "then", "ctx": f"A person does step {i}. then",
+     "endings": [f"ends {i} one.", f"ends {i} two [title] more.", f"ends {i} three.", f"ends {i} four."],
+     "label": str(i % 4), "source_id": f"wikihow~{i}", "split": "train", "split_type": "indomain"}
+    for i in range(14)
+]  # fmt: skip
+PIQA = [  # baber/piqa: `label` is an integer
+    {"goal": "How do you open a jar with a stuck lid?",
+     "sol1": "Run the lid under hot water, then twist.", "sol2": "Put the jar in the freezer.",
+     "label": 0},
+    {"goal": "To dry wet shoes quickly,", "sol1": "fill them with dry ice.",
+     "sol2": "stuff them with newspaper.", "label": 1},
+]  # fmt: skip
+PIQA_TRAIN = [
+    {"goal": f"Piqa shot {i}", "sol1": f"first way {i}", "sol2": f"second way {i}", "label": i % 2}
+    for i in range(6)
+]  # fmt: skip
+WINOGRANDE = [  # allenai/winogrande winogrande_xl: `answer` is "1" or "2"
+    {"sentence": "The trophy didn't fit in the suitcase because the _ was too big.",
+     "option1": "trophy", "option2": "suitcase", "answer": "1"},
+    {"sentence": "Sarah thanked Maria because _ had helped her move.",
+     "option1": "Sarah", "option2": "Maria", "answer": "2"},
+]  # fmt: skip
+WINOGRANDE_TRAIN = [
+    {"sentence": f"Shot {i}: Ann gave Bo a gift because _ was kind.", "option1": "Ann",
+     "option2": "Bo", "answer": "12"[i % 2]}
+    for i in range(8)
+]  # fmt: skip
+OPENBOOKQA = [  # allenai/openbookqa main
+    {"id": "7-980", "question_stem": "The sun is responsible for",
+     "choices": {"text": ["puppies learning new tricks", "plants sprouting, blooming and wilting",
+                          "children growing up", "flowers wilting in a vase"],
+                 "label": ["A", "B", "C", "D"]}, "answerKey": "B"},
+    {"id": "7-584", "question_stem": "When standing miles away from Mount Rushmore",
+     "choices": {"text": ["the mountains seem very close", "the mountains are boring",
+                          "the mountains look the same as from up close",
+                          "the mountains seem smaller than in photographs"],
+                 "label": ["A", "B", "C", "D"]}, "answerKey": "D"},
+]  # fmt: skip
+OPENBOOKQA_TRAIN = [
+    {"id": f"train-{i}", "question_stem": f"Book shot {i} is",
+     "choices": {"text": [f"o{i}a", f"o{i}b", f"o{i}c", f"o{i}d"], "label": ["A", "B", "C", "D"]},
+     "answerKey": "ABCD"[i % 4]}
+    for i in range(6)
+]  # fmt: skip
+
 MBPP = [
     {"task_id": 10, "text": "Not a test problem.", "code": "def f(): pass",
      "test_list": ["assert False"], "test_setup_code": "", "challenge_test_list": []},
@@ -153,15 +244,31 @@ IFEVAL = [
 ROWS: dict[str, Any] = {
     "ifeval-input": IFEVAL,
     "gsm8k-test": GSM8K,
+    "gsm8k-train": GSM8K_TRAIN,
     "math_500-test": MATH_500,
     "aime_2024": AIME_2024,
     "aime_2025": AIME_2025,
-    "mmlu-test": MMLU,
+    "aimo_validation_aime": AIMO_VALIDATION_AIME,
+    **{f"aime2025-{part}": rows for part, rows in AIME2025_PARTS.items()},
+    **{
+        f"mmlu-{subject}-test": [r for r in MMLU if r["subject"] == subject]
+        for subject in MMLU_SUBJECTS
+    },
     "mmlu_pro-test": MMLU_PRO_TEST,
     "mmlu_pro-validation": MMLU_PRO_VALIDATION,
     "gpqa_diamond": GPQA,
     "arc_challenge-test": ARC,
     "hellaswag-validation": HELLASWAG,
+    "arc_challenge-train": ARC_CHALLENGE_TRAIN,
+    "arc_easy-test": ARC_EASY,
+    "arc_easy-train": ARC_EASY_TRAIN,
+    "hellaswag-train": HELLASWAG_TRAIN,
+    "piqa-validation": PIQA,
+    "piqa-train": PIQA_TRAIN,
+    "winogrande_xl-validation": WINOGRANDE,
+    "winogrande_xl-train": WINOGRANDE_TRAIN,
+    "openbookqa-test": OPENBOOKQA,
+    "openbookqa-train": OPENBOOKQA_TRAIN,
     "mbpp-test": MBPP,
     **{f"mgsm-{lang}": rows for lang, rows in MGSM.items()},
 }

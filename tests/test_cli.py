@@ -96,7 +96,9 @@ def test_info_shows_where_things_are(cli):
 def test_ls_tasks(cli):
     rows = json.loads(cli("ls", "tasks", "--json").out)
     by_name = {r["name"]: r for r in rows}
-    assert {"lm-evaluation-harness.ifeval", "simple_evals.mmlu_pro", "evalfleet.mbpp"} <= set(by_name)
+    assert {"lm-evaluation-harness.ifeval", "simple_evals.mmlu_pro", "evalfleet.mbpp"} <= set(
+        by_name
+    )
     assert all(name.count(".") == 1 for name in by_name)
     assert by_name["simple_evals.humaneval"]["runnable"] == "yes"
     assert by_name["lm-evaluation-harness.gsm8k_cot_llama"]["runnable"] == "yes"
@@ -144,15 +146,21 @@ def test_dry_run_shows_every_parameter_the_engine_will_use(cli, write_yaml):
     shown = cli("run", "--config", str(path), "--dry-run")
     assert shown.code == 0, shown.err
     lines = [line for line in shown.out.splitlines() if line.startswith("[")]
+    # lm-eval's gsm8k as the launcher runs it (its defaults and lm-eval's), on completions.
     assert any(
-        line.endswith("gsm8k: max_new_tokens=1024 max_retries=8 n_samples=1 parallelism=32 "
-                      "request_timeout=600.0 temperature=0.0")
+        line.endswith("gsm8k = lm-evaluation-harness.gsm8k (completions): max_new_tokens=256 "
+                      "max_retries=8 n_samples=1 parallelism=32 request_timeout=600.0 seed=1234 "
+                      "stop=['Question:', '</s>', '<|im_end|>'] temperature=1e-07 top_p=0.9999999"
+                      " | options: num_fewshot=5")
         for line in lines
     ), lines  # fmt: skip
-    assert any("mmlu_pro: max_new_tokens=100 " in line for line in lines), lines
+    assert any(
+        "mmlu_pro = simple_evals.mmlu_pro (chat): max_new_tokens=100 " in line for line in lines
+    ), lines
     for job in api.plan_run(path).invocation.jobs:
         spec = JobSpec.model_validate(job.spec)
-        used = effective_params(spec, create_task(job.task)).model_dump(exclude_none=True)
+        task = create_task(spec.task, endpoint_type=job.endpoint_type)
+        used = effective_params(spec, task).model_dump(exclude_none=True)
         assert used == job.spec["params"]
 
 

@@ -14,7 +14,7 @@ from evalfleet.deployments.servers import server_spec
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors.registry import get_executor
 from evalfleet.store import new_invocation_id
-from evalfleet.tasks.catalog import check_task_options, resolve_task_name
+from evalfleet.tasks.catalog import check_task_options, resolve_task_name, task_options
 
 if TYPE_CHECKING:
     from evalfleet.config.schema import RunConfig
@@ -25,7 +25,7 @@ _NEL_PARAMS = {
     "parallelism", "request_timeout", "limit_samples", "temperature", "top_p",
     "max_new_tokens", "max_retries",
 }  # fmt: skip
-_NEL_EXTRA_PARAMS = {"n_samples", "seed", "stop", "extra_body"}
+_NEL_EXTRA_PARAMS = {"n_samples", "seed", "stop", "extra_body", "judge"}
 
 
 def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invocation:
@@ -61,8 +61,24 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             "interceptors": _interceptors(config, task, index),
             "output_dir": job_dir,
         }
-        if task.options:
-            spec["task_options"] = check_task_options(name, task.options)
+        options = dict(task.options or {})
+        fewshot, own = _nel_num_fewshot(config.evaluation, task)
+        # The task's own options win. A global setting reaches only the tasks that take
+        # few-shot examples (in the launcher, harnesses without one ignore it).
+        takes_fewshot = any(option.name == "num_fewshot" for option in task_options(name))
+        if fewshot is not None and task.dataset is None and (own or takes_fewshot):
+            options.setdefault("num_fewshot", fewshot)
+        if task.dataset is None and (options or task_options(name)):
+            # Every benchmark setting the task will use, defaults included (as params).
+            try:
+                spec["task_options"] = check_task_options(name, options)
+            except ValueError as exc:
+                where = (
+                    "options"
+                    if task.options and "num_fewshot" in task.options
+                    else ("config.params.extra")
+                )
+                raise ConfigError(f"evaluation.tasks[{index}] {where}.{exc}") from None
         if task.dataset is not None:
             spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
             assert task.scorer is not None  # the schema requires one beside dataset.path
@@ -167,24 +183,34 @@ def effective_params(evaluation: Any, task: Any, index: int, name: str) -> dict[
         ("evaluation", evaluation.nemo_evaluator_config, evaluation.overrides, evaluation.params),
         (f"evaluation.tasks[{index}]", task.nemo_evaluator_config, task.overrides, task.params),
     ]
+    from evalfleet.contract import spec
+
     for where, nel_config, overrides, own in layers:
-        params.update(_nel_params(nel_config or {}, f"{where}.nemo_evaluator_config"))
-        params.update(_nel_params(_undot(overrides or {}), f"{where}.overrides"))
-        params.update(own.model_dump(exclude_none=True))
+        for layer in (
+            _nel_params(nel_config or {}, f"{where}.nemo_evaluator_config"),
+            _nel_params(_undot(overrides or {}), f"{where}.overrides"),
+            own.model_dump(exclude_none=True),
+        ):
+            if isinstance(params.get("judge"), dict) and isinstance(layer.get("judge"), dict):
+                layer = {**layer, "judge": spec.merge_judge(params["judge"], layer["judge"])}
+            params.update(layer)
     from pydantic import ValidationError
 
-    from evalfleet.contract import spec
     from evalfleet.tasks.registry import default_params
 
     try:
         defaults = default_params(name, custom=task.dataset is not None)
-        return spec.effective_params(defaults, params).model_dump(exclude_none=True)
+        effective = spec.effective_params(defaults, params)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(
             f"evaluation.tasks[{index}] params.{key}: {first['msg']} (got {first.get('input')!r})"
         ) from None
+    missing = spec.missing_judge(defaults, effective)
+    if missing:
+        raise ConfigError(f"evaluation.tasks[{index}] ({name}) {missing}")
+    return effective.model_dump(exclude_none=True)
 
 
 def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
@@ -205,10 +231,28 @@ def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
             )
         out[key] = value
     for key, value in extra.items():
+        if key == "num_fewshot":
+            continue  # a task option, not a generation param: see _nel_num_fewshot
         if key not in _NEL_EXTRA_PARAMS:
             raise ConfigError(f"{where}.config.params.extra.{key}: not supported")
         out[key] = value
     return out
+
+
+def _nel_num_fewshot(evaluation: Any, task: Any) -> tuple[Any, bool]:
+    """`config.params.extra.num_fewshot` (the launcher's spelling) from the NEL-style
+    layers, the task's over the global ones, and whether the task's own layer set it; it
+    sets the task's `num_fewshot` option."""
+    found, own = None, False
+    for is_task, nel, overrides in (
+        (False, evaluation.nemo_evaluator_config, evaluation.overrides),
+        (True, task.nemo_evaluator_config, task.overrides),
+    ):
+        for layer in (nel or {}, _undot(overrides or {})):
+            extra = ((layer.get("config") or {}).get("params") or {}).get("extra") or {}
+            if "num_fewshot" in extra:
+                found, own = extra["num_fewshot"], is_task
+    return found, own
 
 
 def _undot(flat: dict[str, Any]) -> dict[str, Any]:

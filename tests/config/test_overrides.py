@@ -132,17 +132,36 @@ def test_nel_style_params_map_onto_ours(write_yaml):
 
     path = write_yaml(
         BASE + "  nemo_evaluator_config:\n    config:\n      params:\n"
-        "        request_timeout: 120\n        limit_samples: 3\n        extra: {n_samples: 2}\n"
+        "        request_timeout: 120\n        limit_samples: 3\n"
+        "        extra: {n_samples: 2, num_fewshot: 3}\n"
     )
     config = load_config(path).model
     invocation = plan_invocation(config, "abcd0123")
-    params = invocation.jobs[0].spec["params"]
-    # Every parameter the engine uses is in the job file: the task's defaults and the
-    # engine's (max_retries) beside what the config set.
-    assert params == {
+    spec = invocation.jobs[0].spec
+    # Every parameter the engine uses is in the job file: the task's defaults (lm-eval's
+    # gsm8k as the launcher runs it) and the engine's (max_retries) beside the config's.
+    assert spec["params"] == {
         "parallelism": 4, "request_timeout": 120, "limit_samples": 3, "n_samples": 2,
-        "temperature": 0.0, "max_new_tokens": 1024, "max_retries": 8,
+        "temperature": 1e-07, "top_p": 0.9999999, "max_new_tokens": 256, "seed": 1234,
+        "stop": ["Question:", "</s>", "<|im_end|>"], "max_retries": 8,
     }  # fmt: skip
+    # The launcher's extra.num_fewshot is the task's few-shot count.
+    assert spec["task_options"] == {"num_fewshot": 3}
+    # A global setting skips tasks without few-shot examples (ifeval); a task's own is
+    # refused there, naming the key.
+    assert "task_options" not in invocation.jobs[1].spec
+    own = write_yaml(
+        BASE.replace(
+            "    - name: lm-evaluation-harness.ifeval\n",
+            "    - name: lm-evaluation-harness.ifeval\n"
+            "      nemo_evaluator_config: {config: {params: {extra: {num_fewshot: 2}}}}\n",
+        ),
+        "own.yaml",
+    )
+    with pytest.raises(
+        ConfigError, match=r"tasks\[1\] config.params.extra.num_fewshot: not an option of"
+    ):
+        plan_invocation(load_config(own).model, "abcd0124")
 
 
 def test_nel_overrides_map_params_and_adapter_config(write_yaml):

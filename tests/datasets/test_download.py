@@ -36,14 +36,14 @@ def test_a_parquet_source_downloads_once_and_reads_back(data_mirror):
 
 
 def test_first_download_hash_is_enforced_later(data_mirror):
-    source = SOURCES["mmlu-test"]
+    source = SOURCES["mmlu-anatomy-test"]
     assert source.sha256 is None and source.pinned == "first-download"
-    datasets.load_rows("mmlu", "mmlu-test")
+    datasets.load_rows("mmlu", "mmlu-anatomy-test")
     path = datasets.cached_path(source)
     path.write_bytes(path.read_bytes()[:-10])  # damaged on disk
     data_mirror.put(source)  # the upstream still serves the right bytes
-    rows = datasets.load_rows("mmlu", "mmlu-test")
-    assert len(rows) == len(MMLU)
+    rows = datasets.load_rows("mmlu", "mmlu-anatomy-test")
+    assert len(rows) == sum(row["subject"] == "anatomy" for row in MMLU)
     assert data_mirror.hits[url_path(source)] == 2  # the damaged copy was fetched again
 
 
@@ -84,7 +84,7 @@ def test_offline_flag_reads_the_cache_but_never_the_network(data_mirror, cli, mo
     assert "lm-evaluation-harness.gsm8k_cot_llama: hf:openai/gsm8k@cc7b047" in result.out
     assert "(cached" in result.out
     assert result.err.startswith("error: task 'simple_evals.mmlu'") and result.err.count("\n") == 1
-    assert data_mirror.hits[url_path(SOURCES["mmlu-test"])] == 0
+    assert data_mirror.hits[url_path(SOURCES["mmlu-anatomy-test"])] == 0
 
 
 def test_http_errors_are_one_line(data_mirror):
@@ -112,7 +112,9 @@ def test_data_pull_cli_prefetches_every_file_of_a_task(data_mirror, cli):
     again = cli("data", "pull", "evalfleet.mmlu_pro_cot")
     assert again.out.count("(cached") == 2
     assert cli("data", "pull", "no_such_task").err.startswith("error: unknown task")
-    assert cli("data", "pull", "bogus.ifeval").err.startswith("error: task 'bogus.ifeval': unknown harness")
+    assert cli("data", "pull", "bogus.ifeval").err.startswith(
+        "error: task 'bogus.ifeval': unknown harness"
+    )
     humaneval = cli("data", "pull", "simple_evals.humaneval").out
     assert humaneval.startswith("simple_evals.humaneval: no download needed")
 

@@ -119,3 +119,28 @@ def test_status_of_an_ended_run_without_auto_export_never_reads_results(run_invo
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "evalfleet.exporters" in imported  # asked whether there is anything to export
     assert "evalfleet.exporters._gather" not in imported
+
+
+def test_log_metrics_filters_as_the_launcher_does(tmp_path):
+    """Launcher configs' `log_metrics` are parts of names (case-insensitive), matched
+    against `<launcher task>_<metric>` too."""
+    from evalfleet.exporters._gather import TaskExport
+
+    metric = {"value": 0.5, "stderr": 0.1}
+    task = TaskExport(
+        "inv", "inv.0", "arc", tmp_path, {
+            "task": "lm-evaluation-harness.arc_challenge",
+            "metrics": {"acc": metric, "acc_norm": metric, "pass@1": metric},
+            "counts": {"scored_samples": 4, "errors": 0},
+        }, {},
+    )  # fmt: skip
+    assert set(task.metrics(["ACC_NORM"])) == {
+        "acc_norm",
+        "acc_norm_stderr",
+        "samples_scored",
+        "sample_errors",
+    }
+    assert {"acc", "acc_norm"} <= set(task.metrics(["arc_challenge_acc"]))
+    assert "pass@1" not in task.metrics(["arc_challenge_acc"])
+    assert set(task.metrics(["no_such"])) == {"samples_scored", "sample_errors"}
+    assert len(task.metrics(None)) == 8

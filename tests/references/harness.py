@@ -62,7 +62,9 @@ def run_reference(driver: str, payload: Any, timeout: float = 900) -> Any:
     if process.returncode != 0:
         sys.stderr.write(process.stderr[-6000:])
         raise AssertionError(f"reference driver {driver} failed (exit {process.returncode})")
-    lines = [line for line in process.stdout.splitlines() if line.startswith("{") or line.startswith("[")]
+    lines = [
+        line for line in process.stdout.splitlines() if line.startswith("{") or line.startswith("[")
+    ]
     if not lines:
         raise AssertionError(f"reference driver {driver} printed no JSON: {process.stdout[-2000:]}")
     return json.loads(lines[-1])

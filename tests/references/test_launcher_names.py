@@ -60,9 +60,14 @@ def test_names_resolve_as_the_launcher_resolves_them(launcher, endpoint_type):
             # type in use (documented); otherwise the same choices are listed.
             choices = re.findall(r"'([^']+\.[^']+)'", theirs["error"])
             index = launcher["index"]
-            fitting = [c for c in choices if endpoint_type in index[c.split(".")[0]][c.split(".")[1]]]
+            fitting = [
+                c for c in choices if endpoint_type in index[c.split(".")[0]][c.split(".")[1]]
+            ]
             if len(fitting) == 1:
-                assert ours.get("task") == fitting[0] or fitting[0] in ours.get("error", ""), (query, ours)
+                assert ours.get("task") == fitting[0] or fitting[0] in ours.get("error", ""), (
+                    query,
+                    ours,
+                )
             else:
                 assert "several harnesses" in ours["error"], (query, ours)
                 assert all(choice in ours["error"] for choice in choices), (query, ours)
@@ -84,4 +89,7 @@ def test_unknown_harness_and_ambiguous_names_are_one_line_errors():
         resolve_task_name("humaneval", "vlm")
     with pytest.raises(ValueError, match=r"lm-evaluation-harness.mmlu_pro.*does not run"):
         resolve_task_name("lm-evaluation-harness.mmlu_pro")
-    assert resolve_task_name("simple_evals.mmlu_pro").name != resolve_task_name("evalfleet.mmlu_pro_cot").name
+    assert (
+        resolve_task_name("simple_evals.mmlu_pro").name
+        != resolve_task_name("evalfleet.mmlu_pro_cot").name
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from evalfleet.tasks.mgsm import ANSWER_PREFIX
+from evalfleet.tasks.mgsm import LANG_TO_ANSWER_PREFIX as ANSWER_PREFIX
 from evalfleet.tasks.registry import create_task
 from evalfleet.testing import run_simulator
 from tests import datafixtures as fx
@@ -85,6 +85,12 @@ def mmlu(prompt: str, right: bool) -> str:
 
 def mmlu_pro(prompt: str, right: bool) -> str:
     row = _row(fx.MMLU_PRO_TEST, "question", prompt)
+    letter = _letter_of(prompt, row["options"][row["answer_index"]])
+    return f"Step by step...\n**Answer:** {letter if right else _other(letter)}"
+
+
+def mmlu_pro_cot(prompt: str, right: bool) -> str:
+    row = _row(fx.MMLU_PRO_TEST, "question", prompt)
     letter = _letter_of(prompt, row["options"][row["answer_index"]], ".")
     return f"Step by step... the answer is ({letter if right else _other(letter)})."
 
@@ -108,17 +114,19 @@ def mbpp(prompt: str, right: bool) -> str:
     return f"Here it is:\n```python\n{code}\n```"
 
 
-# HellaSwag is scored by log-likelihood, not from a reply: tests/tasks/test_hellaswag.py.
+# lm-eval's log-likelihood tasks (bare arc_challenge, hellaswag, ...) are scored from prompt
+# logprobs, not from a reply: tests/tasks/test_hellaswag.py, tests/tasks/test_lm_eval_mc.py.
 ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
-    "gsm8k": (gsm8k, len(fx.GSM8K)),
+    "gsm8k_cot_llama": (gsm8k, len(fx.GSM8K)),
     "mgsm": (mgsm, 2 * len(fx.MGSM)),
-    "math_500": (math_500, len(fx.MATH_500)),
-    "aime_2024": (aime_2024, len(fx.AIME_2024)),
-    "aime_2025": (aime_2025, len(fx.AIME_2025)),
+    "evalfleet.math_500": (math_500, len(fx.MATH_500)),
+    "evalfleet.aime_2024": (aime_2024, len(fx.AIME_2024)),
+    "evalfleet.aime_2025": (aime_2025, len(fx.AIME_2025)),
     "mmlu": (mmlu, len(fx.MMLU)),
     "mmlu_pro": (mmlu_pro, len(fx.MMLU_PRO_TEST)),
+    "evalfleet.mmlu_pro_cot": (mmlu_pro_cot, len(fx.MMLU_PRO_TEST)),
     "gpqa_diamond": (gpqa_diamond, len(fx.GPQA)),
-    "arc_challenge": (arc_challenge, len(fx.ARC)),
+    "evalfleet.arc_challenge_cot": (arc_challenge, len(fx.ARC)),
     "mbpp": (mbpp, 2),  # task 10 is not in the test split
 }
 
@@ -173,7 +181,7 @@ def test_gold_answers_score_one_and_wrong_answers_zero(task, pinned_to_fixtures,
         assert all(s["error"] is None and s["score"] == expected for s in samples)
 
 
-@pytest.mark.parametrize("task", ["gsm8k", "mmlu_pro"])
+@pytest.mark.parametrize("task", ["gsm8k_cot_llama", "evalfleet.mmlu_pro_cot"])
 def test_a_completions_endpoint_gets_the_turns_as_one_prompt(
     task, pinned_to_fixtures, cli, tmp_path
 ):
@@ -193,21 +201,41 @@ def test_a_completions_endpoint_gets_the_turns_as_one_prompt(
     assert results["metrics"][results["headline_metric"]]["n"] == expected_n
 
 
+def test_gsm8k_completions_few_shot_from_the_train_split(pinned_to_fixtures, cli, tmp_path):
+    """lm-eval's gsm8k: 5 train examples then "Question: …\nAnswer:", a "#### N" reply."""
+    task = create_task("gsm8k", endpoint_type="completions")
+    assert task.endpoint_type == "completions"
+    answers = {}
+    for sample in task.samples(None):
+        prompt = task.request(sample)["prompt"]
+        assert prompt.count("Question: ") == 6 and prompt.endswith("\nAnswer:")
+        row = _row(fx.GSM8K, "question", prompt.rsplit("Question: ", 1)[1])
+        gold = row["answer"].split("####")[-1].strip()
+        answers[prompt] = f" Adding it up.\n#### {gold}"
+    with run_simulator(answers=answers) as sim:
+        job = write_job(tmp_path / "gsm8k", sim.base_url, "gsm8k", endpoint_type="completions")
+        results = run_job(cli, job)
+    assert results["headline_metric"] == "exact_match__strict-match"
+    for metric in ("exact_match__strict-match", "exact_match__flexible-extract"):
+        assert results["metrics"][metric]["value"] == 1.0
+        assert results["metrics"][metric]["n"] == len(fx.GSM8K)
+
+
 def test_grouped_metrics_and_rescore(pinned_to_fixtures, cli, tmp_path):
     with run_simulator(answers=answers_for("mmlu", True)) as sim:
         job = write_job(tmp_path / "mmlu", sim.base_url, "mmlu")
         results = run_job(cli, job)
-    metrics = results["metrics"]
-    assert metrics["accuracy/subject:anatomy"]["n"] == 1
-    assert metrics["accuracy/category:STEM"]["value"] == 1.0
-    assert metrics["accuracy/category:humanities"]["n"] == 1
+    metrics = results["metrics"]  # simple-evals' names: MMLU's categories and their mean
+    assert set(metrics) == {"score", "stem", "other", "humanities", "score_macro"}
+    assert metrics["other"]["n"] == 1 and metrics["stem"]["value"] == 1.0
+    assert metrics["score_macro"]["value"] == 1.0
     again = run_job(cli, job, "--rescore")  # the simulator is gone: the cache alone
     assert again["metrics"] == metrics
 
 
 def test_math_rescore_reproduces_the_metrics(pinned_to_fixtures, cli, tmp_path):
-    with run_simulator(answers=answers_for("math_500", True)) as sim:
-        job = write_job(tmp_path / "math", sim.base_url, "math_500")
+    with run_simulator(answers=answers_for("evalfleet.math_500", True)) as sim:
+        job = write_job(tmp_path / "math", sim.base_url, "evalfleet.math_500")
         results = run_job(cli, job)
     assert results["metrics"]["accuracy/subject:Algebra"]["n"] == 1
     assert results["metrics"]["accuracy/category:level 2"]["n"] == 2
@@ -215,8 +243,8 @@ def test_math_rescore_reproduces_the_metrics(pinned_to_fixtures, cli, tmp_path):
 
 
 def test_repeats_report_their_mean_and_spread(pinned_to_fixtures, cli, tmp_path):
-    with run_simulator(answers=answers_for("aime_2024", True)) as sim:
-        job = write_job(tmp_path / "aime", sim.base_url, "aime_2024", n_samples=3)
+    with run_simulator(answers=answers_for("evalfleet.aime_2024", True)) as sim:
+        job = write_job(tmp_path / "aime", sim.base_url, "evalfleet.aime_2024", n_samples=3)
         results = run_job(cli, job)
     assert results["repeats"] == {"n": 3, "per_repeat": [1.0] * 3, "mean": 1.0, "spread": 0.0}
     assert results["counts"]["responses"] == 3 * len(fx.AIME_2024)
@@ -225,16 +253,19 @@ def test_repeats_report_their_mean_and_spread(pinned_to_fixtures, cli, tmp_path)
 def test_mgsm_and_mmlu_pro_group_by_language_and_category(pinned_to_fixtures, cli, tmp_path):
     with run_simulator(answers=answers_for("mgsm", True)) as sim:
         results = run_job(cli, write_job(tmp_path / "mgsm", sim.base_url, "mgsm"))
-    languages = [m for m in results["metrics"] if m.startswith("exact_match/language:")]
-    assert len(languages) == 11 and results["metrics"]["exact_match/language:ja"]["n"] == 2
+    assert set(results["metrics"]) == {
+        "score", "score_macro", "group_latin", "group_non_latin", *fx.MGSM_LANGUAGES,
+    }  # fmt: skip
+    assert results["metrics"]["ja"]["n"] == 2 and results["metrics"]["group_latin"]["n"] == 10
     with run_simulator(answers=answers_for("mmlu_pro", False)) as sim:
         results = run_job(cli, write_job(tmp_path / "pro", sim.base_url, "mmlu_pro"))
-    assert set(results["metrics"]) == {
-        "accuracy", "accuracy/category:law", "accuracy/category:math",
-    }  # fmt: skip
+    assert set(results["metrics"]) == {"score"}  # simple-evals reports no categories
 
 
-@pytest.mark.parametrize(("task", "metric"), [("gsm8k", "exact_match"), ("aime_2024", "accuracy")])
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [("gsm8k_cot_llama", "exact_match__strict-match"), ("evalfleet.aime_2024", "accuracy")],
+)
 def test_evalfleet_run_downloads_in_the_job_process_and_then_runs_offline(
     task, metric, data_mirror, cli, write_yaml
 ):
@@ -260,3 +291,34 @@ evaluation:
         assert results["metrics"][metric]["value"] == 1.0
     # The data was downloaded once (by answers_for, in this process), then read from the cache.
     assert sum(data_mirror.hits.values()) == hits_after_sampling == 1
+
+
+def test_each_gpqa_repeat_gets_its_own_choice_order(pinned_to_fixtures, cli, tmp_path):
+    """simple-evals draws a fresh choice order for every repeat of a GPQA question; the
+    engine sends and scores each repeat's own (the reference proof is in
+    tests/references/test_simple_evals_mc.py). Right answers only for the later repeats'
+    prompts: sent the first repeat's prompt every time, the score would be 0."""
+    task = create_task("gpqa_diamond")
+    samples = list(task.samples(None))
+    n = len(samples)
+    firsts = {s.messages[-1]["content"] for s in samples}
+    answers = {}
+    for r in (1, 2):
+        for p, sample in enumerate(samples):
+            prompt = task.for_repeat(sample, r * n + p).messages[-1]["content"]
+            answers[prompt] = gpqa_diamond(prompt, prompt not in firsts)
+    answers.update({prompt: gpqa_diamond(prompt, False) for prompt in firsts})
+    with run_simulator(answers=answers) as sim:
+        job = write_job(tmp_path / "gpqa", sim.base_url, "gpqa_diamond", n_samples=3)
+        results = run_job(cli, job)
+    assert results["metrics"]["score"]["value"] > 0
+    lines = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 * n
+    for position, sample in enumerate(samples):
+        own = sorted((line for line in lines if line["id"] == sample.id), key=lambda x: x["repeat"])
+        expected = [sample] + [task.for_repeat(sample, r * n + position) for r in (1, 2)]
+        assert [line["target"] for line in own] == [variant.target for variant in expected]
+        assert [line["prompt"] for line in own] == [
+            "user: " + variant.messages[-1]["content"] for variant in expected
+        ]
+    assert len({line["prompt"] for line in lines}) > n  # the orders really differ

@@ -18,22 +18,25 @@ from tests.datafixtures import pin_fixture_hashes
 
 
 @pytest.mark.parametrize(
-    ("response", "expected"),
-    [
-        ("... The final answer is $1,500.", "1500"),
-        ("The final answer is 16", "16"),
-        ("She has 16 left, then 2 more: 18 apples.", "18"),  # flexible: the last number
-        ("The final answer is -3.", "-3"),
-        ("no number at all", None),
+    ("response", "strict", "flexible"),
+    [  # lm-eval's gsm8k_cot_llama filters (proven against lm-eval itself in
+        # tests/references/test_lm_eval_generative.py)
+        ("... The final answer is $1,500.", "$1,500.", "$1,500."),
+        ("The final answer is 16", "16", "16"),
+        ("She has 16 left, then 2 more: 18 apples.", "[invalid]", "18"),
+        ("The final answer is 5. No: The final answer is 6", "6", "6"),  # the LAST phrase
+        ("The final answer is -3.", "-3.", "-3."),
+        ("no number at all", "[invalid]", "[invalid]"),
     ],
 )
-def test_gsm8k_extraction(response, expected):
-    extracted = gsm8k.extract(response)
-    assert (gsm8k.normalize(extracted) if extracted else None) == expected
+def test_gsm8k_cot_llama_filters(response, strict, flexible):
+    assert gsm8k.regex_filter(gsm8k._FINAL_ANSWER, response, -1) == strict
+    assert gsm8k.regex_filter(gsm8k._NUMBER, response, -1) == flexible
 
 
 def test_gsm8k_target_and_eight_shot_prompt():
     assert gsm8k.target_of("12*7=<<12*7=84>>84\n#### 1,084") == "1084"
+    assert gsm8k.normalize("$1,500.") == "1500"
     shots = gsm8k.fewshot_messages()
     assert len(shots) == 16 and [m["role"] for m in shots[:2]] == ["user", "assistant"]
     assert shots[1]["content"].endswith("The final answer is 6")
@@ -45,13 +48,15 @@ def test_gsm8k_target_and_eight_shot_prompt():
     [
         ("Schritte...\nAntwort: 1,250", "de", "1250"),
         ("步骤\n答案：18", "zh", "18"),  # noqa: RUF001 - a real full-width colon
-        ("Answer: 7.50", "en", "7.5"),
-        ("Answer: 12.0", "fr", "12"),
-        ("the result is 12", "en", None),  # no answer prefix: nothing extracted
+        ("Answer: 7.50", "en", "7.50"),  # scored as 7.5
+        ("Answer: 12.0", "fr", ""),  # only the language's own word counts (Réponse)
+        ("the result is 12", "en", ""),  # no answer prefix: nothing extracted
     ],
 )
 def test_mgsm_extraction(response, language, expected):
-    assert mgsm.extract(response, language) == expected
+    """simple-evals' parse_answer (proven against it in tests/references/test_simple_evals_mc.py)."""
+    assert mgsm.parse_answer(response, mgsm.LANG_TO_ANSWER_PREFIX[language]) == expected
+    assert mgsm.score_mgsm("7.5", "7.50") and not mgsm.score_mgsm("12", "")
 
 
 @pytest.mark.parametrize(
@@ -128,17 +133,20 @@ def test_math_equivalence_timeout_kills_the_worker_and_recovers():
 
 
 def test_scores_are_pure_functions_of_sample_and_response():
-    task = create_task("gsm8k")
+    task = create_task("gsm8k_cot_llama")
     sample = Sample("x", "84", messages=({"role": "user", "content": "q"},))
     assert task.score(sample, "The final answer is 84").value == 1.0
     assert task.score(sample, "The final answer is 84").value == 1.0
     assert task.score(sample, "The final answer is 85").value == 0.0
 
 
-def test_mgsm_limit_covers_every_language(data_mirror, monkeypatch):
+def test_mgsm_samples_in_the_references_order(data_mirror, monkeypatch):
+    """Language by language, as simple-evals lists them: `limit_samples` (its --first_n)
+    takes the first Bengali problems."""
     pin_fixture_hashes(monkeypatch)
-    first = list(create_task("mgsm").samples(11))
-    assert {s.metadata["group"] for s in first} == set(mgsm.ANSWER_PREFIX)
+    first = list(create_task("mgsm").samples(3))
+    assert [s.metadata["language"] for s in first] == ["bn", "bn", "de"]
+    assert first[2].messages[-1]["content"].startswith("Löse dieses Mathematikproblem.")
 
 
 def test_a_worker_that_cannot_start_stops_scoring_with_its_reason(monkeypatch):

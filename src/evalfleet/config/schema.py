@@ -433,7 +433,8 @@ class MlflowExportConfig(Strict):
     tags: dict[str, str] = Field(default_factory=dict, description="added to every run")
     description: str | None = Field(None, description="the invocation run's note")
     log_metrics: list[str] = Field(
-        default_factory=list, description="export only these metrics (default: all)"
+        default_factory=list,
+        description="export only metrics whose name (or <task>_<name>) contains one of these, as the launcher filters (default: all)",
     )
     log_samples: bool = Field(True, description="upload samples.jsonl as an artifact")
     extra_metadata: dict[str, str | int | float | bool] = Field(
@@ -448,7 +449,8 @@ class WandbExportConfig(Strict):
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
     log_metrics: list[str] = Field(
-        default_factory=list, description="export only these metrics (default: all)"
+        default_factory=list,
+        description="export only metrics whose name (or <task>_<name>) contains one of these, as the launcher filters (default: all)",
     )
     log_samples: bool = Field(True, description="add samples.jsonl to the run's artifact")
     extra_metadata: dict[str, str | int | float | bool] = Field(

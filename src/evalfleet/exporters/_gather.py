@@ -53,11 +53,18 @@ class TaskExport:
         }
 
     def metrics(self, only: list[str] | None = None) -> dict[str, float]:
-        """`<metric>` and `<metric>_stderr` for every metric (or those in `only`), plus the
-        sample counts; non-finite values are left out (no tracker stores NaN well)."""
+        """`<metric>` and `<metric>_stderr` for every metric (or those `only` selects), plus
+        the sample counts; non-finite values are left out (no tracker stores NaN well).
+
+        `only` filters as NeMo Evaluator Launcher's `log_metrics` does: a metric is kept
+        when a filter is a (case-insensitive) part of its name or of `<task>_<name>`, the
+        task being the launcher's task name (`mmlu_pro` of `simple_evals.mmlu_pro`)."""
         values: dict[str, float] = {}
+        short_task = str(self.results.get("task") or self.task).split(".", 1)[-1]
         for name, metric in (self.results.get("metrics") or {}).items():
-            if only and name not in only:
+            if only and not any(
+                wanted.lower() in f"{short_task}_{name}".lower() for wanted in only
+            ):
                 continue
             for key, number in (
                 (name, metric.get("value")),

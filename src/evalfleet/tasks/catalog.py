@@ -72,11 +72,26 @@ _OPTIONS: dict[str, tuple[TaskOption, ...]] = {
         TaskOption("languages", list(MGSM_LANGUAGES), "languages to run", choices=MGSM_LANGUAGES),
     ),
     "lm-evaluation-harness.gsm8k": (
-        TaskOption("num_fewshot", 5, "examples drawn from the train split (lm-eval's seed 1234)", 0, 7473),
+        TaskOption(
+            "num_fewshot", 5, "examples drawn from the train split (lm-eval's seed 1234)", 0, 7473
+        ),
     ),
     "lm-evaluation-harness.gsm8k_cot_llama": (
         TaskOption("num_fewshot", 8, "the first N of the eight chain-of-thought examples", 0, 8),
     ),
+    **{  # lm-eval's log-likelihood tasks: the launcher's defaults
+        f"lm-evaluation-harness.{task}": (
+            TaskOption("num_fewshot", shots, "train-split examples (lm-eval's seed)", 0, 100),
+        )
+        for task, shots in {
+            "arc_challenge": 0,
+            "arc_easy": 0,
+            "hellaswag": 10,
+            "piqa": 0,
+            "winogrande": 5,
+            "openbookqa": 0,
+        }.items()
+    },
 }
 
 
@@ -149,7 +164,7 @@ class TaskInfo:
         return self.name.split(".", 1)[1]
 
 
-_LL = "loglikelihood"
+_LL: Literal["loglikelihood"] = "loglikelihood"
 _TASKS = (
     # simple-evals: 0-shot chat, max_new_tokens 16384, temperature 0, top_p 1e-5
     TaskInfo("simple_evals.mmlu", "chat", "score", 14042, "MMLU, 0-shot chat, 'Answer: X'", _ref(SIMPLE_EVALS, "mmlu")),
@@ -191,7 +206,8 @@ def _launcher_index() -> dict[str, dict[str, list[str]]]:
     from importlib.resources import files
 
     raw = files("evalfleet.tasks").joinpath("launcher_tasks.json").read_text()
-    return json.loads(raw)["harnesses"]  # type: ignore[no-any-return]
+    index: dict[str, dict[str, list[str]]] = json.loads(raw)["harnesses"]
+    return index
 
 
 _INDEX: dict[str, dict[str, list[str]]] | None = None
@@ -333,6 +349,7 @@ def offline_ready(name: str) -> bool:
 _NEEDS = {  # importable module -> the extra that brings it
     "parquet": ("pyarrow", "evalfleet[data]"),
     "math": ("math_verify", "evalfleet[math]"),
+    "latex": ("pylatexenc", "evalfleet[math]"),
 }
 _MATH_VERIFY_TASKS = ("evalfleet.math_500", "evalfleet.aime_2024", "evalfleet.aime_2025")
 
@@ -352,6 +369,8 @@ def runnable(name: str) -> str:
         needs.append(_NEEDS["parquet"])
     if name in _MATH_VERIFY_TASKS:
         needs.append(_NEEDS["math"])
+    if name == "simple_evals.AIME_2025":  # its sympy-first grader reads LaTeX
+        needs.append(_NEEDS["latex"])
     missing = [extra for module, extra in needs if not _installed(module)]
     return f"needs {', '.join(missing)}" if missing else "yes"
 

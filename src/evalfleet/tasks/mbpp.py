@@ -12,6 +12,7 @@ pass@k for k in 5, 10 ≤ n_samples with the unbiased estimator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from evalfleet.datasets import load_rows
@@ -19,8 +20,9 @@ from evalfleet.scoring.sandbox import run_python
 from evalfleet.scoring.stats import Metric, summarize
 from evalfleet.tasks._common import ChatTask, user
 from evalfleet.tasks.base import Sample, Score
-from evalfleet.tasks.humaneval import CODE_BLOCK, pass_at_k
+from evalfleet.tasks.humaneval import pass_at_k
 
+CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 TEST_IDS = range(11, 511)
 TEMPLATE = (
     "You are an expert Python programmer, and here is your task: {text} Your code should pass "

@@ -1,23 +1,19 @@
-"""Multiple-choice questions answered in a chat: MMLU, GPQA-Diamond, ARC-Challenge.
+"""ARC-Challenge as a 0-shot chain-of-thought chat question (`evalfleet.arc_challenge_cot`):
+an evalfleet variant; lm-evaluation-harness.arc_challenge scores choice log-likelihoods.
 
-Prompt (simple-evals' QUERY_TEMPLATE_MULTICHOICE, 0-shot chain of thought): "Answer the
-following multiple choice question. The last line of your response should be of the
-following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step
-by step before answering.\\n\\n{question}\\n\\nA) …\\nB) …". Defaults: temperature 0, 2,048
-new tokens (GPQA: 4,096). Scoring: the letter of the last `Answer: X` line (case-insensitive,
-`$X$` allowed) must be the gold letter. Headline `accuracy`.
+Prompt (simple-evals' multiple-choice template, letters as many as the choices): "Answer
+the following multiple choice question. The last line of your response should be of the
+following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think
+step by step before answering.\\n\\n{question}\\n\\nA) …\\nB) …". Defaults: temperature 0,
+2,048 new tokens. Scoring: the letter of the last `Answer: X` line (case-insensitive,
+`$X$` allowed) must be the gold letter. Headline `accuracy`. AI2 ARC-Challenge test
+(1,172 questions, 3-5 choices).
 
-- mmlu: cais/mmlu test (14,042), grouped by subject (57) and by MMLU's four categories.
-- gpqa_diamond: 198 questions; the four choices are shuffled with `random.Random(0)`, one
-  permutation per question drawn in file order (as simple-evals does), grouped by domain.
-- arc_challenge: AI2 ARC-Challenge test (1,172), 3-5 choices.
-
-HellaSwag is not here: it is scored by log-likelihood, as published (`hellaswag.py`).
+simple-evals' own MMLU and GPQA-Diamond are in `simple_evals_mc.py`.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
@@ -62,83 +58,6 @@ def _mc_sample(
         messages=user(multichoice_prompt(question, options)),
         metadata={"n_choices": len(options), **metadata},
     )
-
-
-MMLU_CATEGORIES = {
-    "STEM": (
-        "abstract_algebra astronomy college_biology college_chemistry college_computer_science "
-        "college_mathematics college_physics computer_security conceptual_physics "
-        "electrical_engineering elementary_mathematics high_school_biology "
-        "high_school_chemistry high_school_computer_science high_school_mathematics "
-        "high_school_physics high_school_statistics machine_learning"
-    ),
-    "humanities": (
-        "formal_logic high_school_european_history high_school_us_history "
-        "high_school_world_history international_law jurisprudence logical_fallacies "
-        "moral_disputes moral_scenarios philosophy prehistory professional_law world_religions"
-    ),
-    "social_sciences": (
-        "econometrics high_school_geography high_school_government_and_politics "
-        "high_school_macroeconomics high_school_microeconomics high_school_psychology "
-        "human_sexuality professional_psychology public_relations security_studies sociology "
-        "us_foreign_policy"
-    ),
-    "other": (
-        "anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging "
-        "management marketing medical_genetics miscellaneous nutrition professional_accounting "
-        "professional_medicine virology"
-    ),
-}
-SUBJECT_CATEGORY = {s: c for c, subjects in MMLU_CATEGORIES.items() for s in subjects.split()}
-
-
-class MMLU(_MultipleChoice):
-    name = "simple_evals.mmlu"
-    group_label = "subject"
-
-    def _load(self) -> list[Sample]:
-        return [
-            _mc_sample(
-                f"mmlu/{row['subject']}/{index}",
-                row["question"],
-                list(row["choices"]),
-                int(row["answer"]),
-                group=row["subject"],
-                category=SUBJECT_CATEGORY.get(row["subject"], "other"),
-            )
-            for index, row in enumerate(load_rows(self.name, "mmlu-test"))
-        ]
-
-
-class GPQADiamond(_MultipleChoice):
-    name = "simple_evals.gpqa_diamond"
-    group_label = "domain"
-    default_params = {"temperature": 0.0, "max_new_tokens": 4096}
-    seed = 0  # options.seed
-
-    def _load(self) -> list[Sample]:
-        rng = random.Random(self.seed)
-        samples = []
-        for index, row in enumerate(load_rows(self.name, "gpqa_diamond")):
-            permutation = rng.sample(range(4), 4)
-            choices = [
-                row["Correct Answer"],
-                row["Incorrect Answer 1"],
-                row["Incorrect Answer 2"],
-                row["Incorrect Answer 3"],
-            ]
-            options = [choices[i].strip() for i in permutation]
-            gold = permutation.index(0)
-            samples.append(
-                _mc_sample(
-                    f"gpqa_diamond/{row.get('Record ID') or index}",
-                    row["Question"].strip(),
-                    options,
-                    gold,
-                    group=row.get("High-level domain"),
-                )
-            )
-        return samples
 
 
 class ArcChallengeCoT(_MultipleChoice):

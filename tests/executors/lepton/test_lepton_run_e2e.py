@@ -100,9 +100,9 @@ def test_vllm_example_runs_to_success(cli, lepton, tmp_path, isolated, monkeypat
     assert result.code == 0, result.err
     invocation_id = result.out.strip().splitlines()[-1]
     assert "Ready after" in result.err and "healthy" in result.err
-    assert "SUCCESS" in result.out and "pass@1" in result.out
+    assert "SUCCESS" in result.out and "score" in result.out
     results = _results(out, invocation_id)
-    assert results["task"] == "humaneval" and results["metrics"]["pass@1"]["n"] == 2
+    assert results["task"] == "simple_evals.humaneval" and results["metrics"]["pass@1"]["n"] == 2
     record = _record(invocation_id)
     assert record.handle["endpoint"] == f"llama-3-1-8b-{invocation_id}"
     assert record.handle["endpoint_deleted"] is True
@@ -268,7 +268,7 @@ def test_a_dead_runner_is_cleaned_up_by_status(cli, lepton, tmp_path):
         _wait_for(lambda: job_id not in lepton.live()["jobs"], what="the job to finish")
         assert lepton.live()["deployments"] == [f"llama-3-1-8b-{invocation_id}"]
         status = cli("status", invocation_id)
-        assert status.code == 0 and "SUCCESS" in status.out and "pass@1" in status.out
+        assert status.code == 0 and "SUCCESS" in status.out and "score" in status.out
         assert _results(out, invocation_id)["metrics"]["pass@1"]["n"] == 2
         _assert_nothing_left(lepton)
         assert _record(invocation_id).handle["endpoint_deleted"] is True

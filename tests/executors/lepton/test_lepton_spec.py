@@ -597,3 +597,29 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True, timeout=60)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_a_judge_key_must_reach_the_job(plan_yaml: PlanYaml) -> None:
+    """The env var that `config.params.extra.judge.api_key` names is read inside the job:
+    without it there, every judge call would fail after the endpoint was paid for."""
+    judged = VLLM.replace(
+        "    - name: ifeval\n",
+        "    - name: simple_evals.AIME_2025\n"
+        "      nemo_evaluator_config: {config: {params: {extra: {judge: "
+        "{url: 'http://judge:8000/v1', model_id: j, api_key: JUDGE_KEY}}}}}\n",
+    )
+    inv = plan_yaml(judged)
+    with pytest.raises(ConfigError) as excinfo:
+        LeptonExecutor().plan(inv)
+    assert _problems(excinfo) == [
+        "config.params.extra.judge.api_key: JUDGE_KEY is not in the Lepton job's environment; "
+        "set execution.lepton_platform.tasks.env_vars.JUDGE_KEY: "
+        "{value_from: {secret_name_ref: <Lepton secret>}}"
+    ]
+    ok = plan_yaml(_with(
+        judged,
+        execution="lepton_platform:\n  tasks:\n    env_vars:\n"
+        "      JUDGE_KEY: {value_from: {secret_name_ref: judge-secret}}\n",
+    ))  # fmt: skip
+    (body,) = job_bodies(ok)
+    assert _envs(body)["JUDGE_KEY"]["value_from"] == {"secret_name_ref": "judge-secret"}

@@ -30,7 +30,7 @@ evaluation: {tasks: [{name: ifeval}]}
     "endpoint_only": """\
 target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m, api_key_name: MY_KEY}}
 execution: {type: local, output_dir: /data/results, mode: parallel}
-evaluation: {params: {parallelism: 8}, tasks: [{name: gsm8k}, {name: mbpp, endpoint_type: completions}]}
+evaluation: {params: {parallelism: 8}, tasks: [{name: gsm8k_cot_llama}, {name: mbpp, endpoint_type: completions}]}
 """,
 }
 
@@ -57,9 +57,13 @@ def test_endpoint_urls_follow_each_tasks_endpoint_type(write_yaml):
     assert specs[0]["endpoint"]["api_key_name"] == "MY_KEY"
     # The config's parallelism, the task's defaults and the engine's: what will run.
     assert specs[0]["params"] == {
-        "parallelism": 8, "temperature": 0.0, "max_new_tokens": 1024, "n_samples": 1,
-        "request_timeout": 600.0, "max_retries": 8,
+        "parallelism": 8, "temperature": 1e-07, "top_p": 0.9999999, "max_new_tokens": 1024,
+        "n_samples": 1, "request_timeout": 600.0, "max_retries": 8, "seed": 1234,
+        "stop": specs[0]["params"]["stop"],
     }  # fmt: skip
+    # An evalfleet variant follows the endpoint type asked for; a reference task keeps its
+    # reference's (bare gsm8k is lm-eval's 5-shot on completions, whatever the target).
+    assert specs[1]["task"] == "evalfleet.mbpp"
 
 
 def test_a_log_likelihood_task_gets_a_completions_endpoint_whatever_the_target_says(
@@ -69,15 +73,31 @@ def test_a_log_likelihood_task_gets_a_completions_endpoint_whatever_the_target_s
         write_yaml("""\
 target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m, type: chat}}
 execution: {type: local, output_dir: /data/results}
-evaluation: {tasks: [{name: hellaswag}, {name: gsm8k}]}
+evaluation: {tasks: [{name: hellaswag}, {name: gsm8k}, {name: ifeval}]}
 """)
     ).model
     jobs = plan_invocation(config, invocation_id="0123abcd").jobs
     assert [job.spec["endpoint"]["url"] for job in jobs] == [
         "https://api.example.com/v1/completions",
+        "https://api.example.com/v1/completions",
         "https://api.example.com/v1/chat/completions",
     ]
-    assert [job.endpoint_type for job in jobs] == ["completions", "chat"]
+    assert [job.endpoint_type for job in jobs] == ["completions", "completions", "chat"]
+
+
+def test_a_reference_task_asked_for_another_endpoint_type_is_refused(write_yaml):
+    config = load_config(
+        write_yaml("""target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m}}
+execution: {type: local, output_dir: /data/results}
+evaluation: {tasks: [{name: simple_evals.mmlu_pro, endpoint_type: completions}]}
+""")
+    ).model
+    with pytest.raises(
+        ConfigError,
+        match=r"evaluation.tasks\[0\].endpoint_type: simple_evals.mmlu_pro reproduces "
+        r"nvidia-simple-evals 26.3, which runs it on 'chat', got 'completions'",
+    ):
+        plan_invocation(config, invocation_id="0123abcd")
 
 
 def test_a_log_likelihood_task_asked_to_use_chat_is_refused(write_yaml):
@@ -90,7 +110,7 @@ evaluation: {tasks: [{name: gsm8k}, {name: hellaswag, endpoint_type: chat}]}
     ).model
     with pytest.raises(
         ConfigError,
-        match=r"evaluation.tasks\[1\].endpoint_type: hellaswag .*"
+        match=r"evaluation.tasks\[1\].endpoint_type: lm-evaluation-harness.hellaswag .*"
         r"log-likelihood and needs 'completions'.*got 'chat'",
     ):
         plan_invocation(config, invocation_id="0123abcd")

@@ -103,7 +103,7 @@ def test_no_deployment_runs_every_task_and_fails_if_one_failed(plan_config, tmp_
         tmp_path / "bin" / "fake-evalfleet",
         "#!/bin/bash\n"
         'printf \'%s|%s|%s\\n\' "$*" "${TASK_NOTE:-}" "${GLOBAL_NOTE:-}" >> RECORD\n'
-        'case "$(<"$3")" in *\'"task": "ifeval"\'*) exit 3 ;; esac\n',
+        'case "$(<"$3")" in *\'"task": "lm-evaluation-harness.ifeval"\'*) exit 3 ;; esac\n',
         calls,
     )
     out = tmp_path / "results"

@@ -13,11 +13,19 @@ from typing import Any
 def serve_datasets(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
     import datasets
 
-    def load_dataset(path: str, name: str | None = None, *args: Any, split: str | None = None, **kwargs: Any):
-        name = name or kwargs.get("data_dir") or (args[0] if args and isinstance(args[0], str) else None)
+    def load_dataset(
+        path: str, name: str | None = None, *args: Any, split: str | None = None, **kwargs: Any
+    ):
+        name = (
+            name
+            or kwargs.get("data_dir")
+            or (args[0] if args and isinstance(args[0], str) else None)
+        )
         key = f"{path}:{name}" if name and f"{path}:{name}" in tables else path
         if key not in tables:
-            raise KeyError(f"driver has no rows for load_dataset({path!r}, {name!r}); known: {sorted(tables)}")
+            raise KeyError(
+                f"driver has no rows for load_dataset({path!r}, {name!r}); known: {sorted(tables)}"
+            )
         splits = {s: datasets.Dataset.from_list(rows) for s, rows in tables[key].items()}
         if split is None:
             return datasets.DatasetDict(splits)
@@ -28,7 +36,11 @@ def serve_datasets(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
 
     # Modules that did `from datasets import load_dataset` before the patch.
     for module in list(sys.modules.values()):
-        if module is not None and getattr(module, "load_dataset", None) is not None and module is not datasets:
+        if (
+            module is not None
+            and getattr(module, "load_dataset", None) is not None
+            and module is not datasets
+        ):
             try:
                 if getattr(module.load_dataset, "__module__", "").startswith("datasets"):
                     module.load_dataset = load_dataset

@@ -46,7 +46,7 @@ def test_following_answers_score_one_and_breaking_answers_zero(prompts, tmp_path
         requests = sim.stats()["requests"]
     assert requests == 541
     assert results["headline_metric"] == "prompt_level_strict_acc"
-    assert results["params"]["max_new_tokens"] == 1280 and results["params"]["temperature"] == 0
+    assert results["params"]["max_new_tokens"] == 1280 and results["params"]["temperature"] == 1e-07
     assert {key for key, score in scores.items() if score != 1.0} == set(INFEASIBLE)
     metrics = results["metrics"]
     feasible = 541 - len(INFEASIBLE)

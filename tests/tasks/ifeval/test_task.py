@@ -12,11 +12,16 @@ from evalfleet.tasks.registry import create_task
 
 
 def test_the_registry_makes_it_and_the_catalog_shows_it_runnable(prompts):
-    task = create_task("harness.ifeval")
+    task = create_task("lm-evaluation-harness.ifeval")
     assert isinstance(task, IFEval) and task.endpoint_type == "chat"
     assert task.headline_metric == "prompt_level_strict_acc"
-    assert task.default_params == {"temperature": 0.0, "max_new_tokens": 1280}
-    assert runnable("ifeval") == "yes"
+    assert task.default_params == {
+        "temperature": 1e-07,
+        "top_p": 0.9999999,
+        "max_new_tokens": 1280,
+        "seed": 1234,
+    }  # lm-eval's and the launcher's (proven in tests/references/test_lm_eval_generative.py)
+    assert runnable("lm-evaluation-harness.ifeval") == "yes"
 
 
 def test_the_prompt_is_sent_as_is(prompts):
@@ -68,4 +73,4 @@ def test_a_missing_scoring_package_stops_the_run_before_any_request(monkeypatch)
         NotAvailableError, match=r"needs the langdetect package.*evalfleet\[ifeval\]"
     ):
         IFEval().samples(3)
-    assert runnable("ifeval") == "needs evalfleet[ifeval]"
+    assert runnable("lm-evaluation-harness.ifeval") == "needs evalfleet[ifeval]"

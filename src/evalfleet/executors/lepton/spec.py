@@ -390,6 +390,13 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
                 f"environment; set execution.lepton_platform.tasks.env_vars.{key_name}: "
                 "{value_from: {secret_name_ref: <Lepton secret>}}"
             )
+    judge_key = (job.spec.get("params", {}).get("judge") or {}).get("api_key")
+    if judge_key and judge_key not in chosen:
+        problems.append(
+            f"config.params.extra.judge.api_key: {judge_key} is not in the Lepton job's "
+            f"environment; set execution.lepton_platform.tasks.env_vars.{judge_key}: "
+            "{value_from: {secret_name_ref: <Lepton secret>}}"
+        )
 
     mounts = []
     for index, mount in enumerate(tasks.mounts):

@@ -3,8 +3,12 @@ instruction checked strictly and loosely.
 
 Metrics (as lm-eval names them): `prompt_level_strict_acc` (headline: all of a prompt's
 instructions followed), `prompt_level_loose_acc`, `inst_level_strict_acc` and
-`inst_level_loose_acc` (over the 834 instructions of the 541 prompts). Defaults are
-lm-eval's: greedy, 1,280 new tokens.
+`inst_level_loose_acc` (over the 834 instructions of the 541 prompts).
+
+Defaults are what NeMo Evaluator Launcher runs (nvidia-lm-eval 26.3, `ifeval.yaml` with
+the launcher's gen_kwargs): 1,280 new tokens (the task's `max_gen_toks`), temperature
+1e-07 and top_p 0.9999999 (the launcher's), seed 1234 (lm-eval sends it with every
+request), no stop strings.
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ class IFEval:
     name = "lm-evaluation-harness.ifeval"
     endpoint_type = "chat"
     headline_metric = METRICS[0]
-    default_params: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 1280}
+    default_params: dict[str, Any] = {
+        "temperature": 1e-07,
+        "top_p": 0.9999999,
+        "max_new_tokens": 1280,
+        "seed": 1234,
+    }
 
     def __init__(self, data_path: str | Path | None = None) -> None:
         self.data_path = data_path
