@@ -337,6 +337,12 @@ def test_metrics_are_the_references(reference, monkeypatch) -> None:
         # Every repeat of a GPQA question has its own choice order (the engine asks the
         # task's `for_repeat`): prompts, targets and seeds as the reference draws them.
         ("simple_evals.gpqa_diamond", {"limit_samples": 5, "extra": {"n_samples": 3}}, 5, 3),
+        (
+            "simple_evals.gpqa_diamond",
+            {"limit_samples": 5, "extra": {"n_samples": 2, "args": "--seed 7"}},
+            5,
+            2,
+        ),
         ("simple_evals.mgsm", {"limit_samples": 3}, 3, 1),
     ],
 )
@@ -349,9 +355,11 @@ def test_limit_and_repeats_take_the_references_examples_and_seeds(
     setup = Setup(task_name, tmp_path)
     ref = run_reference("simple_evals_mc", setup.payload(params))
     task = setup.ours(monkeypatch)
+    seed = {"seed": 7} if "--seed" in params.get("extra", {}).get("args", "") else {}
+    if seed and hasattr(task, "base_seed"):
+        task.base_seed = seed["seed"]  # as the engine does with params.seed
     samples = by_marker(task, limit)
     assert len(samples) == limit and len(ref["requests"]) == limit * repeats
-    seed = {"seed": 7} if "--seed" in params.get("extra", {}).get("args", "") else {}
     expected = sorted(
         (marker(b["messages"][-1]["content"]), json.dumps(b, sort_keys=True))
         for b in ref["requests"]

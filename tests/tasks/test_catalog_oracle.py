@@ -293,12 +293,16 @@ evaluation:
     assert sum(data_mirror.hits.values()) == hits_after_sampling == 1
 
 
-def test_each_gpqa_repeat_gets_its_own_choice_order(pinned_to_fixtures, cli, tmp_path):
+@pytest.mark.parametrize("seed", [None, 7])
+def test_each_gpqa_repeat_gets_its_own_choice_order(seed, pinned_to_fixtures, cli, tmp_path):
     """simple-evals draws a fresh choice order for every repeat of a GPQA question; the
     engine sends and scores each repeat's own (the reference proof is in
     tests/references/test_simple_evals_mc.py). Right answers only for the later repeats'
-    prompts: sent the first repeat's prompt every time, the score would be 0."""
+    prompts: sent the first repeat's prompt every time, the score would be 0. `params.seed`
+    is simple-evals' --seed, which also draws the orders."""
     task = create_task("gpqa_diamond")
+    if seed is not None:
+        task.base_seed = seed
     samples = list(task.samples(None))
     n = len(samples)
     firsts = {s.messages[-1]["content"] for s in samples}
@@ -309,7 +313,8 @@ def test_each_gpqa_repeat_gets_its_own_choice_order(pinned_to_fixtures, cli, tmp
             answers[prompt] = gpqa_diamond(prompt, prompt not in firsts)
     answers.update({prompt: gpqa_diamond(prompt, False) for prompt in firsts})
     with run_simulator(answers=answers) as sim:
-        job = write_job(tmp_path / "gpqa", sim.base_url, "gpqa_diamond", n_samples=3)
+        extra = {} if seed is None else {"seed": seed}
+        job = write_job(tmp_path / "gpqa", sim.base_url, "gpqa_diamond", n_samples=3, **extra)
         results = run_job(cli, job)
     assert results["metrics"]["score"]["value"] > 0
     lines = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]

@@ -177,6 +177,8 @@ async def _evaluate(
         params = _check_loglikelihood_job(job, params, logger)
     if hasattr(task, "n_samples"):
         task.n_samples = params.n_samples  # pass@k needs to know how many tries there were
+    if hasattr(task, "base_seed") and params.seed is not None:
+        task.base_seed = params.seed  # a reference that also draws its data order from it
     judged = is_judged(task)
     if judged:
         check_judge(job.task, task.default_params, params)

@@ -38,7 +38,7 @@ from typing import Any
 
 from evalfleet.datasets import load_rows
 from evalfleet.tasks._common import user
-from evalfleet.tasks._simple_evals import SimpleEvalsTask, completion_seed
+from evalfleet.tasks._simple_evals import BASE_SEED, SimpleEvalsTask, completion_seed
 from evalfleet.tasks.base import Sample, Score
 
 QUERY_TEMPLATE_MULTICHOICE = (
@@ -290,12 +290,15 @@ class SimpleEvalsGPQADiamond(_LetterTask):
 
     def __init__(self, endpoint_type: str = "chat") -> None:
         super().__init__(endpoint_type)
-        self._rng = random.Random(completion_seed(1))
+        self.base_seed = BASE_SEED  # simple-evals' --seed: the engine sets params.seed here
+        self._rng: random.Random | None = None
         self._permutations: list[list[int]] = []
 
     def _permutation(self, index: int) -> list[int]:
         """The reference's `index`-th draw: one `Random(get_seed(1))` permutes its examples
         list (the rows, then the rows again per repeat) in order."""
+        if self._rng is None:
+            self._rng = random.Random(completion_seed(1, base_seed=self.base_seed))
         while len(self._permutations) <= index:
             self._permutations.append(self._rng.sample(range(4), 4))
         return self._permutations[index]
