@@ -23,7 +23,6 @@ Scoring speed of both on the 164 canonical solutions is printed, not asserted, b
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,9 +44,6 @@ MODEL = "sim-model"
 MBPP_ROWS = 500  # bigcode's MBPP asserts the test split has exactly 500 rows
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-measures_speed = pytest.mark.skipif(
-    os.environ.get("EVALFLEET_MEASURE_SPEED") != "1", reason="set EVALFLEET_MEASURE_SPEED=1"
-)
 
 
 def _corpus(name: str) -> list[dict[str, Any]]:
@@ -184,20 +180,6 @@ def test_simple_evals_humaneval_extraction_and_execution():
     )
 
 
-@measures_speed
-def test_simple_evals_humaneval_scoring_speed():
-    problems = load_problems()
-    replies = [f"```python\n{p['prompt']}{p['canonical_solution']}```" for p in problems]
-    reference = _simple_evals(problems, replies, execute=True)
-    assert reference["metrics"]["score"] == 1.0
-    task = HumanEval(timeout_s=TIMEOUT_S)
-    ours = _timed_scores(task, [task.sample(p) for p in problems], replies)
-    print(
-        f"\nsimple_evals.humaneval, 164 canonical solutions: reference {reference['seconds']:.2f} s,"
-        f" evalfleet {ours:.2f} s (x{reference['seconds'] / ours:.1f})"
-    )
-
-
 # ----------------------------------------------------------- bigcode-evaluation-harness
 
 
@@ -286,24 +268,6 @@ def test_bigcode_humaneval_extraction_and_execution():
     assert reference["metrics"]["pass@1"] == pytest.approx(sum(v for v, _ in ours) / len(ours))
     canonical = [executions[i]["passed"] for i, k in enumerate(kinds) if k == "canonical body"]
     assert all(canonical) and len(canonical) >= 164
-
-
-@measures_speed
-def test_bigcode_humaneval_scoring_speed():
-    problems = load_problems()
-    task = BigcodeHumanEval()
-    samples = [task.sample(p) for p in problems]
-    generations = ["\n" + p["canonical_solution"] for p in problems]
-    replies = {s.prompt: [g] for s, g in zip(samples, generations, strict=True)}
-    reference = _bigcode(
-        "humaneval", "openai_humaneval", problems, replies, execute=True, n_samples=1
-    )
-    assert reference["metrics"]["pass@1"] == 1.0
-    ours = _timed_scores(task, samples, generations)
-    print(
-        f"\nbigcode humaneval, 164 canonical solutions: reference {reference['seconds']:.2f} s,"
-        f" evalfleet {ours:.2f} s (x{reference['seconds'] / ours:.1f})"
-    )
 
 
 TEXTS = (
