@@ -169,17 +169,19 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(
         [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    cache = None
-    while time.monotonic() < deadline:
-        caches = list(Path("results").glob("*/adds/cache.sqlite"))
-        if caches and cache_rows(caches[0]) >= 16:
-            cache = caches[0]
-            break
-        time.sleep(0.1)
-    assert cache is not None
-    runner.send_signal(signal.SIGTERM)
-    runner.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        cache = None
+        while time.monotonic() < deadline:
+            caches = list(Path("results").glob("*/adds/cache.sqlite"))
+            if caches and cache_rows(caches[0]) >= 16:
+                cache = caches[0]
+                break
+            time.sleep(0.1)
+        assert cache is not None
+    finally:  # never leave the runner (and its server) behind for the next test
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=60)
     kept = cache_rows(cache)
     assert 16 <= kept < N_SAMPLES
     invocation_id = cache.parent.parent.name
