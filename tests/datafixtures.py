@@ -274,15 +274,23 @@ ROWS: dict[str, Any] = {
 }
 
 
+def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    return sink.getvalue()
+
+
+def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
 def encode(source: Source) -> bytes:
     """The fixture rows of `source` as its real file format."""
     rows = ROWS[source.name]
     if source.format == "parquet":
-        sink = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows), sink)
-        return sink.getvalue()
+        return parquet_bytes(rows)
     if source.format == "jsonl":
-        return "".join(json.dumps(row) + "\n" for row in rows).encode()
+        return jsonl_bytes(rows)
     if source.format == "csv":
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(rows[0]))

@@ -21,7 +21,6 @@ a leading space in an answer key, duplicates of evaluated rows in the train spli
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import math
 import random
@@ -31,8 +30,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalfleet.contract.spec import ParamsSpec
@@ -42,7 +39,7 @@ from evalfleet.engine.loglikelihood import build_body, split_continuation
 from evalfleet.tasks.base import Sample
 from evalfleet.tasks.registry import create_task
 from tests import datafixtures
-from tests.datafixtures import pin_fixture_hashes
+from tests.datafixtures import parquet_bytes, pin_fixture_hashes
 from tests.references.harness import run_reference
 
 CORPUS = Path(__file__).parent / "corpora" / "lm_eval_loglikelihood_responses.json"
@@ -206,12 +203,6 @@ def openbookqa_rows(seed: int, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _parquet(rows: list[dict[str, Any]]) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), sink)
-    return sink.getvalue()
-
-
 # evalfleet task -> lm-eval task, its dataset key (path[:name] as the yaml loads it), and
 # the sources evalfleet reads for the eval and the train split.
 TASKS = {
@@ -325,8 +316,8 @@ def _evalfleet_task(task: str, shots: int | None, data, mirror, monkeypatch):
     _, _, eval_source, train_source = TASKS[task]
     pin_fixture_hashes(monkeypatch, {eval_source, train_source})
     eval_rows, train_rows = data[task]
-    mirror.put(SOURCES[eval_source], _parquet(eval_rows))
-    mirror.put(SOURCES[train_source], _parquet(train_rows))
+    mirror.put(SOURCES[eval_source], parquet_bytes(eval_rows))
+    mirror.put(SOURCES[train_source], parquet_bytes(train_rows))
     options = {} if shots is None else {"num_fewshot": shots}
     return create_task(task, endpoint_type="completions", options=options)
 

@@ -15,15 +15,12 @@ has fewer than 50) and the committed corpus of hard responses, each with a judge
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalfleet.contract.spec import effective_params
@@ -33,7 +30,11 @@ from evalfleet.engine.judge import judge_api_key, judge_body, judge_url
 from evalfleet.engine.runner import build_body
 from evalfleet.tasks.registry import create_task
 from evalfleet.tasks.simple_evals_math import _sympy_equal
-from tests.datafixtures import data_mirror  # noqa: F401
+from tests.datafixtures import (
+    data_mirror,  # noqa: F401
+    jsonl_bytes,
+    parquet_bytes,
+)
 from tests.references.harness import reference_python, run_reference
 
 CORPUS = json.loads(
@@ -57,16 +58,6 @@ def _competition_rows(mmath: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in mmath if r["data_source"] in ("AIME2024", "AIME2025", "CNMO")]
 
 
-def _parquet(rows: list[dict]) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), sink)
-    return sink.getvalue()
-
-
-def _jsonl(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(row) + "\n" for row in rows).encode()
-
-
 def _tables(task: str, mmath: list[dict[str, Any]]) -> dict[str, tuple[str, bytes, list]]:
     """source name -> (the reference's dataset key, the file evalfleet downloads, rows)."""
     if task == "simple_evals.math_test_500":
@@ -75,7 +66,7 @@ def _tables(task: str, mmath: list[dict[str, Any]]) -> dict[str, tuple[str, byte
              "subject": "unknown", "level": 1, "unique_id": f"test/{r['data_source_id']}.json"}
             for r in mmath if r["data_source"] == "MATH500"
         ]  # fmt: skip
-        return {"math_500-test": ("HuggingFaceH4/MATH-500", _jsonl(rows), rows)}
+        return {"math_500-test": ("HuggingFaceH4/MATH-500", jsonl_bytes(rows), rows)}
     if task == "simple_evals.AIME_2024":
         rows = [
             {"id": i, "problem": r["question"], "solution": "", "answer": r["answer"],
@@ -90,15 +81,15 @@ def _tables(task: str, mmath: list[dict[str, Any]]) -> dict[str, tuple[str, byte
                                      "https://example.org/2024_AMC", ""])
         ]  # fmt: skip
         rows = others[:2] + rows[:30] + others[2:] + rows[30:]
-        return {"aimo_validation_aime": ("AI-MO/aimo-validation-aime", _parquet(rows), rows)}
+        return {"aimo_validation_aime": ("AI-MO/aimo-validation-aime", parquet_bytes(rows), rows)}
     problems = [
         {"question": r["question"], "answer": r["answer"]} for r in _competition_rows(mmath)
     ]
     half = len(problems) // 2
     return {
-        "aime2025-I": ("opencompass/AIME2025:AIME2025-I", _jsonl(problems[:half]), problems[:half]),
+        "aime2025-I": ("opencompass/AIME2025:AIME2025-I", jsonl_bytes(problems[:half]), problems[:half]),
         "aime2025-II": (
-            "opencompass/AIME2025:AIME2025-II", _jsonl(problems[half:]), problems[half:],
+            "opencompass/AIME2025:AIME2025-II", jsonl_bytes(problems[half:]), problems[half:],
         ),
     }  # fmt: skip
 

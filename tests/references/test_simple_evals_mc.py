@@ -24,8 +24,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalfleet.contract.spec import effective_params
@@ -34,6 +32,7 @@ from evalfleet.datasets.sources import MGSM_LANGUAGES, MMLU_SUBJECTS, SOURCES
 from evalfleet.engine.interceptors import build_interceptors
 from evalfleet.engine.runner import build_body
 from evalfleet.tasks.registry import create_task
+from tests.datafixtures import parquet_bytes
 from tests.references.harness import run_reference
 
 CORPORA = Path(__file__).parent / "corpora"
@@ -154,12 +153,6 @@ def rows_mgsm() -> dict[str, list[dict[str, Any]]]:
     return by_language
 
 
-def _parquet(rows: list[dict[str, Any]]) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), sink)
-    return sink.getvalue()
-
-
 def _csv(rows: list[dict[str, Any]]) -> str:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=GPQA_COLUMNS)
@@ -190,12 +183,12 @@ class Setup:
             for subject in MMLU_SUBJECTS:
                 mine = [r for r in rows if r["subject"] == subject]
                 self.tables[f"cais/mmlu:{subject}"] = {"test": mine}
-                self.files[f"mmlu-{subject}-test"] = _parquet(mine)
+                self.files[f"mmlu-{subject}-test"] = parquet_bytes(mine)
             self.responses = {i: LETTERS[i % len(LETTERS)]["response"] for i in range(len(rows))}
         elif task == "simple_evals.mmlu_pro":
             rows = rows_mmlu_pro(70)
             self.tables["TIGER-Lab/MMLU-Pro"] = {"test": rows}
-            self.files["mmlu_pro-test"] = _parquet(rows)
+            self.files["mmlu_pro-test"] = parquet_bytes(rows)
             self.responses = {i: LETTERS[i % len(LETTERS)]["response"] for i in range(len(rows))}
         elif task == "simple_evals.gpqa_diamond":
             rows = rows_gpqa(70)

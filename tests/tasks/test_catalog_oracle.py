@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,8 +133,15 @@ ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
 
 
 def write_job(
-    directory: Path, base_url: str, task: str, endpoint_type: str = "chat", **params
+    directory: Path,
+    base_url: str,
+    task: str,
+    endpoint_type: str = "chat",
+    options: dict[str, Any] | None = None,
+    **params: Any,
 ) -> Path:
+    """A job file for `task` against the simulator at `base_url` (`params`: generation
+    params, `options`: task options)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = "chat/completions" if endpoint_type == "chat" else "completions"
     spec = {
@@ -148,6 +156,8 @@ def write_job(
         "params": {"parallelism": 4, "max_retries": 1, **params},
         "output_dir": str(directory),
     }
+    if options is not None:
+        spec["task_options"] = options
     job = directory / "job.json"
     job.write_text(json.dumps(spec))
     return job

@@ -29,8 +29,8 @@ from evalfleet.testing import run_simulator
 from tests import datafixtures as fx
 from tests.conftest import REPO
 from tests.helpers import cache_rows
-from tests.tasks.test_lm_eval_mc import run_job
-from tests.tasks.test_lm_eval_mc import write_job as _write_job
+from tests.tasks.test_catalog_oracle import run_job
+from tests.tasks.test_catalog_oracle import write_job as _write_job
 
 # lm-eval's query (activity_label + ": " + ctx_a + " " + ctx_b.capitalize(), preprocessed)
 # and its choices, each sent as query + " " + choice.
@@ -62,7 +62,7 @@ def write_job(
     directory: Path, base_url: str, task: str, endpoint_type: str, shots: int = 0
 ) -> Path:
     """A job running `task` with `num_fewshot` = shots (0 unless a test asks otherwise)."""
-    return _write_job(directory, base_url, task, endpoint_type, num_fewshot=shots)
+    return _write_job(directory, base_url, task, endpoint_type, options={"num_fewshot": shots})
 
 
 def prompt(sample_id: str, choice: int) -> str:

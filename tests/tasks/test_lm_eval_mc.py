@@ -8,7 +8,6 @@ in tests/references/test_lm_eval_loglikelihood.py; here the task's pairs key the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,37 +15,7 @@ from evalfleet.tasks.catalog import resolve_task_name
 from evalfleet.tasks.registry import create_task
 from evalfleet.testing import run_simulator
 from tests import datafixtures as fx
-
-
-def write_job(
-    directory: Path, base_url: str, task: str, endpoint_type: str = "completions", **options
-) -> Path:
-    """A job file for `task` against the simulator at `base_url` (`options`: task options)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = "chat/completions" if endpoint_type == "chat" else "completions"
-    spec = {
-        "invocation_id": "feed0001",
-        "job_id": "feed0001.0",
-        "task": task,
-        "endpoint": {
-            "url": f"{base_url}/v1/{path}",
-            "model_id": "sim-model",
-            "type": endpoint_type,
-        },
-        "params": {"parallelism": 4, "max_retries": 1},
-        "output_dir": str(directory),
-        "task_options": options,
-    }
-    job = directory / "job.json"
-    job.write_text(json.dumps(spec))
-    return job
-
-
-def run_job(cli, job: Path, *extra: str) -> dict:
-    result = cli("eval", "--job", str(job), "-q", *extra)
-    assert result.code == 0, result.err
-    return json.loads((job.parent / "results.json").read_text())
-
+from tests.tasks.test_catalog_oracle import run_job, write_job
 
 TASKS = {  # bare name (as the launcher resolves it on completions): eval rows, metrics
     "arc_challenge": (fx.ARC, ("acc_norm", "acc")),

@@ -7,22 +7,18 @@ CI installs both wheels (`--no-deps`, see .ci/run); elsewhere these tests skip.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from importlib import metadata
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalfleet.datasets.sources import SOURCES
 from evalfleet.tasks.gsm8k import target_of
 from evalfleet.tasks.lm_eval_mc import hellaswag_preprocess as preprocess
 from evalfleet.testing import run_simulator
-from tests.datafixtures import pin_fixture_hashes
+from tests.datafixtures import jsonl_bytes, parquet_bytes, pin_fixture_hashes
 from tests.tasks.test_catalog_oracle import run_job, write_job
-from tests.tasks.test_lm_eval_mc import write_job as hellaswag_job
 
 
 def _packaged(distribution: str, suffix: str):
@@ -31,16 +27,6 @@ def _packaged(distribution: str, suffix: str):
     except metadata.PackageNotFoundError:
         pytest.skip(f"{distribution} is not installed (pip install --no-deps {distribution})")
     return next(f for f in files if str(f).endswith(suffix)).locate()
-
-
-def _parquet(rows: list[dict]) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), sink)
-    return sink.getvalue()
-
-
-def _jsonl(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
 def _run(cli, tmp_path, task: str, answers: dict[str, str]) -> dict:
@@ -71,7 +57,7 @@ def test_gsm8k_real_solutions_score_one_in_both_answer_forms(
         c["expected"].replace(",", "") for c in gsm8k_cases
     ]
     rows = [{"question": c["prompt"], "answer": c["upstream_answer"]} for c in gsm8k_cases]
-    data_mirror.put(SOURCES["gsm8k-test"], _parquet(rows))
+    data_mirror.put(SOURCES["gsm8k-test"], parquet_bytes(rows))
     by_question = {c["prompt"]: c for c in gsm8k_cases}
 
     def case_of(prompt: str) -> dict:
@@ -103,8 +89,8 @@ def test_gsm8k_completions_real_rows(gsm8k_cases, data_mirror, cli, tmp_path):
     from evalfleet.tasks.registry import create_task
 
     rows = [{"question": c["prompt"], "answer": c["upstream_answer"]} for c in gsm8k_cases]
-    data_mirror.put(SOURCES["gsm8k-test"], _parquet(rows))
-    data_mirror.put(SOURCES["gsm8k-train"], _parquet(rows[::-1]))
+    data_mirror.put(SOURCES["gsm8k-test"], parquet_bytes(rows))
+    data_mirror.put(SOURCES["gsm8k-train"], parquet_bytes(rows[::-1]))
     task = create_task("gsm8k", endpoint_type="completions")
     samples = list(task.samples(None))
     assert len(samples) == 100
@@ -132,7 +118,7 @@ def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
          "ctx": c["ctx"], "endings": c["endings"], "label": str(c["expected_index"])}
         for i, c in enumerate(cases)
     ]  # fmt: skip
-    data_mirror.put(SOURCES["hellaswag-validation"], _parquet(rows))
+    data_mirror.put(SOURCES["hellaswag-validation"], parquet_bytes(rows))
 
     def prompt(case: dict, choice: int) -> str:  # lm-eval's query, " ", the choice
         query = preprocess(f"{case['activity_label']}: {case['ctx']} ")
@@ -143,8 +129,12 @@ def test_hellaswag_real_items(data_mirror, cli, tmp_path, monkeypatch):
             prompt(c, (c["expected_index"] + shift) % 4): {"token_logprob": 0.0} for c in cases
         }
         with run_simulator(answers=answers) as sim:
-            job = hellaswag_job(
-                tmp_path / f"shift{shift}", sim.base_url, "hellaswag", "completions", num_fewshot=0
+            job = write_job(
+                tmp_path / f"shift{shift}",
+                sim.base_url,
+                "hellaswag",
+                "completions",
+                options={"num_fewshot": 0},
             )  # the prompts above are 0-shot
             results = run_job(cli, job)
             assert sim.stats()["requests"] == 4 * len(cases)
@@ -164,7 +154,7 @@ def test_aime_2024_all_thirty_real_problems(mmath_en, data_mirror, cli, tmp_path
         for i, r in enumerate(x for x in mmath_en if x["data_source"] == "AIME2024")
     ]
     assert len(rows) == 30
-    data_mirror.put(SOURCES["aime_2024"], _parquet(rows))
+    data_mirror.put(SOURCES["aime_2024"], parquet_bytes(rows))
     answer_of = {r["Problem"]: r["Answer"] for r in rows}
     prompts = _prompts("evalfleet.aime_2024")
     for shift, expected in ((0, 1.0), (1, 0.0)):
@@ -185,7 +175,7 @@ def test_math_500_real_gold_answers_verify_against_themselves(mmath_en, data_mir
          "unique_id": f"test/{r['data_source_id']}.json"}
         for r in mmath_en if r["data_source"] == "MATH500"
     ]  # fmt: skip
-    data_mirror.put(SOURCES["math_500-test"], _jsonl(rows))
+    data_mirror.put(SOURCES["math_500-test"], jsonl_bytes(rows))
     answer_of = {r["problem"]: r["answer"] for r in rows}
     answers = {}
     for prompt in _prompts("evalfleet.math_500"):

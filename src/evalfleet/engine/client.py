@@ -16,7 +16,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -68,6 +68,59 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "retries": self.retries, "throttled": self.throttled}
+
+
+# Give up on a run, rather than on one request, after this many consecutive requests failed
+# to reach the endpoint at all (each already after its full retry budget).
+UNREACHABLE_AFTER = 3
+
+
+@dataclass
+class GiveUp:
+    """When a run's workers stop sending: at a fatal failure, or once UNREACHABLE_AFTER
+    requests in a row found no endpoint. The reason goes to `abort`, which
+    `drain_workers` watches."""
+
+    abort: list[RequestFailed] = field(default_factory=list)
+    unreachable_streak: int = 0
+
+    def failed(self, exc: RequestFailed) -> bool:
+        """Record a failed request; whether the worker must stop."""
+        if exc.fatal:
+            self.abort.append(exc)
+            return True
+        if exc.kind in ("connection", "timeout"):
+            self.unreachable_streak += 1
+            if self.unreachable_streak >= UNREACHABLE_AFTER:
+                self.abort.append(exc)
+                return True
+        return False
+
+    def answered(self) -> None:
+        self.unreachable_streak = 0
+
+
+async def drain_workers(workers: Sequence[asyncio.Future[None]], abort: Sequence[object]) -> None:
+    """Wait for `workers` to finish; once `abort` holds a reason, cancel the rest. A bug in
+    a worker surfaces here rather than vanishing; none is left running on the way out."""
+    workers = list(workers)
+    try:
+        while workers:
+            done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+            workers = list(running)
+            if abort:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                workers = []
+    finally:
+        for worker in workers:
+            worker.cancel()
 
 
 @dataclass

@@ -34,12 +34,17 @@ from typing import Any, Protocol
 
 from evalfleet.contract.spec import JudgeSpec, ParamsSpec
 from evalfleet.engine.cache import ResponseCache, canonical_payload
-from evalfleet.engine.client import EndpointClient, RequestFailed, RetryPolicy
+from evalfleet.engine.client import (
+    EndpointClient,
+    GiveUp,
+    RequestFailed,
+    RetryPolicy,
+    drain_workers,
+)
 from evalfleet.engine.interceptors import Interceptors
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample
 
-UNREACHABLE_AFTER = 3  # consecutive judge requests that found no endpoint: stop
 KEY_PREFIX = "judge:"
 
 
@@ -201,8 +206,8 @@ async def _send(
 ) -> dict[str, int]:
     url = judge_url(judge)
     parallelism = min(params.parallelism, judge.max_concurrent_requests or params.parallelism)
-    state = {"unreachable_streak": 0}
-    abort: list[RequestFailed] = []
+    give_up = GiveUp()
+    abort = give_up.abort
     queue = iter(pending)
 
     async def worker(client: EndpointClient) -> None:
@@ -211,16 +216,10 @@ async def _send(
                 reply = await client.send(item.payload)
             except RequestFailed as exc:
                 failures[item.key] = exc.reason
-                if exc.fatal:
-                    abort.append(exc)
+                if give_up.failed(exc):
                     return
-                if exc.kind in ("connection", "timeout"):
-                    state["unreachable_streak"] += 1
-                    if state["unreachable_streak"] >= UNREACHABLE_AFTER:
-                        abort.append(exc)
-                        return
                 continue
-            state["unreachable_streak"] = 0
+            give_up.answered()
             answer = reply.as_dict()
             cache.put_soon(item.key, answer)
             answers[item.key] = answer
@@ -237,25 +236,8 @@ async def _send(
         workers = [
             asyncio.ensure_future(worker(client)) for _ in range(min(parallelism, len(pending)))
         ]
-        try:
-            while workers:
-                done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    finished.result()
-                workers = list(running)
-                if abort:
-                    for running_worker in workers:
-                        running_worker.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
-                    workers = []
-        finally:
-            for running_worker in workers:
-                running_worker.cancel()
-        stats = {
-            "requests": client.stats.requests,
-            "retries": client.stats.retries,
-            "throttled": client.stats.throttled,
-        }
+        await drain_workers(workers, abort)
+        stats = client.stats.as_dict()
     if abort:
         reason = abort[0]
         kept = sum(1 for key in answers if key.startswith(KEY_PREFIX))

@@ -26,17 +26,20 @@ from evalfleet.contract import EXIT_OK, EXIT_SAMPLE_ERRORS, spec
 from evalfleet.contract.spec import JobSpec, ParamsSpec
 from evalfleet.engine import loglikelihood
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
-from evalfleet.engine.client import EndpointClient, Reply, RequestFailed, RetryPolicy
+from evalfleet.engine.client import (
+    EndpointClient,
+    GiveUp,
+    Reply,
+    RequestFailed,
+    RetryPolicy,
+    drain_workers,
+)
 from evalfleet.engine.interceptors import Interceptors, build_interceptors
 from evalfleet.engine.judge import JudgeOutcome, check_judge, is_judged, judge_answers
 from evalfleet.engine.results import Scored, build_results, percentile, score_answer, scores_cheaply
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample, Task, is_loglikelihood
 from evalfleet.tasks.registry import create_task
-
-# Give up on a run, rather than on one sample, after this many consecutive samples failed
-# to reach the endpoint at all (each already after its full retry budget).
-UNREACHABLE_AFTER = 3
 
 
 @dataclass
@@ -351,8 +354,9 @@ async def _fetch(
             )
     # A log-likelihood request the endpoint refuses (400) or answers without prompt logprobs
     # means it cannot serve the task at all, unless it already scored some: stop at once.
-    state = {"unreachable_streak": 0, "scored_a_pair": bool(answers)}
-    abort: list[RequestFailed] = []
+    state: dict[str, int] = {"scored_a_pair": bool(answers)}
+    give_up = GiveUp()
+    abort = give_up.abort
     logged = 0
     request_log = (
         (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8")
@@ -375,16 +379,10 @@ async def _fetch(
                     exc = RequestFailed(exc.reason, kind="capability", status=400, fatal=True)
                 failures[item.key] = exc.reason
                 progress.errors += 1
-                if exc.fatal:
-                    abort.append(exc)
+                if give_up.failed(exc):
                     return
-                if exc.kind in ("connection", "timeout"):
-                    state["unreachable_streak"] += 1
-                    if state["unreachable_streak"] >= UNREACHABLE_AFTER:
-                        abort.append(exc)
-                        return
                 continue
-            state["unreachable_streak"] = 0
+            give_up.answered()
             cache.put_soon(item.key, answer)
             answers[item.key] = answer
             if arrived is not None:
@@ -407,25 +405,8 @@ async def _fetch(
             count = min(params.parallelism, progress.total - progress.done)
             progress.fetch_started = time.monotonic()
             workers = [asyncio.ensure_future(worker(client)) for _ in range(max(1, count))]
-            try:
-                while workers:
-                    done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
-                    for finished in done:
-                        finished.result()  # a bug in a worker must surface, not vanish
-                    workers = list(running)
-                    if abort:
-                        for running_worker in workers:
-                            running_worker.cancel()
-                        await asyncio.gather(*workers, return_exceptions=True)
-                        workers = []
-            finally:
-                for running_worker in workers:
-                    running_worker.cancel()
-            stats = {
-                "requests": client.stats.requests,
-                "retries": client.stats.retries,
-                "throttled": client.stats.throttled,
-            }
+            await drain_workers(workers, abort)
+            stats = client.stats.as_dict()
     finally:
         if request_log is not None:
             request_log.close()

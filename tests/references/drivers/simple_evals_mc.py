@@ -28,11 +28,10 @@ import re
 import shlex
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from driver_io import answer, read_payload
+from replay import serve_replies
 
 
 def serve(tables: dict, csv_tables: dict, workdir: Path) -> None:
@@ -87,7 +86,6 @@ def main() -> None:
     serve(payload.get("tables", {}), payload.get("csv_tables", {}), workdir)
     responses = sorted(payload["responses"], key=lambda pair: -len(pair[0]))
     recorded: list[dict] = []
-    lock = threading.Lock()
 
     def reply_for(body: dict) -> str:
         text = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
@@ -96,37 +94,15 @@ def main() -> None:
                 return response
         raise KeyError(f"no canned response for {text[-300:]!r}")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.loads(raw)
-            with lock:
-                recorded.append(body)
-            choice = {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": reply_for(body)},
-            }
-            data = json.dumps(
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [choice],
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def choose(body: dict) -> dict:
+        recorded.append(body)
+        return {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": reply_for(body)},
+        }
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_replies(choose)
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
 
     from nemo_evaluator.core.input import validate_configuration
