@@ -104,9 +104,27 @@ def test_ls_tasks(cli):
     assert by_name["lm-evaluation-harness.gsm8k_cot_llama"]["runnable"] == "yes"
     ifeval = by_name["lm-evaluation-harness.ifeval"]
     assert (ifeval["reference"], ifeval["reference_task"]) == ("nvidia-lm-eval 26.3", "ifeval")
-    assert all(bool(r["reference"]) != bool(r["differs"]) for r in rows)
+    builtin = [r for r in rows if r["runs"] == "built-in"]
+    assert all(bool(r["reference"]) != bool(r["differs"]) for r in builtin)
+    # Every task of every pinned framework package, and every launcher task, is listed once.
+    from evalfleet.harness.frameworks import all_tasks
+    from evalfleet.tasks.catalog import launcher_index
+
+    assert len(by_name) == len(rows)
+    assert {t.qualified_name for t in all_tasks()} <= set(by_name)
+    assert {f"{h}.{t}" for h, tasks in launcher_index().items() for t in tasks} <= set(by_name)
+    mmath = by_name["mmath.mmath_en"]
+    assert (mmath["runs"], mmath["package"], mmath["judge"]) == (
+        "package",
+        "nvidia-mmath 26.3",
+        False,
+    )
+    assert by_name["mtbench.mtbench"]["judge"] is True
+    assert by_name["nemo_skills.ns_aime2025"]["runs"] == "launcher image only"
     table = cli("ls", "tasks").out
     assert "nvidia-simple-evals 26.3" in table and "evalfleet.mbpp: 0-shot chat" in table
+    assert "mmath.mmath_en" in table and "nvidia-mmath 26.3" in table
+    assert "mmath.mmath_en" not in cli("ls", "tasks", "--builtin").out
 
 
 def test_tasks_filter(cli, write_yaml):

@@ -19,6 +19,13 @@ PACKAGE = SRC / "evalfleet"
 RULES = [
     ("evalfleet.engine", ("evalfleet.executors", "evalfleet.planner", "evalfleet.store"),
      "the engine never knows which backend or store runs it"),
+    ("evalfleet.engine", ("evalfleet.harness",),
+     "the engine runs built-in tasks; harness jobs are dispatched above it"),
+    ("evalfleet.harness", ("evalfleet.executors", "evalfleet.planner", "evalfleet.store",
+                           "evalfleet.api"),
+     "a harness job, like the engine, never knows which backend or store runs it"),
+    ("evalfleet.harness.frameworks", ("evalfleet.engine", "evalfleet.config", "evalfleet.tasks"),
+     "the framework catalog is data that tasks.catalog reads: a leaf"),
     ("evalfleet.exporters", ("evalfleet.store",), "exporters get store records from the caller"),
     ("evalfleet.executors", ("evalfleet.planner",), "executors run plans, they do not make them"),
     ("evalfleet.contract", ("evalfleet.executors", "evalfleet.planner", "evalfleet.store",

@@ -281,6 +281,94 @@ def status(ids: list[str]) -> list[dict[str, str]]:
     return rows
 
 
+def task_listing(
+    include_packages: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`ls tasks`: (the built-in tasks, the framework packages' tasks that are not built in).
+
+    A package's task is listed once, under its launcher name, with its endpoint types, its
+    package, whether that package's environment is built here, and whether it asks a judge;
+    the launcher's tasks of harnesses with no package on PyPI follow, marked so."""
+    from evalfleet.tasks.catalog import (
+        TASK_CATALOG,
+        data_source,
+        launcher_index,
+        offline_ready,
+        runnable,
+    )
+
+    builtin: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            "runs": "built-in",
+            "endpoint_type": t.endpoint_type,
+            "headline_metric": t.headline_metric,
+            "samples": t.samples,
+            "reference": t.reference.label if t.reference else "",
+            "reference_task": t.reference.harness_task if t.reference else "",
+            "differs": t.differs,
+            "source": data_source(t.name),
+            "offline": offline_ready(t.name),
+            "runnable": runnable(t.name),
+            "description": t.description,
+        }
+        for t in TASK_CATALOG.values()
+    ]
+    if not include_packages:
+        return builtin, []
+    from evalfleet.harness.environment import is_built
+    from evalfleet.harness.frameworks import all_tasks, harnesses
+
+    ready: dict[str, bool] = {}
+    packaged: list[dict[str, Any]] = []
+    for task in all_tasks():
+        if task.qualified_name in TASK_CATALOG:
+            continue
+        package = task.framework
+        if package.requirement not in ready:
+            ready[package.requirement] = is_built(package.package, package.version)
+        packaged.append(
+            {
+                "name": task.qualified_name,
+                "runs": "package",
+                "endpoint_type": ",".join(task.endpoint_types or ("any",)),
+                "package": f"{package.package} {package.version}",
+                "environment": "built" if ready[package.requirement] else "built on first run",
+                "judge": task.needs_judge,
+                "image": package.image,
+                "description": task.description,
+            }
+        )
+    known = {row["name"] for row in packaged} | set(TASK_CATALOG)
+    for harness, tasks in launcher_index().items():
+        if harness in harnesses():
+            continue
+        for name, types in tasks.items():
+            if f"{harness}.{name}" not in known:
+                packaged.append(
+                    {
+                        "name": f"{harness}.{name}",
+                        "runs": "launcher image only",
+                        "endpoint_type": ",".join(types),
+                        "package": "none on PyPI",
+                        "environment": "not runnable",
+                        "judge": False,
+                        "image": "",
+                        "description": "",
+                    }
+                )
+    return builtin, packaged
+
+
+def harness_command(job_spec: dict[str, Any]) -> str:
+    """The command a harness job will run, as nemo-evaluator renders it, the proxy's URL
+    (known only once it listens) shown as a placeholder."""
+    from evalfleet.contract.spec import JobSpec
+    from evalfleet.harness.run import preview_command
+
+    return preview_command(JobSpec.model_validate(job_spec))
+
+
 def evaluate_job(
     job_file: str | Path,
     *,
@@ -308,6 +396,16 @@ def evaluate_job(
         async def main() -> tuple[dict[str, Any], int]:
             shown = asyncio.ensure_future(display(progress)) if display else None
             try:
+                if job.harness is not None:
+                    if rescore:
+                        raise UsageError(
+                            f"{job.task}: --rescore re-scores built-in tasks; a framework "
+                            "package scores its own output (run the job again: its answers "
+                            "are cached)"
+                        )
+                    from evalfleet.harness.run import run_harness_job
+
+                    return await run_harness_job(job, progress)
                 return await evaluate(job, rescore=rescore, progress=progress)
             finally:
                 if shown is not None:

@@ -13,7 +13,8 @@ EvalFleetError                  exit_code 1
 │   └── BackendUnreachable                   a backend API did not answer (after retries)
 ├── DataError                   exit_code 1  benchmark data missing, not downloadable, or corrupt
 ├── EngineError                 exit_code 1  an evaluation could not finish
-│   └── EndpointUnreachable                  the endpoint did not answer within the retry budget
+│   ├── EndpointUnreachable                  the endpoint did not answer within the retry budget
+│   └── HarnessError                         a framework package's environment, command or run failed
 └── ExportError                 exit_code 1  a tracker (MLflow, W&B) is unreachable or refused
 ```
 
@@ -100,6 +101,11 @@ class EngineError(EvalFleetError):
 
 class EndpointUnreachable(EngineError):
     """The endpoint could not be reached within the retry budget."""
+
+
+class HarnessError(EngineError):
+    """A task run by its framework package could not finish: its environment could not be
+    built, its command not rendered, or the harness failed (the reason names which)."""
 
 
 class ExportError(EvalFleetError):

@@ -43,7 +43,7 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
         else:
             wanted = task.endpoint_type or config.target.api_endpoint.type
             try:
-                info = resolve_task_name(task.name, wanted)
+                info = resolve_task_name(task.name, wanted, task.engine)
             except ValueError as exc:
                 raise ConfigError(f"evaluation.tasks[{index}].name: {exc}") from None
             name = info.name
@@ -57,18 +57,28 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             "job_id": f"{invocation_id}.{index}",
             "task": name,
             "endpoint": _endpoint(config, endpoint_type, executor),
-            "params": effective_params(config.evaluation, task, index, name),
             "interceptors": _interceptors(config, task, index),
             "output_dir": job_dir,
         }
+        if task.dataset is None and info.engine == "harness":
+            spec["params"], spec["harness"] = _harness(config, task, index, info, endpoint_type)
+        elif task.package_version or task.image:
+            key = "package_version" if task.package_version else "image"
+            raise ConfigError(
+                f"evaluation.tasks[{index}].{key}: {name} runs built in; set engine: harness "
+                "to run it with its framework package"
+            )
+        else:
+            spec["params"] = effective_params(config.evaluation, task, index, name)
         options = dict(task.options or {})
         fewshot, own = _nel_num_fewshot(config.evaluation, task)
         # The task's own options win. A global setting reaches only the tasks that take
         # few-shot examples (in the launcher, harnesses without one ignore it).
         takes_fewshot = any(option.name == "num_fewshot" for option in task_options(name))
-        if fewshot is not None and task.dataset is None and (own or takes_fewshot):
+        builtin = task.dataset is None and "harness" not in spec
+        if fewshot is not None and builtin and (own or takes_fewshot):
             options.setdefault("num_fewshot", fewshot)
-        if task.dataset is None and (options or task_options(name)):
+        if builtin and (options or task_options(name)):
             # Every benchmark setting the task will use, defaults included (as params).
             try:
                 spec["task_options"] = check_task_options(name, options)
@@ -211,6 +221,105 @@ def effective_params(evaluation: Any, task: Any, index: int, name: str) -> dict[
     if missing:
         raise ConfigError(f"evaluation.tasks[{index}] ({name}) {missing}")
     return effective.model_dump(exclude_none=True)
+
+
+# evalfleet's own params that a framework package takes under another name: the launcher
+# passes `config.params.*` and `config.params.extra.*` to the package as they are.
+_HARNESS_EXTRA_PARAMS = {"n_samples", "seed", "judge"}
+
+
+def _harness(
+    config: RunConfig, task: Any, index: int, info: Any, endpoint_type: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """job.json's `params` (what evalfleet's proxy uses: concurrency, timeout, retries) and
+    `harness` (the package and the run config nemo-evaluator renders its command with) for
+    a task its framework package runs. The run config is what the launcher would hand
+    over: `nemo_evaluator_config` (global, then the task's) and dotted `overrides` as they
+    are, with evalfleet's own `params` keys mapped onto the same `config.params.*`."""
+    from evalfleet.config._merge import deep_merge
+    from evalfleet.contract import spec as contract_spec
+    from evalfleet.harness.command import merged_run_config
+    from evalfleet.harness.frameworks import framework
+
+    evaluation = config.evaluation
+    run_config: dict[str, Any] = {}
+    for where, nel, overrides, own in (
+        ("evaluation", evaluation.nemo_evaluator_config, evaluation.overrides, evaluation.params),
+        (f"evaluation.tasks[{index}]", task.nemo_evaluator_config, task.overrides, task.params),
+    ):
+        # A global setting a package cannot take is left to the built-in tasks; the
+        # task's own is refused.
+        strict = where != "evaluation"
+        for layer in (
+            nel or {},
+            _undot(overrides or {}),
+            _params_as_run_config(own, where, strict),
+        ):
+            unknown = sorted(set(layer) - {"config", "target"})
+            if unknown:
+                raise ConfigError(
+                    f"{where}.nemo_evaluator_config.{unknown[0]}: not supported "
+                    "(expected config.* or target.api_endpoint.*)"
+                )
+            run_config = deep_merge(run_config, layer)
+    run_config.get("target", {}).get("api_endpoint", {}).pop("adapter_config", None)
+    harness, short = info.name.split(".", 1)
+    package = framework(harness, package_version=task.package_version, image=task.image)
+    spec = {
+        "harness": harness,
+        "task": short,
+        "package": package.package,
+        "version": package.version,
+        "run_config": run_config,
+        "image": package.image,
+    }
+    try:
+        merged = merged_run_config(harness, short, _with_target(run_config, endpoint_type))
+    except ValueError as exc:
+        raise ConfigError(f"evaluation.tasks[{index}] ({info.name}): {exc}") from None
+    params = merged.get("config", {}).get("params") or {}
+    ours: dict[str, Any] = {}
+    for key in ("parallelism", "limit_samples", "request_timeout", "max_retries"):
+        if isinstance(params.get(key), (int, float)) and params[key] > 0:
+            ours[key] = int(params[key]) if key != "request_timeout" else float(params[key])
+    for key in ("temperature", "top_p", "max_new_tokens"):
+        if params.get(key) is not None:
+            ours[key] = params[key]
+    # Only what the proxy uses and the package's settings say: the engine's other
+    # parameters (n_samples, seed…) would misstate what the package does.
+    params_spec = contract_spec.ParamsSpec.model_validate(ours)
+    return params_spec.model_dump(exclude_unset=True), spec
+
+
+def _with_target(run_config: dict[str, Any], endpoint_type: str) -> dict[str, Any]:
+    """The run config with a stand-in endpoint, enough to merge and render at plan time."""
+    from evalfleet.config._merge import deep_merge
+
+    target = {
+        "api_endpoint": {"url": "http://127.0.0.1/v1", "model_id": "m", "type": endpoint_type}
+    }
+    return deep_merge(run_config, {"config": {"output_dir": "/results"}, "target": target})
+
+
+def _params_as_run_config(own: Any, where: str, strict: bool) -> dict[str, Any]:
+    """evalfleet's `params` section as the launcher's `config.params` of a harness task."""
+    set_params = own.model_dump(exclude_none=True)
+    out: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in set_params.items():
+        if key in _NEL_PARAMS:
+            out[key] = value
+        elif key in _HARNESS_EXTRA_PARAMS:
+            extra[key] = value
+        elif strict:
+            raise ConfigError(
+                f"{where}.params.{key}: not passed to framework packages (a harness task takes "
+                f"{', '.join(sorted(_NEL_PARAMS | _HARNESS_EXTRA_PARAMS))}; "
+                "request fields go in interceptors.request_params)"
+            )
+    if extra:
+        out["extra"] = extra
+    return {"config": {"params": out}} if out else {}
 
 
 def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:

@@ -31,3 +31,21 @@ def test_engine_throughput_prints_both_ratios_and_cpu_per_request():
     assert [int(sent) for sent, *_ in engine] == [12, 12, 48, 48]
     assert all(0 < float(whole) <= float(busy) <= 1.05 for _, busy, whole, _ in engine)
     assert len(re.findall(r"\+aiohttp +\d+ req in .* ratio busy", result.stdout)) == 2
+
+
+def test_harness_proxy_prints_the_ratio_and_the_proxys_cpu_per_request():
+    result = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "harness_proxy.py"),
+            "--latency", "0.01", "--workers", "4", "--requests", "40", "--repeat", "1",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"direct +40 req +\d+\.\d req/s", result.stdout), result.stdout
+    proxied = re.findall(
+        r"(proxy|cached) +40 req +\d+\.\d req/s +ratio (\d+\.\d+) +proxy CPU +(\d+) µs/req",
+        result.stdout,
+    )
+    assert [label for label, *_ in proxied] == ["proxy", "cached"], result.stdout
+    assert all(float(ratio) > 0 and int(cpu) > 0 for _, ratio, cpu in proxied)

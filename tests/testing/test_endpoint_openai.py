@@ -69,6 +69,24 @@ def test_oracle_answers_by_last_user_message_and_prompt(sim: Simulator, tmp_path
     assert text["choices"][0]["text"] == " 4"
 
 
+def test_default_answer_replaces_the_echo_but_not_the_oracle(sim: Simulator, tmp_path) -> None:
+    oracle = tmp_path / "answers.jsonl"
+    oracle.write_text('{"prompt": "known?", "response": "listed"}\n')
+    sim.control(answers=str(oracle), default_answer="Rating: [[8]]")
+
+    def content(prompt: str, **params: object) -> str:
+        reply = call(sim.base_url, CHAT, chat(prompt, **params)).json()
+        return reply["choices"][0]["message"]["content"]
+
+    assert content("judge this answer") == "Rating: [[8]]"
+    assert content("known?") == "listed"
+    assert content("judge again", max_tokens=1) == "Rating:"  # still shaped by sampling
+    text = call(sim.base_url, COMPLETIONS, {"model": "sim-model", "prompt": "p"}).json()
+    assert text["choices"][0]["text"] == "Rating: [[8]]"
+    sim.control(default_answer=None)
+    assert content("judge this answer") == "echo: judge this answer"
+
+
 def test_max_tokens_truncates_words_and_reports_length(sim: Simulator) -> None:
     sim.control(answers=None)
     prompt = "one two three four five"  # answer: "echo: one two three four five" (6 words)

@@ -76,6 +76,7 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
         *("--capacity", "3", "--fault-rate", "0.25", "--faults", "429,500"),
         *("--retry-after", "5", "--hang-seconds", "2", "--seed", "9"),
         *("--answers", str(oracle), "--require-api-key", "K", "--reasoning-field"),
+        *("--default-answer", "[[8]]"),
         "--refuse-echo",
     ]
     proc, line = start(*options)
@@ -93,6 +94,7 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
             "hang_seconds": 2.0,
             "seed": 9,
             "answers": str(oracle),
+            "default_answer": "[[8]]",
             "require_api_key": "K",
             "reasoning": False,
             "reasoning_field": True,

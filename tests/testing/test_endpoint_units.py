@@ -67,6 +67,7 @@ def test_settings_round_trip_through_the_command_line() -> None:
         faults=("500",),
         seed=3,
         answers="a.jsonl",
+        default_answer="[[8]]",
         require_api_key="k",
         reasoning=True,
         hang_seconds=1.5,

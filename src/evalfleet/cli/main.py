@@ -289,10 +289,14 @@ def eval_(job_file: str, rescore: bool, quiet: bool) -> None:
     )
     headline = results["metrics"].get(results["headline_metric"])
     counts = results["counts"]
-    value = f"{headline['value']:.4f} ± {headline['stderr']:.4f}" if headline else "n/a"
+    value = f"{headline['value']:.4f}" if headline else "n/a"
+    if headline and headline.get("stderr") is not None:
+        value += f" ± {headline['stderr']:.4f}"
+    # A framework package's run counts responses; it does not tell evalfleet its samples.
+    n = counts.get("scored_samples", counts.get("responses"))
     click.echo(
         f"{results['task']}: {results['headline_metric']} {value} "
-        f"(n={counts['scored_samples']}, errors {counts['errors']}) -> {results['output_dir']}"
+        f"(n={n}, errors {counts['errors']}) -> {results['output_dir']}"
     )
     if code:
         raise SystemExit(code)
@@ -305,31 +309,20 @@ def ls() -> None:
 
 @ls.command("tasks")
 @click.option("--json", "as_json", is_flag=True)
-def ls_tasks(as_json: bool) -> None:
-    """The benchmarks evalfleet runs itself, the reference each reproduces, their data,
-    and whether they can run here."""
-    from evalfleet.tasks.catalog import TASK_CATALOG, data_source, offline_ready, runnable
+@click.option(
+    "--builtin", "builtin_only", is_flag=True, help="Only the tasks evalfleet runs itself."
+)
+def ls_tasks(as_json: bool, builtin_only: bool) -> None:
+    """Every task by its launcher name: the ones evalfleet runs itself (the reference each
+    reproduces, their data, whether they can run here), then every task of NVIDIA's
+    framework packages, which evalfleet runs with the package."""
+    from evalfleet import api
 
-    rows = [
-        {
-            "name": t.name,
-            "endpoint_type": t.endpoint_type,
-            "headline_metric": t.headline_metric,
-            "samples": t.samples,
-            "reference": t.reference.label if t.reference else "",
-            "reference_task": t.reference.harness_task if t.reference else "",
-            "differs": t.differs,
-            "source": data_source(t.name),
-            "offline": offline_ready(t.name),
-            "runnable": runnable(t.name),
-            "description": t.description,
-        }
-        for t in TASK_CATALOG.values()
-    ]
+    builtin, packaged = api.task_listing(include_packages=not builtin_only)
     if as_json:
         from evalfleet.datasets import is_cached, sources_for
 
-        for row in rows:
+        for row in builtin:
             row["files"] = [
                 {
                     "url": s.url, "revision": s.revision, "sha256": s.sha256,
@@ -337,7 +330,7 @@ def ls_tasks(as_json: bool) -> None:
                 }
                 for s in sources_for(str(row["name"]))
             ]  # fmt: skip
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(builtin + packaged, indent=2))
         return
     from evalfleet.cli.render import print_table
 
@@ -347,17 +340,28 @@ def ls_tasks(as_json: bool) -> None:
             "offline": "yes" if row["offline"] else "no",
             "reference": row["reference"] or "none (variant, below)",
         }
-        for row in rows
+        for row in builtin
     ]
+    click.secho("Built in (evalfleet's own implementation):", bold=True)
     print_table(
         shown,
         ["name", "endpoint_type", "headline_metric", "samples", "reference", "offline", "runnable"],
     )
-    variants = [row for row in rows if not row["reference"]]
+    variants = [row for row in builtin if not row["reference"]]
     if variants:
         click.echo("\nevalfleet's own variants reproduce no reference; each differs in:")
         for row in variants:
             click.echo(f"  {row['name']}: {row['differs']}")
+    if packaged:
+        click.echo("")
+        click.secho(
+            "Run by their NeMo Evaluator framework package (a virtualenv evalfleet builds once):",
+            bold=True,
+        )
+        print_table(
+            [{**row, "judge": "yes" if row["judge"] else ""} for row in packaged],
+            ["name", "endpoint_type", "package", "environment", "judge"],
+        )
 
 
 @cli.group("data")

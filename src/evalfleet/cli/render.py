@@ -28,10 +28,14 @@ def print_dry_run(run_plan: Any, plan_path: Path) -> None:
         name = job.task if resolved == job.task else f"{job.task} = {resolved}"
         options = job.spec.get("task_options")
         shown = " ".join(f"{key}={value!r}" for key, value in sorted((options or {}).items()))
+        harness = job.spec.get("harness")
+        via = f", {harness['package']} {harness['version']}" if harness else ""
         click.echo(
-            f"[{job.job_id}] {name} ({job.endpoint_type}): {params}"
+            f"[{job.job_id}] {name} ({job.endpoint_type}{via}): {params}"
             + (f" | options: {shown}" if shown else "")
         )
+        if harness:
+            click.echo(f"    command: {api.harness_command(job.spec)}")
     click.echo("")
     click.echo(f"Dry run: nothing was created or recorded. Plan written to {plan_path}")
 

@@ -125,7 +125,18 @@ class TaskConfig(Strict):
     scorer: Annotated[ScorerConfig, BeforeValidator(_scorer_shorthand)] | None = Field(
         None, description="custom tasks: exact_match, contains, regex or numeric"
     )
+    engine: Literal["auto", "builtin", "harness"] = Field(
+        "auto",
+        description="auto: built in where evalfleet reproduces the task, else its framework "
+        "package; harness: always the package",
+    )
     name: str = Field(description="benchmark name, e.g. ifeval (a 'harness.' prefix is accepted)")
+    package_version: str | None = Field(
+        None, description="a task run by its framework package: that package's version"
+    )
+    image: str | None = Field(
+        None, description="a task run by its framework package: the launcher's image for it"
+    )
     params: Params = Field(default_factory=Params)
     options: dict[str, Any] | None = Field(
         None,
@@ -147,7 +158,7 @@ class TaskConfig(Strict):
     @classmethod
     def _known_task(cls, name: str, info: ValidationInfo) -> str:
         if info.data.get("dataset") is None:
-            resolvable_task(name)  # raises ValueError with a "did you mean"
+            resolvable_task(name, info.data.get("engine"))  # ValueError with a "did you mean"
         elif not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
             raise ValueError("a custom task's name must be letters, digits, '_', '.' or '-'")
         return name
@@ -160,6 +171,8 @@ class TaskConfig(Strict):
             )
         if self.dataset is None and self.scorer is not None:
             raise ValueError("scorer is only for custom tasks (with dataset.path)")
+        if self.dataset is not None and self.engine != "auto":
+            raise ValueError("engine is for catalog tasks; a custom task runs built in")
         return self
 
     @field_validator("options")
@@ -169,7 +182,9 @@ class TaskConfig(Strict):
             return options
         if info.data.get("dataset") is not None:
             raise ValueError("options are for catalog tasks, not custom ones")
-        check_task_options(resolvable_task(info.data["name"]).name, options)
+        check_task_options(
+            resolvable_task(info.data["name"], info.data.get("engine")).name, options
+        )
         return options
 
 

@@ -163,7 +163,13 @@ def headline(job_dir: str | Path) -> str:
         results = json.loads((Path(job_dir) / "results.json").read_text())
         name = results["headline_metric"]
         metric = results["metrics"][name]
-        return f"{name} {metric['value']:.4f} ± {metric['stderr']:.4f} (n={metric['n']})"
+        shown = f"{name} {metric['value']:.4f}"
+        # A framework package's metric may come without a stderr or a count.
+        if metric.get("stderr") is not None:
+            shown += f" ± {metric['stderr']:.4f}"
+        if metric.get("n") is not None:
+            shown += f" (n={metric['n']})"
+        return shown
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 

@@ -97,6 +97,21 @@ class ScorerSpec(_Strict):
         return self
 
 
+class HarnessSpec(_Strict):
+    """A task run by its NeMo Evaluator framework package (`evalfleet.harness`), not by a
+    built-in task: which package, which of its tasks, and the run config that
+    nemo-evaluator's command template is rendered with (its `config` and `target`
+    sections, as the launcher would hand them over; the endpoint's URL and model are
+    filled in at run time, the URL being the adapter proxy's)."""
+
+    harness: str = Field(description="framework name, e.g. mmath")
+    task: str = Field(description="the framework's task name, e.g. mmath_en")
+    package: str = Field(description="on PyPI, e.g. nvidia-mmath")
+    version: str
+    run_config: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = Field(None, description="the launcher's container image for it")
+
+
 class JobSpec(_Strict):
     schema_version: Literal[1] = 1  # SCHEMA_VERSION
     invocation_id: str
@@ -109,6 +124,7 @@ class JobSpec(_Strict):
     dataset: DatasetSpec | None = None
     scorer: ScorerSpec | None = None
     task_options: dict[str, Any] = Field(default_factory=dict)
+    harness: HarnessSpec | None = None
 
 
 def effective_params(task_defaults: dict[str, Any], explicit: dict[str, Any]) -> ParamsSpec:

@@ -19,11 +19,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from evalfleet.engine._http import FastTransport, proxy_applies
 from evalfleet.engine.limits import AdaptiveLimit
-from evalfleet.engine.transport import Transport, TransportError
+from evalfleet.engine.transport import Response, Transport, TransportError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 # These mean every request will fail the same way: stop the run, don't grind through it.
@@ -61,6 +61,26 @@ class Reply:
             "reasoning": self.reasoning,
             "logprobs": self.logprobs,
         }
+
+
+@dataclass(slots=True)
+class RawReply:
+    """The endpoint's own answer, as `send_raw` returns it: a 200 (`data` is its body
+    parsed, already checked to hold `choices`) or an error no retry could mend."""
+
+    status: int
+    body: bytes
+    latency_s: float
+    data: dict[str, Any] | None = None
+    attempts: int = 1
+
+    @property
+    def reason(self) -> str:
+        """An error answer in one line, as `RequestFailed` would give it."""
+        return f"HTTP {self.status}: {_error_message(self.body)}"
+
+
+_Answer = TypeVar("_Answer", Reply, RawReply)
 
 
 @dataclass
@@ -179,13 +199,32 @@ class EndpointClient:
         payload = (
             body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         )
+        reply, attempts = await self._with_retries(payload, _accept_reply)
+        reply.attempts = attempts
+        return reply
+
+    async def send_raw(self, payload: bytes) -> RawReply:
+        """POST JSON bytes with exactly `send`'s retries, but hand back the endpoint's own
+        answer: the 200 body as it came (checked to be JSON with `choices`, else retried
+        like `send` would), or the status and body of an error that no retry can mend
+        (a 400, say). Raises RequestFailed only once the retries are spent."""
+        reply, attempts = await self._with_retries(payload, _accept_raw)
+        reply.attempts = attempts
+        return reply
+
+    async def _with_retries(
+        self, payload: bytes, accept: Callable[[Response, float], _Answer]
+    ) -> tuple[_Answer, int]:
+        """The one retry loop: `accept` turns a non-retryable answer into the caller's
+        result, or raises _Retryable (a malformed 200) or RequestFailed."""
         attempt = 0
         while True:
             try:
-                reply = await self._attempt(payload)
-                reply.attempts = attempt + 1
-                self.limit.on_success()
-                return reply
+                response, latency = await self._attempt(payload)
+                answer = accept(response, latency)
+                if response.status == 200:
+                    self.limit.on_success()
+                return answer, attempt + 1
             except _Retryable as exc:
                 if attempt >= self.retry.max_retries:
                     raise RequestFailed(
@@ -200,7 +239,9 @@ class EndpointClient:
                 await self._sleep(self.retry.delay(attempt, exc.retry_after))
                 attempt += 1
 
-    async def _attempt(self, payload: bytes) -> Reply:
+    async def _attempt(self, payload: bytes) -> tuple[Response, float]:
+        """One POST: the response and its latency, or _Retryable for what a later
+        attempt may mend (no connection, a timeout, a retryable status)."""
         if not self.limit.try_acquire():
             await self.limit.acquire()
         started = time.perf_counter()
@@ -215,17 +256,12 @@ class EndpointClient:
             raise _Retryable(f"timed out after {self.timeout_s:g} s", "timeout") from None
         finally:
             self.limit.release()
-        latency = time.perf_counter() - started
         status = response.status
-        if status == 200:
-            return _parse_reply(response.body, latency)
-        message = _error_message(response.body)
         if status in RETRYABLE_STATUS:
             retry_after = _retry_after(response.retry_after)
+            message = _error_message(response.body)
             raise _Retryable(f"HTTP {status}: {message}", "http", status, retry_after)
-        raise RequestFailed(
-            f"HTTP {status}: {message}", kind="http", status=status, fatal=status in FATAL_STATUS
-        )
+        return response, time.perf_counter() - started
 
 
 def _open_transport(url: str, headers: dict[str, str], limit: int, timeout_s: float) -> Transport:
@@ -249,14 +285,40 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _parse_reply(raw: bytes, latency: float) -> Reply:
+def _accept_reply(response: Response, latency: float) -> Reply:
+    if response.status != 200:
+        status = response.status
+        raise RequestFailed(
+            f"HTTP {status}: {_error_message(response.body)}",
+            kind="http",
+            status=status,
+            fatal=status in FATAL_STATUS,
+        )
+    return _parse_reply(response.body, latency)
+
+
+def _accept_raw(response: Response, latency: float) -> RawReply:
+    if response.status != 200:
+        return RawReply(response.status, response.body, latency)
+    data = _answer_json(response.body)
+    return RawReply(200, response.body, latency, data)
+
+
+def _answer_json(raw: bytes) -> dict[str, Any]:
+    """A 200 body as JSON with a first choice; _Retryable (malformed) otherwise."""
     try:
         data = json.loads(raw)
-        choice = data["choices"][0]
+        data["choices"][0]
     except json.JSONDecodeError:
         raise _Retryable(f"malformed response: not JSON ({_snippet(raw)})", "malformed") from None
     except (KeyError, IndexError, TypeError):
         raise _Retryable(f"malformed response: no choices ({_snippet(raw)})", "malformed") from None
+    return data  # a dict: only a JSON object can be indexed by "choices"
+
+
+def _parse_reply(raw: bytes, latency: float) -> Reply:
+    data = _answer_json(raw)
+    choice = data["choices"][0]
     try:
         message = choice.get("message")
         if message is not None:

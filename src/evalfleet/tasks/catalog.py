@@ -154,6 +154,8 @@ class TaskInfo:
     """An evalfleet variant: how it differs from the reference it resembles."""
     request_kind: Literal["generate", "loglikelihood"] = "generate"
     """`loglikelihood`: scored from prompt logprobs, so only a completions endpoint will do."""
+    engine: Literal["builtin", "harness"] = "builtin"
+    """`harness`: run by its framework package (`evalfleet.harness`), not by a module here."""
 
     @property
     def harness(self) -> str:
@@ -237,11 +239,19 @@ def _candidates(short: str) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def resolve_task_name(name: str, endpoint_type: str | None = None) -> TaskInfo:
-    """The built-in task `name` names (see the module's docstring for the rules).
+Engine = Literal["auto", "builtin", "harness"]
 
+
+def resolve_task_name(
+    name: str, endpoint_type: str | None = None, engine: Engine | None = None
+) -> TaskInfo:
+    """The task `name` names (see the module's docstring for the rules): a built-in one,
+    or one run by its framework package (`engine == "harness"` in the result).
+
+    `engine`: `harness` forces the framework package even where a built-in task
+    reproduces it; `builtin` refuses a task that only the package runs.
     Raises ValueError, in one line, when the name is unknown, ambiguous, or names a
-    NeMo Evaluator task that evalfleet does not run itself.
+    task neither evalfleet nor a framework package it knows runs.
     """
     name = name.strip()
     if name.count(".") > 1 or name.startswith(".") or name.endswith("."):
@@ -254,9 +264,9 @@ def resolve_task_name(name: str, endpoint_type: str | None = None) -> TaskInfo:
                 f"(known: {', '.join(known_harnesses())})"
             )
         if name in TASK_CATALOG:
-            return TASK_CATALOG[name]
+            return _with_engine(TASK_CATALOG[name], engine)
         if short in launcher_index().get(harness, {}):
-            raise _not_built_in(name)
+            return _harness_task(name, endpoint_type, engine)
         raise ValueError(f"task {name!r}: {harness} has no task {short!r}{_hint(short, harness)}")
     candidates = _candidates(name)
     if not candidates:
@@ -271,20 +281,64 @@ def resolve_task_name(name: str, endpoint_type: str | None = None) -> TaskInfo:
                 f"{', '.join(candidates)}"
             )
     if chosen[0] not in TASK_CATALOG:
-        raise _not_built_in(chosen[0])
-    return TASK_CATALOG[chosen[0]]
+        return _harness_task(chosen[0], endpoint_type, engine)
+    return _with_engine(TASK_CATALOG[chosen[0]], engine)
 
 
-def resolvable_task(name: str) -> TaskInfo:
+def resolvable_task(name: str, engine: Engine | None = None) -> TaskInfo:
     """The task `name` resolves to on some endpoint type (chat first): config validation
     does not know the endpoint type yet; the planner resolves exactly."""
     try:
-        return resolve_task_name(name, "chat")
+        return resolve_task_name(name, "chat", engine)
     except ValueError as chat_error:
         try:
-            return resolve_task_name(name, "completions")
+            return resolve_task_name(name, "completions", engine)
         except ValueError:
             raise chat_error from None
+
+
+def _with_engine(info: TaskInfo, engine: Engine | None) -> TaskInfo:
+    """A built-in task, or, with `engine: harness`, its reference's framework package."""
+    if engine != "harness":
+        return info
+    if info.reference is None:
+        raise ValueError(
+            f"task {info.name!r} is evalfleet's own variant: no framework package runs it "
+            "(engine: harness needs a NeMo Evaluator task)"
+        )
+    return _harness_task(f"{info.harness}.{info.reference.harness_task}", None, engine)
+
+
+def _harness_task(qualified: str, endpoint_type: str | None, engine: Engine | None) -> TaskInfo:
+    """A launcher task that its framework package runs (`evalfleet.harness`)."""
+    from evalfleet.harness.frameworks import framework, framework_task, harnesses
+
+    harness, short = qualified.split(".", 1)
+    if engine == "builtin":
+        raise _not_built_in(qualified)
+    if harness not in harnesses():
+        raise ValueError(
+            f"task {qualified!r} runs in NeMo Evaluator's {harness!r} harness, which has no "
+            "package on PyPI for evalfleet to install (only the launcher's container image)"
+        )
+    package = framework(harness)
+    types = list(launcher_index().get(harness, {}).get(short) or [])
+    try:
+        found = framework_task(harness, short)
+    except ValueError:  # a launcher task the package's framework.yml does not list
+        found = None
+    if found is not None and found.endpoint_types:
+        types = list(found.endpoint_types)
+    chosen = endpoint_type if endpoint_type in types else (types[0] if types else "chat")
+    return TaskInfo(
+        name=qualified,
+        endpoint_type="completions" if chosen == "completions" else "chat",
+        headline_metric="",
+        samples=0,
+        description=found.description if found is not None else "",
+        reference=Reference(package.package, package.version, short),
+        engine="harness",
+    )
 
 
 def _not_built_in(qualified: str) -> ValueError:
@@ -293,11 +347,9 @@ def _not_built_in(qualified: str) -> ValueError:
     hint = (
         f"; evalfleet's own variant is {variant!r}"
         if variant in TASK_CATALOG
-        else " ('evalfleet ls tasks' lists the built-in ones)"
+        else "; leave out engine: builtin to run it with its framework package"
     )
-    return ValueError(
-        f"task {qualified!r} is a NeMo Evaluator task that evalfleet does not run itself yet{hint}"
-    )
+    return ValueError(f"task {qualified!r} has no built-in implementation{hint}")
 
 
 def _hint(short: str, harness: str | None = None) -> str:

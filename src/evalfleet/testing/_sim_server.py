@@ -376,6 +376,14 @@ class Endpoint:
 
     # ------------------------------------------------------------------ OpenAI routes
 
+    def _answer(self, key: str) -> str:
+        """The oracle's answer to `key`, else the configured default, else the echo."""
+        answer = self.answers.get(key)
+        if answer is not None:
+            return answer
+        fallback = self.settings.default_answer
+        return oa.default_answer(key) if fallback is None else fallback
+
     def _prepare_chat(self, payload: dict[str, Any]) -> Render:
         key, prompt_tokens = oa.parse_chat(payload)
         sampling = oa.parse_sampling(payload)
@@ -384,10 +392,7 @@ class Endpoint:
         if want_logprobs:
             top_k = oa.parse_top_logprobs(payload)
         self._count_key(key)
-        answer = self.answers.get(key)
-        text, finish_reason = oa.finish(
-            oa.default_answer(key) if answer is None else answer, sampling
-        )
+        text, finish_reason = oa.finish(self._answer(key), sampling)
         reasoning = None
         if self.reasoning:
             if self.settings.reasoning_field:
@@ -423,10 +428,7 @@ class Endpoint:
         prompt_tokens = completion_tokens = 0
         for p_index, prompt in enumerate(prompts):
             self._count_key(prompt)
-            answer = self.answers.get(prompt)
-            text, finish_reason = oa.finish(
-                oa.default_answer(prompt) if answer is None else answer, sampling
-            )
+            text, finish_reason = oa.finish(self._answer(prompt), sampling)
             prompt_tokens += len(prompt.split())
             completion_tokens += n * len(text.split())
             logprobs = (

@@ -105,10 +105,14 @@ class SimulatorSettings:
     """Seeds fault and jitter draws, so a run's fault sequence is reproducible."""
     answers: str | None = None
     """Oracle file: JSONL of `{"prompt": …, "response": …}`, keyed by the last user message
-    (chat) or the prompt (completions); other keys get `"echo: " + key[-64:]`. A line may
+    (chat) or the prompt (completions); other keys get `default_answer`, else
+    `"echo: " + key[-64:]`. A line may
     give `"token_logprob": x` (<= 0) instead of or beside `response`: when a completions
     request echoes that prompt with `logprobs`, each of its tokens scores x instead of -0.5
     (so 0.0 makes it the likeliest choice of a log-likelihood benchmark)."""
+    default_answer: str | None = None
+    """The answer to a key the oracle does not know, instead of the echo (e.g. `"[[8]]"` when
+    the simulator stands in for an LLM judge, whose prompts no oracle can list)."""
     require_api_key: str | None = None
     """If set, requests without `Authorization: Bearer <key>` get 401."""
     reasoning: bool = False
@@ -147,7 +151,7 @@ class SimulatorSettings:
             raise ValueError(f"model must be a non-empty string, got {self.model!r}")
         if isinstance(self.answers, Path):
             self.answers = str(self.answers)
-        for name in ("answers", "require_api_key"):
+        for name in ("answers", "default_answer", "require_api_key"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string or null, got {value!r}")
@@ -238,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hang-seconds", type=float, default=d.hang_seconds, metavar="SECONDS")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--answers", default=None, metavar="FILE", help="oracle JSONL")
+    p.add_argument("--default-answer", default=None, metavar="TEXT", help="default: echo")
     p.add_argument("--require-api-key", default=None, metavar="KEY")
     p.add_argument("--reasoning", action="store_true")
     p.add_argument("--reasoning-field", action="store_true")
