@@ -304,3 +304,15 @@ def test_installed_command_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "deployment.tensor_parallel_size: input should be greater than 0" in result.stderr
+
+
+def test_a_generic_command_with_stray_braces_is_one_line(cli, write_yaml):
+    config = write_yaml(
+        "deployment: {type: generic, command: 'serve --port {port} --x {0}', "
+        "served_model_name: m, port: 8000}\n"
+        "evaluation: {tasks: [{name: gsm8k}]}\n"
+    )
+    result = cli("run", "--config", str(config), "--dry-run")
+    assert result.code == 2
+    assert result.err.startswith("error: deployment.command: cannot fill in {port}")
+    assert "Traceback" not in result.err and "{{ and }}" in result.err

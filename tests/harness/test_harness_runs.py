@@ -141,3 +141,26 @@ def _flatten(results: dict) -> dict:
     from evalfleet.harness.run import launcher_metrics
 
     return launcher_metrics(results)
+
+
+def test_tooltalk_conversations_with_28_tools_equal_nemo_evaluators_run(
+    cli, write_yaml, harness_env, tmp_path
+):
+    venv = harness_env("nvidia-tooltalk")
+    with run_simulator() as sim:
+        config = _config(
+            write_yaml, sim.base_url, "    - name: tooltalk\n      params: {limit_samples: 2}"
+        )
+        invocation_id = _run_ok(cli, config)
+        ours = sim.stats()["requests"]
+        sim.reset_stats()
+        theirs = nemo_evaluator_run(
+            venv, "tooltalk.tooltalk", f"{sim.base_url}/v1/chat/completions", tmp_path / "nel",
+            {"config.params.limit_samples": 2},
+        )  # fmt: skip
+        assert sim.stats()["requests"] == ours > 0
+    results = _results(invocation_id, "tooltalk")
+    assert results["task"] == "tooltalk.tooltalk"
+    assert results["harness"]["results"] == theirs
+    assert metric_values(results) == {k: m["value"] for k, m in _flatten(theirs).items()}
+    assert {"tooltalk_success_rate", "tooltalk_precision"} <= set(results["metrics"])

@@ -109,7 +109,15 @@ def server_spec(deployment: Any, host: str = "0.0.0.0") -> ServerSpec | None:
     elif kind == "llamacpp":
         argv, health = _llamacpp_argv(deployment, host, name, extra)
     elif kind == "generic":
-        command = deployment.command.format(port=port, served_model_name=name)
+        try:
+            command = deployment.command.format(port=port, served_model_name=name)
+        except (KeyError, IndexError, ValueError) as exc:
+            from evalfleet.exceptions import ConfigError
+
+            raise ConfigError(
+                f"deployment.command: cannot fill in {{port}} and {{served_model_name}}: "
+                f"{type(exc).__name__} {exc} (write other braces as {{{{ and }}}})"
+            ) from None
         argv = ["bash", "-c", command]
     else:  # pragma: no cover - the schema admits no other type
         raise ValueError(f"unknown deployment type {kind!r}")

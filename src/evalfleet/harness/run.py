@@ -55,7 +55,8 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
 
     spec = harness_of(job)
     name = f"{spec.harness}.{spec.task}"
-    output_dir = Path(job.output_dir)
+    # Absolute: the harness runs in its own directory (a Lepton job's is relative).
+    output_dir = Path(job.output_dir).absolute()
     harness_dir = output_dir / HARNESS_DIR
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -482,3 +482,31 @@ def test_a_stray_duplicate_job_is_deleted_at_the_end(cli, lepton, tmp_path):
         run.communicate()
     # The stray sleeps 60 s: it is gone only because the run deleted it.
     _assert_nothing_left(lepton)
+
+
+def test_a_harness_task_runs_on_lepton_and_its_results_come_home(cli, lepton, tmp_path, isolated):
+    from evalfleet.datasets.cache import cache_dir
+    from evalfleet.harness.environment import ensure_environment
+
+    ensure_environment("nvidia-mmath", "26.3")  # the shared cache a real job would mount
+    out = tmp_path / "out"
+    result = cli(
+        *_run_args(
+            "lepton_vllm_llama_3_1_8b_instruct", out,
+            "-o", "evaluation.tasks=[{name: mmath.mmath_en}]",
+            "-o", f"execution.env_vars.EVALFLEET_CACHE_DIR={cache_dir()}",
+        )
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    task_dir = out / invocation_id / "mmath.mmath_en"
+    results = json.loads((task_dir / "results.json").read_text())
+    assert results["task"] == "mmath.mmath_en"
+    assert results["harness"]["package"] == "nvidia-mmath"
+    assert results["counts"]["responses"] == 2 and results["counts"]["errors"] == 0
+    assert results["metrics"][results["headline_metric"]]["value"] == 0.0  # echoed prompts
+    assert len((task_dir / "samples.jsonl").read_text().splitlines()) == 2
+    # The harness reached the endpoint with the token only through the proxy's env var.
+    assert "$" in (task_dir / "logs" / "harness_command.sh").read_text()
+    _assert_nothing_left(lepton)
+    _assert_token_nowhere(isolated, out, texts=(result.out, result.err))

@@ -310,3 +310,30 @@ def _scontrol_state(job_id: str) -> str:
     return subprocess.run(
         ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_a_harness_task_runs_in_the_batch_job(cli, tmp_path, free_port) -> None:
+    """A task run by its framework package, on the cluster: the package's environment (built
+    once, in the shared cache), the harness behind evalfleet's proxy inside the batch job."""
+    from evalfleet.harness.environment import ensure_environment
+
+    ensure_environment("nvidia-mmath", "26.3")
+    (tmp_path / "data").mkdir()
+    config = slurm_config(
+        tmp_path, free_port, tasks=[], sim_args="--default-answer '\\boxed{{204}}'"
+    )
+    config.write_text(
+        config.read_text()
+        + "    - {name: mmath.mmath_en, params: {limit_samples: 3, parallelism: 2}}\n"
+    )
+    invocation_id = _run(cli, config)
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=300)
+    assert states(rows) == ["SUCCESS"], rows
+    results = json.loads(
+        (tmp_path / "results" / invocation_id / "mmath.mmath_en" / "results.json").read_text()
+    )
+    assert results["harness"]["package"] == "nvidia-mmath"
+    assert results["metrics"][results["headline_metric"]]["value"] == pytest.approx(1 / 3)
+    assert rows[0]["detail"].startswith(results["headline_metric"])
+    assert not wait_no_jobs(invocation_id)
+    assert not server_processes(free_port)
