@@ -288,7 +288,7 @@ def task_listing(
 
     A package's task is listed once, under its launcher name, with its endpoint types, its
     package, whether that package's environment is built here, and whether it asks a judge;
-    the launcher's tasks of harnesses with no package on PyPI follow, marked so."""
+    the launcher's tasks of harnesses evalfleet pins no package for follow, marked so."""
     from evalfleet.tasks.catalog import (
         TASK_CATALOG,
         data_source,
@@ -350,7 +350,7 @@ def task_listing(
                         "name": f"{harness}.{name}",
                         "runs": "launcher image only",
                         "endpoint_type": ",".join(types),
-                        "package": "none on PyPI",
+                        "package": "none pinned",
                         "environment": "not runnable",
                         "judge": False,
                         "image": "",

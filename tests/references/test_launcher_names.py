@@ -51,10 +51,10 @@ def test_names_resolve_as_the_launcher_resolves_them(launcher, endpoint_type):
         ours = _ours(query, endpoint_type)
         if "task" in theirs:
             # Same task, built in or run by its framework package; a harness that has
-            # no package on PyPI is an error naming the task.
+            # no pinned package is an error naming the task.
             resolved = theirs["task"]
             assert ours.get("task") == resolved or (
-                resolved in ours.get("error", "") and "no package on PyPI" in ours["error"]
+                resolved in ours.get("error", "") and "pins no package" in ours["error"]
             ), (query, ours, theirs)
         elif "multiple tasks named" in theirs["error"]:
             # Ambiguous to the launcher. evalfleet breaks the tie only by the endpoint
@@ -88,7 +88,7 @@ def test_unknown_harness_and_ambiguous_names_are_one_line_errors():
         resolve_task_name("bogus_harness.ifeval")
     with pytest.raises(ValueError, match=r"several harnesses.*simple_evals.humaneval.*bigcode"):
         resolve_task_name("humaneval", "vlm")
-    with pytest.raises(ValueError, match=r"'nemo_skills.ns_aime2025'.*no package on PyPI"):
+    with pytest.raises(ValueError, match=r"'nemo_skills.ns_aime2025'.*pins no package"):
         resolve_task_name("nemo_skills.ns_aime2025")
     assert (
         resolve_task_name("simple_evals.mmlu_pro").name

@@ -318,8 +318,8 @@ def _harness_task(qualified: str, endpoint_type: str | None, engine: Engine | No
         raise _not_built_in(qualified)
     if harness not in harnesses():
         raise ValueError(
-            f"task {qualified!r} runs in NeMo Evaluator's {harness!r} harness, which has no "
-            "package on PyPI for evalfleet to install (only the launcher's container image)"
+            f"task {qualified!r} runs in NeMo Evaluator's {harness!r} harness, for which "
+            "evalfleet pins no package to install (only the launcher's container image has it)"
         )
     package = framework(harness)
     types = list(launcher_index().get(harness, {}).get(short) or [])
