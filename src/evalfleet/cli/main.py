@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -373,7 +374,8 @@ def data() -> None:
 @click.argument("tasks", nargs=-1)
 @click.option("--all", "all_tasks", is_flag=True, help="Every task that downloads data.")
 def data_pull(tasks: tuple[str, ...], all_tasks: bool) -> None:
-    """Download (once) and verify the data of TASKS into the cache (EVALFLEET_CACHE_DIR)."""
+    """Download (once) and verify the data of TASKS into the cache (EVALFLEET_CACHE_DIR);
+    for a task run by its framework package, build that package's environment there."""
     from evalfleet import datasets
     from evalfleet.exceptions import UsageError
     from evalfleet.tasks.catalog import resolve_task_name
@@ -385,9 +387,17 @@ def data_pull(tasks: tuple[str, ...], all_tasks: bool) -> None:
     names = []
     for task in tasks:
         try:
-            names.append(resolve_task_name(task).name)
+            info = resolve_task_name(task)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if info.engine == "harness" and info.reference is not None:
+            from evalfleet.harness.environment import ensure_environment
+
+            package, version = info.reference.package, info.reference.version
+            venv = ensure_environment(package, version, log=_prefixed(info.name))
+            click.echo(f"{info.name}: {package} {version} environment ready: {venv}")
+            continue
+        names.append(info.name)
     for name in names:
         pulled = datasets.pull(name)
         if not pulled:
@@ -399,6 +409,10 @@ def data_pull(tasks: tuple[str, ...], all_tasks: bool) -> None:
                 f"({how}, pinned by {source.pinned})"
             )
     click.echo(f"cache: {datasets.cache_dir()}", err=True)
+
+
+def _prefixed(prefix: str) -> Callable[[str], None]:
+    return lambda line: click.echo(f"{prefix}: {line}", err=True)
 
 
 @ls.command("runs")

@@ -155,6 +155,10 @@ def load_config(
     for override in parsed:
         if override.action != "select_group":
             apply_override(merged, override)
+    judge = merged.get("judge_deployment")
+    if isinstance(judge, dict) and isinstance(judge.get("type"), str) and judge["type"] != "none":
+        # A judge deployment takes its server type's defaults, as `deployment` does.
+        merged["judge_deployment"] = deep_merge(group_defaults("deployment", judge["type"]), judge)
     resolved = _resolve(merged)
     problems = [
         f"{group}.type: missing mandatory value (expected one of {', '.join(group_options(group))})"

@@ -408,6 +408,17 @@ DeploymentConfig = Annotated[
 
 DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "generic")
 
+# A judge model evalfleet deploys beside the model under test: any server type but none.
+JudgeDeploymentConfig = Annotated[
+    VllmDeployment
+    | SglangDeployment
+    | TrtllmDeployment
+    | NimDeployment
+    | LlamacppDeployment
+    | GenericDeployment,
+    Field(discriminator="type"),
+]
+
 
 # --------------------------------------------------------------------------- executions
 
@@ -500,6 +511,11 @@ class RunConfig(Strict):
     name: str | None = None
     execution: SerializeAsAny[ExecutionBase]
     deployment: DeploymentConfig
+    judge_deployment: JudgeDeploymentConfig | None = Field(
+        None,
+        description="an LLM judge evalfleet deploys beside the model (same keys as "
+        "deployment) for the tasks that ask one and name no judge URL; torn down with it",
+    )
     target: TargetConfig = Field(default_factory=TargetConfig)
     evaluation: EvaluationConfig
     env_vars: EnvVars = Field(default_factory=dict)
@@ -561,6 +577,15 @@ class RunConfig(Strict):
                         "-o ~target.api_endpoint.url",
                     )
                 )
+        judge = self.judge_deployment
+        deployment_port = getattr(self.deployment, "port", None)
+        if judge is not None and judge.port == deployment_port:
+            problems.append(
+                (
+                    "judge_deployment.port",
+                    f"{judge.port} is deployment.port too; the judge needs a port of its own",
+                )
+            )
         problems += self.execution.check_run(self)
         if problems:
             raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))

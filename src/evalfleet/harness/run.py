@@ -65,13 +65,25 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
     if progress is not None:
         progress.task = job.task
     _eval_log(logs, f"{name}: preparing {spec.package}=={spec.version}")
+    _check_offline(name, spec)
     try:
-        venv = await asyncio.to_thread(ensure_environment, spec.package, spec.version)
+        venv = await asyncio.to_thread(
+            ensure_environment, spec.package, spec.version, log=lambda line: _eval_log(logs, line)
+        )
     except HarnessError as exc:
         raise HarnessError(f"{name}: {exc}") from None
     api_key = _api_key(job.endpoint.api_key_name)
     params = job.params
-    judge_url, judge_key_name = _judge_settings(spec.run_config)
+    try:
+        merged = _write_run_config(job, spec, harness_dir)
+    except ValueError as exc:
+        raise HarnessError(f"{name}: {exc}") from None
+    # The judge as the package will call it, its own defaults included, so that no judge
+    # call bypasses the proxy.
+    judge_url, judge_key_name = _judge_settings(merged)
+    stand_ins = []
+    if judge_key_name and judge_key_name not in os.environ:
+        stand_ins.append(judge_key_name)  # the package's client wants one; the proxy has none
     interceptors = build_interceptors(job.interceptors, "job.interceptors")
     model = Upstream(
         url=job.endpoint.url,
@@ -83,7 +95,7 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
     judge = (
         Upstream(
             url=_chat_url(judge_url),
-            api_key=_api_key(judge_key_name),
+            api_key=os.environ.get(judge_key_name) if judge_key_name else None,
             parallelism=params.parallelism,
             timeout_s=params.request_timeout,
             max_retries=params.max_retries,
@@ -103,12 +115,11 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
                 command = render_command(spec.harness, spec.task, run_config)
             except ValueError as exc:
                 raise HarnessError(f"{name}: {exc}") from None
-            _write_run_config(job, spec, harness_dir)
             script = logs / "harness_command.sh"
             script.write_text(command + "\n", encoding="utf-8")
             _eval_log(logs, f"{name}: running {command}")
             code = await _run_command(
-                script, venv, harness_dir, logs / "harness.log", proxy, progress
+                script, venv, harness_dir, logs / "harness.log", proxy, progress, stand_ins
             )
             stats = proxy.stats()
     finally:
@@ -131,14 +142,31 @@ PROXY_PLACEHOLDER = "http://127.0.0.1:<proxy port>"
 
 def preview_command(job: JobSpec) -> str:
     """The job's command with the proxy's URL as a placeholder (dry runs)."""
-    from evalfleet.harness.command import render_command
+    from evalfleet.harness.command import merged_run_config, render_command
 
     spec = harness_of(job)
-    judge_url, _ = _judge_settings(spec.run_config)
     harness_dir = Path(job.output_dir) / HARNESS_DIR
+    original = _final_run_config(job, spec, harness_dir, job.endpoint.url, None)
+    judge_url, _ = _judge_settings(merged_run_config(spec.harness, spec.task, original))
     judge = f"{PROXY_PLACEHOLDER}/judge" if judge_url else None
     run_config = _final_run_config(job, spec, harness_dir, PROXY_PLACEHOLDER, judge)
     return render_command(spec.harness, spec.task, run_config)
+
+
+def _check_offline(name: str, spec: HarnessSpec) -> None:
+    """With downloads off, a package environment that is not built yet is the same
+    one-line error as missing benchmark data, with the same fix."""
+    from evalfleet.datasets.cache import cache_dir, offline
+    from evalfleet.harness.environment import environment_path, is_built
+
+    if offline() and not is_built(spec.package, spec.version):
+        where = environment_path(spec.package, spec.version)
+        raise HarnessError(
+            f"{name}: the {spec.package} {spec.version} environment is not built here "
+            f"({where}) and downloads are off (EVALFLEET_OFFLINE); run `evalfleet data pull "
+            f"{name}` on a machine with network and copy {cache_dir()} here at the same path "
+            "(a virtualenv does not move), or build it where the jobs can see it"
+        )
 
 
 def _final_run_config(
@@ -162,7 +190,7 @@ def _final_run_config(
     return deep_merge(spec.run_config, layer)
 
 
-def _write_run_config(job: JobSpec, spec: HarnessSpec, harness_dir: Path) -> None:
+def _write_run_config(job: JobSpec, spec: HarnessSpec, harness_dir: Path) -> dict[str, Any]:
     """`run_config.yml`, which nemo-evaluator writes before the harness starts and some
     packages' output.py read: the merged configuration, with the endpoint's own URL (the
     adapter's is swapped in only for the command)."""
@@ -174,6 +202,7 @@ def _write_run_config(job: JobSpec, spec: HarnessSpec, harness_dir: Path) -> Non
     merged = merged_run_config(spec.harness, spec.task, original)
     merged["target"]["api_endpoint"]["adapter_config"] = None
     (harness_dir / "run_config.yml").write_text(yaml.dump(merged), encoding="utf-8")
+    return merged
 
 
 def _judge_settings(run_config: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -210,30 +239,41 @@ async def _run_command(
     log_path: Path,
     proxy: Any,
     progress: Any,
+    stand_ins: list[str],
 ) -> int:
     env = dict(os.environ)
+    for name in stand_ins:
+        env.setdefault(name, "evalfleet-proxy")
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)
     env.pop("PYTHONHOME", None)
     # Clients that insist on a key get one; the proxy holds the endpoint's real key.
     env.setdefault("OPENAI_API_KEY", "evalfleet-proxy")
-    env.setdefault("HF_HUB_OFFLINE", env.get("EVALFLEET_OFFLINE", "0"))
-    with log_path.open("ab") as log:
+    from evalfleet.datasets.cache import offline
+
+    if offline():  # the packages that read Hugging Face datasets then use their cache only
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("HF_DATASETS_OFFLINE", "1")
+    with log_path.open("ab") as log, (log_path.parent / "eval.log").open("a") as eval_log:
         process = await asyncio.create_subprocess_exec(
             "bash",
             str(script),
             cwd=str(cwd),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            limit=1 << 20,
         )
+        assert process.stdout is not None
+        pump = asyncio.ensure_future(_pump(process.stdout, log, eval_log))
         try:
             while True:
                 try:
-                    return await asyncio.wait_for(process.wait(), timeout=0.5)
+                    await asyncio.wait_for(asyncio.shield(pump), timeout=0.5)
+                    return await process.wait()
                 except asyncio.TimeoutError:
                     _show(progress, proxy)
         finally:
@@ -245,7 +285,32 @@ async def _run_command(
                 except asyncio.TimeoutError:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
             _show(progress, proxy)
+
+
+async def _pump(stream: asyncio.StreamReader, raw_log: Any, eval_log: Any) -> None:
+    """The harness's output, as it comes: whole into harness.log, and line by line into
+    eval.log, which `evalfleet logs` shows on every backend (a progress bar's redrawn
+    line, `\r`-separated, counts as its last state)."""
+    pending = b""
+    while True:
+        chunk = await stream.read(1 << 16)
+        if not chunk:
+            break
+        raw_log.write(chunk)
+        raw_log.flush()
+        *lines, pending = (pending + chunk).split(b"\n")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
+        for line in lines:
+            text = line.decode("utf-8", "replace").rsplit("\r", 1)[-1].rstrip()
+            if text:
+                eval_log.write(f"{stamp} INFO harness | {text}\n")
+        eval_log.flush()
+    text = pending.decode("utf-8", "replace").rsplit("\r", 1)[-1].rstrip()
+    if text:
+        eval_log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO harness | {text}\n")
 
 
 def _die_with_parent() -> None:

@@ -623,3 +623,21 @@ def test_a_judge_key_must_reach_the_job(plan_yaml: PlanYaml) -> None:
     ))  # fmt: skip
     (body,) = job_bodies(ok)
     assert _envs(body)["JUDGE_KEY"]["value_from"] == {"secret_name_ref": "judge-secret"}
+
+
+def test_a_framework_packages_judge_key_must_reach_the_job(plan_yaml: PlanYaml) -> None:
+    """A task run by its framework package names its judge's key as the package does
+    (`extra.judge.api_key_name` for mtbench): the same check applies."""
+    judged = VLLM.replace(
+        "    - name: ifeval\n",
+        "    - name: mtbench.mtbench\n"
+        "      nemo_evaluator_config: {config: {params: {extra: {judge: "
+        "{url: 'http://judge:8000/v1', api_key_name: MT_JUDGE_KEY}}}}}\n",
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        LeptonExecutor().plan(plan_yaml(judged))
+    assert _problems(excinfo) == [
+        "config.params.extra.judge.api_key_name: MT_JUDGE_KEY is not in the Lepton job's environment; "
+        "set execution.lepton_platform.tasks.env_vars.MT_JUDGE_KEY: "
+        "{value_from: {secret_name_ref: <Lepton secret>}}"
+    ]

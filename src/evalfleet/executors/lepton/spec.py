@@ -390,10 +390,18 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
                 f"environment; set execution.lepton_platform.tasks.env_vars.{key_name}: "
                 "{value_from: {secret_name_ref: <Lepton secret>}}"
             )
+    judge_field = "api_key"
     judge_key = (job.spec.get("params", {}).get("judge") or {}).get("api_key")
+    harness = job.spec.get("harness")
+    if harness:  # a framework package's judge settings, as the launcher spells them
+        params = (harness.get("run_config", {}).get("config") or {}).get("params") or {}
+        judge = (params.get("extra") or {}).get("judge")
+        judge = judge if isinstance(judge, dict) else {}
+        judge_field = "api_key_name" if judge.get("api_key_name") else "api_key"
+        judge_key = judge.get(judge_field)
     if judge_key and judge_key not in chosen:
         problems.append(
-            f"config.params.extra.judge.api_key: {judge_key} is not in the Lepton job's "
+            f"config.params.extra.judge.{judge_field}: {judge_key} is not in the Lepton job's "
             f"environment; set execution.lepton_platform.tasks.env_vars.{judge_key}: "
             "{value_from: {secret_name_ref: <Lepton secret>}}"
         )

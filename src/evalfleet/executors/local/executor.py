@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.contract import JSON, Invocation, Job, JobState
 from evalfleet.deployments.servers import ServerSpec, server_spec
@@ -32,7 +32,7 @@ def eval_command(job: Job) -> list[str]:
     return ["evalfleet", "eval", "--job", job.job_file]
 
 
-def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
+def server_argv(inv: Invocation, server: ServerSpec, role: str = "server") -> list[str]:
     execution = settings(inv.config)
     if not (execution.use_docker and server.image):
         return [
@@ -42,7 +42,7 @@ def server_argv(inv: Invocation, server: ServerSpec) -> list[str]:
     gpus = execution.cuda_visible_devices
     return [
         "docker", "run", "--rm", "--init",
-        "--name", f"evalfleet-{inv.invocation_id}",
+        "--name", f"evalfleet-{inv.invocation_id}" + ("-judge" if role != "server" else ""),
         "--publish", f"127.0.0.1:{server.port}:{server.port}",
         *(["--gpus", f'"device={gpus}"'] if gpus else ["--gpus", "all"]),
         *[arg for name in sorted(server.env) for arg in ("--env", name)],
@@ -56,22 +56,16 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self) -> None:
-        self._server: LocalServer | None = None  # the one a run started
+        self._servers: list[LocalServer] = []  # the ones a run started (model, judge)
 
     def plan(self, inv: Invocation) -> JSON:
         execution = settings(inv.config)
-        # Inside a container the server must listen on all interfaces to be published.
-        host = "0.0.0.0" if execution.use_docker else "127.0.0.1"
-        server = server_spec(inv.config.deployment, host=host)
-        env = {} if server is None else dict(server.env)
-        if execution.cuda_visible_devices is not None:
-            env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices
         plan: JSON = {
             "executor": self.name,
             "invocation_id": inv.invocation_id,
             "output_dir": inv.output_dir,
             "mode": execution.mode,
-            "server": None,
+            "server": _server_plan(inv, inv.config.deployment, "server"),
             "tasks": [
                 {
                     "job_id": job.job_id,
@@ -82,38 +76,31 @@ class LocalExecutor(Executor):
                 for job in inv.jobs
             ],
         }
-        if server is not None:
-            argv = server_argv(inv, server)
-            plan["server"] = {
-                "type": server.type,
-                "argv": argv,
-                "command": shlex.join(argv),
-                "env": env,
-                "health_url": server.base_url() + server.health_path,
-                "port": server.port,
-                "readiness_timeout_s": execution.endpoint_readiness_timeout,
-                "log": f"{inv.output_dir}/server.log",
-                "stop": "SIGTERM to the server's process group, SIGKILL after 30 s",
-                "model_package": getattr(inv.config.deployment, "model_package", None),
-            }
+        if inv.config.judge_deployment is not None:
+            plan["judge_server"] = _server_plan(inv, inv.config.judge_deployment, "judge_server")
         return plan
 
     @staticmethod
     def render_plan(plan: JSON) -> list[str]:
         lines = []
-        server = plan.get("server")
-        if server:
-            lines.append(f"\n1. start the {server['type']} server (log: {server['log']}):")
-            lines.append(f"   {server['command']}")
-            lines += [f"   env {name}={value}" for name, value in server["env"].items()]
-            lines.append(
-                f"2. wait up to {server['readiness_timeout_s']} s for {server['health_url']}"
-            )
-        step = 3 if server else 1
+        step = 1
+        servers = [(plan.get("server"), "server"), (plan.get("judge_server"), "judge server")]
+        for server, what in servers:
+            if server:
+                lines.append(f"\n{step}. start the {server['type']} {what} (log: {server['log']}):")
+                lines.append(f"   {server['command']}")
+                lines += [f"   env {name}={value}" for name, value in server["env"].items()]
+                lines.append(
+                    f"{step + 1}. wait up to {server['readiness_timeout_s']} s for "
+                    f"{server['health_url']}"
+                )
+                step += 2
         lines.append(f"\n{step}. run the tasks ({plan['mode']}):")
         lines += [f"   [{task['job_id']}] {task['command']}" for task in plan["tasks"]]
-        if server:
-            lines.append(f"\n{step + 1}. stop the server: {server['stop']}")
+        for server, what in servers:
+            if server:
+                step += 1
+                lines.append(f"\n{step}. stop the {what}: {server['stop']}")
         return lines
 
     # ------------------------------------------------------------------ running
@@ -135,13 +122,23 @@ class LocalExecutor(Executor):
         inv = run.invocation
         plan = self.plan(inv)
         if plan["server"] is not None:
-            server = LocalServer(plan["server"], Path(inv.output_dir) / "logs" / "server.log")
-            self._server = server
-            _check_model_file(inv)
+            _check_model_file(inv.config.deployment, "deployment")
+        if plan.get("judge_server") is not None:
+            _check_model_file(inv.config.judge_deployment, "judge_deployment")
+        started = []
+        for key in ("server", "judge_server"):
+            if plan.get(key) is None:
+                continue
+            log = Path(inv.output_dir) / "logs" / f"{key}.log"
+            server = LocalServer(plan[key], log)
+            self._servers.append(server)  # stopped by finish, however the run ends
             server.start()
-            run.set_handle({"server_pid": server.pid})
-            waited = server.wait_ready(plan["server"]["readiness_timeout_s"])
-            print(f"{plan['server']['type']} server ready after {waited:.1f} s", file=sys.stderr)
+            run.set_handle({f"{key}_pid": server.pid})  # before waiting: kill finds it
+            started.append((key, server))
+        for key, server in started:
+            waited = server.wait_ready(plan[key]["readiness_timeout_s"])
+            what = "judge server" if key == "judge_server" else "server"
+            print(f"{plan[key]['type']} {what} ready after {waited:.1f} s", file=sys.stderr)
         if settings(inv.config).mode == "parallel":
             self._run_parallel(run)
         else:
@@ -149,9 +146,8 @@ class LocalExecutor(Executor):
                 self._run_one(run, job)
 
     def finish(self, run: Run, completed: bool) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        while self._servers:
+            self._servers.pop().stop()
 
     def _start(self, run: Run, job: Job) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -201,14 +197,40 @@ class LocalExecutor(Executor):
     def cancel(self, record: InvocationRecord) -> list[str]:
         """What the runner could not stop (it was killed itself, say)."""
         stopped = []
-        for pid in [record.handle.get("server_pid"), *(j.handle.get("pid") for j in record.jobs)]:
+        servers = [record.handle.get("server_pid"), record.handle.get("judge_server_pid")]
+        for pid in [*servers, *(j.handle.get("pid") for j in record.jobs)]:
             if isinstance(pid, int) and group_alive(pid) and stop_group(pid, 10.0):
                 stopped.append(f"process group {pid}")
         return stopped
 
 
-def _check_model_file(inv: Invocation) -> None:
-    deployment = inv.config.deployment
+def _server_plan(inv: Invocation, deployment: Any, name: str) -> JSON | None:
+    """How the run starts one server (`name`: server, or judge_server), None without one."""
+    execution = settings(inv.config)
+    # Inside a container the server must listen on all interfaces to be published.
+    host = "0.0.0.0" if execution.use_docker else "127.0.0.1"
+    server = server_spec(deployment, host=host)
+    if server is None:
+        return None
+    env = dict(server.env)
+    if execution.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices
+    argv = server_argv(inv, server, name)
+    return {
+        "type": server.type,
+        "argv": argv,
+        "command": shlex.join(argv),
+        "env": env,
+        "health_url": server.base_url() + server.health_path,
+        "port": server.port,
+        "readiness_timeout_s": execution.endpoint_readiness_timeout,
+        "log": f"{inv.output_dir}/{name}.log",
+        "stop": "SIGTERM to the server's process group, SIGKILL after 30 s",
+        "model_package": getattr(deployment, "model_package", None),
+    }
+
+
+def _check_model_file(deployment: Any, key: str) -> None:
     path = getattr(deployment, "checkpoint_path", None)
     if deployment.type == "llamacpp" and path and not Path(path).expanduser().is_file():
-        raise DeploymentError(f"model file not found: {path} (deployment.checkpoint_path)")
+        raise DeploymentError(f"model file not found: {path} ({key}.checkpoint_path)")
