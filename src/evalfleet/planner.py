@@ -193,7 +193,7 @@ def _judge_endpoint(config: RunConfig, executor: Executor) -> dict[str, Any] | N
     its OpenAI base URL, its model name and the env var holding its key."""
     if config.judge_deployment is None:
         return None
-    server = server_spec(config.judge_deployment)
+    server = server_spec(config.judge_deployment, key="judge_deployment")
     assert server is not None  # the schema admits no `none` judge
     base, key = executor.judge_endpoint_base(config, server.port)
     chat = base.rstrip("/") + server.chat_path

@@ -84,3 +84,14 @@ def test_a_judge_on_the_models_port_is_refused(cli, write_yaml):
     result = cli("run", "--config", str(config), "--dry-run")
     assert result.code == 2
     assert "judge_deployment.port: 8000 is deployment.port too" in result.err
+
+
+def test_a_judge_command_with_stray_braces_names_the_judge(cli, write_yaml):
+    config = write_yaml(
+        "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1', model_id: m}}\n"
+        "judge_deployment: {type: generic, command: 'serve {0}', port: 8001}\n"
+        "evaluation: {tasks: [{name: mtbench}]}\n"
+    )
+    result = cli("run", "--config", str(config), "--dry-run")
+    assert result.code == 2
+    assert result.err.startswith("error: judge_deployment.command: cannot fill in {port}")

@@ -64,8 +64,11 @@ def served_model_name(deployment: Any) -> str:
     return str(model or "model")
 
 
-def server_spec(deployment: Any, host: str = "0.0.0.0") -> ServerSpec | None:
-    """The server command for `deployment`, or None for `type: none`."""
+def server_spec(
+    deployment: Any, host: str = "0.0.0.0", key: str = "deployment"
+) -> ServerSpec | None:
+    """The server command for `deployment` (the config section `key`), or None for
+    `type: none`."""
     kind = deployment.type
     if kind == "none":
         return None
@@ -115,7 +118,7 @@ def server_spec(deployment: Any, host: str = "0.0.0.0") -> ServerSpec | None:
             from evalfleet.exceptions import ConfigError
 
             raise ConfigError(
-                f"deployment.command: cannot fill in {{port}} and {{served_model_name}}: "
+                f"{key}.command: cannot fill in {{port}} and {{served_model_name}}: "
                 f"{type(exc).__name__} {exc} (write other braces as {{{{ and }}}})"
             ) from None
         argv = ["bash", "-c", command]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -36,8 +35,6 @@ from evalfleet.exceptions import HarnessError
 RESULTS_SCHEMA_VERSION = 1
 HARNESS_DIR = "harness"
 """The harness's own output directory (its `config.output_dir`) inside the job's."""
-
-_LOG = logging.getLogger("evalfleet.harness")
 
 
 def harness_of(job: JobSpec) -> HarnessSpec:
@@ -72,7 +69,7 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
         )
     except HarnessError as exc:
         raise HarnessError(f"{name}: {exc}") from None
-    api_key = _api_key(job.endpoint.api_key_name)
+    api_key = _api_key(job.endpoint.api_key_name, name)
     params = job.params
     try:
         merged = _write_run_config(job, spec, harness_dir)
@@ -124,6 +121,8 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
             stats = proxy.stats()
     finally:
         cache.close()
+    if stats.get("cache_error"):  # answers still reached the harness; resuming would resend
+        _eval_log(logs, f"{name}: WARNING the response cache failed: {stats['cache_error']}")
     if code != 0:
         raise HarnessError(
             f"{name}: the harness exited with code {code}: "
@@ -223,12 +222,15 @@ def _chat_url(url: str) -> str:
     return base if base.endswith("/completions") else base + "/chat/completions"
 
 
-def _api_key(name: str | None) -> str | None:
-    if not name:
+def _api_key(env_name: str | None, task: str) -> str | None:
+    if not env_name:
         return None
-    value = os.environ.get(name)
+    value = os.environ.get(env_name)
     if value is None:
-        raise HarnessError(f"the API key's env var {name} is not set")
+        raise HarnessError(
+            f"{task}: the endpoint's API key env var {env_name} is not set "
+            "(target.api_endpoint.api_key_name)"
+        )
     return value
 
 

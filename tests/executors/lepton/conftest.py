@@ -215,6 +215,30 @@ evaluation:
         TASK_ONLY: gsm8k
 """
 
+# The vLLM guide's model, and a judge deployed beside it for the tasks that ask one: a
+# built-in judged task and one run by its framework package. The judge has its own shape,
+# port and token secret.
+JUDGE = (
+    VLLM_GUIDE.replace(
+        "    - name: ifeval\n",
+        "    - name: simple_evals.AIME_2025\n    - name: mtbench\n",
+    )
+    + """
+judge_deployment:
+  type: vllm
+  checkpoint_path: meta-llama/Llama-3.3-70B-Instruct
+  served_model_name: gpt-4
+  port: 8001
+  tensor_parallel_size: 2
+  lepton_config:
+    endpoint_name: judge
+    resource_shape: gpu.2xa100
+    api_tokens:
+      - value_from:
+          token_name_ref: JUDGE_API_KEY
+"""
+)
+
 GUIDE_OVERRIDES = [
     "deployment.checkpoint_path=meta-llama/Llama-3.1-8B-Instruct",
     "deployment.lepton_config.resource_shape=gpu.1xh200",
@@ -226,6 +250,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "sglang_guide": (SGLANG_GUIDE, GUIDE_OVERRIDES),
     "none_guide": (NONE_GUIDE, []),
     "full": (FULL, []),
+    "judge": (JUDGE, GUIDE_OVERRIDES),
 }
 
 

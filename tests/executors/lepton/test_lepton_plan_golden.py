@@ -15,7 +15,7 @@ import pytest
 from evalfleet.contract import Invocation
 from evalfleet.executors.lepton import LeptonExecutor
 
-NAMES = ["vllm_guide", "nim_guide", "sglang_guide", "none_guide", "full"]
+NAMES = ["vllm_guide", "nim_guide", "sglang_guide", "none_guide", "full", "judge"]
 
 
 @pytest.mark.parametrize("name", NAMES)

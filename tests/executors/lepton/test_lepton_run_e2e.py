@@ -510,3 +510,157 @@ def test_a_harness_task_runs_on_lepton_and_its_results_come_home(cli, lepton, tm
     assert "$" in (task_dir / "logs" / "harness_command.sh").read_text()
     _assert_nothing_left(lepton)
     _assert_token_nowhere(isolated, out, texts=(result.out, result.err))
+
+
+# --------------------------------------------------------------------------- judge deployment
+
+JUDGE_TOKEN = "PLANTED-judge-token-3d6e"
+
+
+def _judge(*extra: str) -> list[str]:
+    """A judge deployed beside the model; its emulated server answers every request '[[6]]'
+    (the emulator's EMULATOR_DEFAULT_ANSWER) and serves the name mtbench asks for."""
+    settings = [
+        "type=vllm", "checkpoint_path=meta-llama/Llama-3.3-70B-Instruct",
+        "served_model_name=gpt-4", "port=8001",
+        "lepton_config.endpoint_name=judge", "lepton_config.resource_shape=gpu.1xh200",
+        'lepton_config.envs.EMULATOR_DEFAULT_ANSWER="[[6]]"', *extra,
+    ]  # fmt: skip
+    return [arg for setting in settings for arg in ("-o", f"+judge_deployment.{setting}")]
+
+
+def test_a_judge_deployment_scores_mtbench_and_goes_down_with_the_model(
+    cli, lepton, tmp_path, isolated
+):
+    from evalfleet.datasets.cache import cache_dir
+    from evalfleet.harness.environment import ensure_environment
+
+    ensure_environment("nvidia-mtbench-evaluator", "26.3")  # the shared cache a job would mount
+    lepton.add_secret("JUDGE_API_KEY", JUDGE_TOKEN)  # the judge's own token
+    out = tmp_path / "out"
+    args = _run_args(
+        "lepton_vllm_llama_3_1_8b_instruct", out,
+        "-o", "evaluation.tasks=[{name: mtbench}]",
+        "-o", f"execution.env_vars.EVALFLEET_CACHE_DIR={cache_dir()}",
+        *_judge("lepton_config.api_tokens=[{value_from: {token_name_ref: JUDGE_API_KEY}}]"),
+    )  # fmt: skip
+    result = cli(*args)
+    assert result.code == 0, result.err
+    invocation_id = result.out.strip().splitlines()[-1]
+    assert f"Lepton judge endpoint judge-{invocation_id} Ready after" in result.err
+    assert f"Lepton judge endpoint judge-{invocation_id} deleted" in result.err
+    task_dir = out / invocation_id / "mtbench"
+    results = json.loads((task_dir / "results.json").read_text())
+    assert results["counts"]["judge_requests"] > 0  # through the job's proxy to the judge
+    assert 6.0 in {metric["value"] for metric in results["metrics"].values()}  # its '[[6]]'
+    job = json.loads((task_dir / "job.json").read_text())
+    judge = job["harness"]["run_config"]["config"]["params"]["extra"]["judge"]
+    assert judge["url"] == "${EVALFLEET_JUDGE_URL}/v1" and judge["model_id"] == "gpt-4"
+    record = _record(invocation_id)
+    assert record.handle["judge_endpoint"] == f"judge-{invocation_id}"
+    assert record.handle["endpoint_deleted"] is True
+    assert record.handle["judge_endpoint_deleted"] is True
+    _assert_nothing_left(lepton)
+
+    logs = cli("logs", invocation_id)
+    assert logs.code == 0
+    assert "[judge endpoint] POST /v1/chat/completions 200" in logs.out
+    assert "[endpoint] POST /v1/chat/completions 200" in logs.out
+    dry = cli(*args, "--dry-run")
+    assert dry.code == 0 and "POST /deployments  (the judge)" in dry.out
+    texts = (result.out, result.err, logs.out, dry.out)
+    _assert_token_nowhere(isolated, out, texts=texts)
+    for root in (isolated, out):
+        assert not any(
+            JUDGE_TOKEN.encode() in p.read_bytes() for p in root.rglob("*") if p.is_file()
+        )
+    assert not any(JUDGE_TOKEN in text for text in texts)
+
+
+def test_kill_mid_run_deletes_the_judge_too(cli, lepton, tmp_path):
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", tmp_path / "out",
+                               "-o", "execution.evaluation_tasks.install_command=sleep 60",
+                               *_judge()))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        assert sorted(lepton.live()["deployments"]) == [
+            f"judge-{invocation_id}",
+            f"llama-3-1-8b-{invocation_id}",
+        ]
+        killed = cli("kill", invocation_id)
+        assert killed.code == 0, killed.err
+        assert run.wait(30) != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    _assert_nothing_left(lepton)
+    record = _record(invocation_id)
+    assert record.handle["judge_endpoint_deleted"] is True
+    assert {job.state for job in record.jobs} == {"KILLED"}
+
+
+def test_kill_after_the_runner_died_deletes_both_endpoints(cli, lepton, tmp_path):
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", tmp_path / "out",
+                               "-o", "execution.evaluation_tasks.install_command=sleep 60",
+                               *_judge()))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        run.send_signal(signal.SIGKILL)  # no clean-up: kill alone must find both
+        run.communicate()
+        assert len(lepton.live()["deployments"]) == 2
+        killed = cli("kill", invocation_id)
+        assert killed.code == 0, killed.err
+        assert f"Lepton endpoint llama-3-1-8b-{invocation_id}" in killed.out
+        assert f"Lepton judge endpoint judge-{invocation_id}" in killed.out
+    finally:
+        if run.poll() is None:
+            run.kill()
+    _assert_nothing_left(lepton)
+    assert cli("kill", invocation_id).out.strip() == "nothing was running"
+
+
+def test_status_deletes_both_endpoints_of_an_ended_run_whose_runner_died(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 2",
+                               *_judge()))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        run.send_signal(signal.SIGKILL)
+        run.communicate()
+        job_id = _record(invocation_id).jobs[0].handle["lepton_id"]
+        _wait_for(lambda: job_id not in lepton.live()["jobs"], what="the job to finish")
+        assert len(lepton.live()["deployments"]) == 2
+        status = cli("status", invocation_id)
+        assert status.code == 0 and "SUCCESS" in status.out
+        _assert_nothing_left(lepton)
+        record = _record(invocation_id)
+        assert record.handle["endpoint_deleted"] and record.handle["judge_endpoint_deleted"]
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("Starting", "was not Ready after 2 s (still Starting)"), ("Error", "went to Error")],
+)
+def test_a_judge_that_never_gets_ready_fails_the_launch_and_deletes_both(
+    cli, lepton, tmp_path, state, expected
+):
+    result = cli(*_run_args(
+        "lepton_vllm_llama_3_1_8b_instruct", tmp_path / "out",
+        "-o", "execution.lepton_platform.deployment.endpoint_readiness_timeout=2",
+        *_judge(f"lepton_config.envs.EMULATOR_DEPLOYMENT_STATE={state}"),
+    ))  # fmt: skip
+    assert result.code == 1
+    error = _errors(result.err)[0]  # then the judge's log and events
+    assert error.startswith("error: Lepton judge endpoint judge-") and expected in error
+    assert "Lepton endpoint llama-3-1-8b-" in result.err and "Ready after" in result.err
+    _assert_nothing_left(lepton)
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    assert record.handle["endpoint_deleted"] and record.handle["judge_endpoint_deleted"]
+    assert [job.state for job in record.jobs] == ["FAILED"]
+    assert record.jobs[0].detail.startswith("not run: Lepton judge endpoint")

@@ -110,3 +110,38 @@ evaluation:
       params:
         limit_samples: 20
 """
+
+# (e) a vLLM model and a vLLM judge beside it (judge_deployment), each on half the GPUs,
+# in the same pyxis image; a built-in judged task and one without a judge.
+JUDGE = """
+execution:
+  type: slurm
+  partition: gpu
+  gpus_per_node: 8
+  walltime: "04:00:00"
+  container_image: vllm/vllm-openai:v0.6.3
+  mounts:
+    /lustre/models: /models
+  endpoint_readiness_timeout: 900
+deployment:
+  type: vllm
+  checkpoint_path: /models/llama-3.1-8b-instruct
+  served_model_name: llama-3.1-8b
+  tensor_parallel_size: 4
+  env_vars:
+    CUDA_VISIBLE_DEVICES: "0,1,2,3"
+judge_deployment:
+  type: vllm
+  checkpoint_path: /models/llama-3.3-70b-instruct
+  served_model_name: judge-70b
+  port: 8001
+  tensor_parallel_size: 4
+  env_vars:
+    CUDA_VISIBLE_DEVICES: "4,5,6,7"
+evaluation:
+  tasks:
+    - name: simple_evals.AIME_2025
+      params:
+        limit_samples: 10
+    - name: gsm8k
+"""

@@ -19,6 +19,7 @@ import pytest
 from evalfleet import api
 
 from .cluster_helpers import (
+    PY,
     active_jobs,
     all_in,
     chain_jobs,
@@ -337,3 +338,74 @@ def test_a_harness_task_runs_in_the_batch_job(cli, tmp_path, free_port) -> None:
     assert rows[0]["detail"].startswith(results["headline_metric"])
     assert not wait_no_jobs(invocation_id)
     assert not server_processes(free_port)
+
+
+def _judge_port(taken: int) -> int:
+    from tests.slurm_cluster import free_port
+
+    while (port := free_port()) == taken:
+        pass
+    return port
+
+
+def _with_judge(config: Path, port: int, sim_args: str = "") -> Path:
+    """The config with a second simulator as `judge_deployment` (model gpt-4, every
+    answer a `[[6]]` verdict), on `port`, in the same batch job."""
+    config.write_text(
+        config.read_text()
+        + f"""\
+judge_deployment:
+  type: generic
+  command: "{PY} -m evalfleet.testing.endpoint --port {{port}} --model gpt-4 --default-answer '[[6]]' {sim_args}"
+  served_model_name: gpt-4
+  port: {port}
+"""
+    )
+    return config
+
+
+def test_a_judged_harness_task_gets_the_judge_deployed_in_its_job(cli, tmp_path, free_port) -> None:
+    """mtbench (nvidia-mtbench-evaluator) in the batch job, its judge a second server that
+    the same job starts beside the model; both go down with the job."""
+    from evalfleet.harness.environment import ensure_environment
+
+    ensure_environment("nvidia-mtbench-evaluator", "26.3")
+    (tmp_path / "data").mkdir()
+    judge_port = _judge_port(free_port)
+    config = slurm_config(tmp_path, free_port, tasks=[])
+    config.write_text(config.read_text() + "    - {name: mtbench, params: {limit_samples: 2}}\n")
+    invocation_id = _run(cli, _with_judge(config, judge_port))
+    rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=300)
+    assert states(rows) == ["SUCCESS"], rows
+    root = tmp_path / "results" / invocation_id
+    results = json.loads((root / "mtbench" / "results.json").read_text())
+    assert 6.0 in {metric["value"] for metric in results["metrics"].values()}, results["metrics"]
+    assert results["counts"]["judge_requests"] > 0  # the judge answered, through the proxy
+    job = json.loads((root / "mtbench" / "job.json").read_text())
+    judge = job["harness"]["run_config"]["config"]["params"]["extra"]["judge"]
+    assert judge == {"url": f"http://127.0.0.1:{judge_port}/v1", "model_id": "gpt-4"}
+    assert (
+        f"READY http://127.0.0.1:{judge_port}" in (root / "logs" / "judge_server.log").read_text()
+    )
+
+    logs = cli("logs", invocation_id).out
+    assert "evalfleet: the judge server is ready after" in logs
+    assert f"[judge server] READY http://127.0.0.1:{judge_port}" in logs
+    assert not wait_no_jobs(invocation_id)
+    assert not wait_gone(free_port), "the model server outlived its job"
+    assert not wait_gone(judge_port), "the judge server outlived its job"
+
+
+def test_kill_while_running_stops_the_judge_server_too(cli, tmp_path, free_port) -> None:
+    judge_port = _judge_port(free_port)
+    config = _with_judge(slurm_config(tmp_path, free_port, sim_args="--latency 30"), judge_port)
+    invocation_id = _run(cli, config)
+    wait_for(invocation_id, lambda rows: rows[0]["state"] == "RUNNING", timeout_s=60)
+    assert server_processes(free_port) and server_processes(judge_port)
+
+    result = cli("kill", invocation_id)
+    assert result.code == 0, result.err
+    assert not active_jobs(invocation_id)
+    assert not wait_gone(free_port), "a model server process is left on the node"
+    assert not wait_gone(judge_port), "a judge server process is left on the node"
+    assert states(api.status([invocation_id])) == ["KILLED", "KILLED"]

@@ -11,7 +11,7 @@ from evalfleet.executors import get_executor
 from evalfleet.executors.slurm.executor import SlurmExecutor
 from evalfleet.executors.slurm.render import render_scripts
 
-from .configs import GENERIC_PER_TASK, NO_DEPLOYMENT, VLLM
+from .configs import GENERIC_PER_TASK, JUDGE, NO_DEPLOYMENT, VLLM
 
 
 def test_get_executor_returns_the_slurm_executor() -> None:
@@ -87,3 +87,15 @@ def test_a_host_that_looks_like_an_option_is_refused(plan_config) -> None:
     inv = plan_config(VLLM, "execution.hostname='-oProxyCommand=x'")
     with pytest.raises(ConfigError, match=r"execution\.hostname"):
         SlurmExecutor().plan(inv)
+
+
+def test_dry_run_shows_the_judge_server(cli, tmp_path) -> None:
+    config = tmp_path / "judge.yaml"
+    config.write_text(JUDGE)
+    result = cli(
+        "run", "--config", str(config), "-o", "execution.output_dir=/lustre/evals", "--dry-run"
+    )
+    assert result.code == 0, result.err
+    assert "# Judge server (vllm), in its own process group." in result.out
+    assert "vllm serve /models/llama-3.3-70b-instruct --host 127.0.0.1 --port 8001" in result.out
+    assert "evalfleet_wait_for_judge_server || exit 1" in result.out

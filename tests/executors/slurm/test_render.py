@@ -14,7 +14,7 @@ import pytest
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors.slurm.render import SbatchScript, render_scripts, sbatch_extra_flags
 
-from .configs import GENERIC_PER_TASK, LLAMACPP, NO_DEPLOYMENT, VLLM
+from .configs import GENERIC_PER_TASK, JUDGE, LLAMACPP, NO_DEPLOYMENT, VLLM
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ CASES = {
     "generic": (GENERIC_PER_TASK, ()),
     "none": (NO_DEPLOYMENT, ()),
     "llamacpp": (LLAMACPP, ()),
+    "judge": (JUDGE, ()),
 }
 
 
@@ -97,6 +98,90 @@ def test_llamacpp_server_follows_path(plan_config, tmp_path, monkeypatch) -> Non
     (script,) = render_scripts(plan_config(LLAMACPP))
     assert "  llama-server --model /lustre/models/gemma-3-270m-it-Q8_0.gguf" in script.text
     assert "server_url=http://127.0.0.1:8000/health\n" in script.text
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _judge_url(spec: dict) -> str:
+    return spec["params"]["judge"]["url"]
+
+
+def test_the_judge_starts_beside_the_model_where_the_jobs_reach_it(plan_config) -> None:
+    inv = plan_config(JUDGE)
+    (script,) = render_scripts(inv)
+    text = script.text
+    assert text.count(" srun ") == 2  # the model server and the judge, in one allocation
+    # The jobs reach the judge at the address the script starts it on (the node's loopback).
+    assert _judge_url(inv.jobs[0].spec) == "http://127.0.0.1:8001/v1"
+    assert "judge_server_url=http://127.0.0.1:8001/health\n" in text
+    assert "--host 127.0.0.1 --port 8001 --served-model-name judge-70b" in text
+    assert "judge" not in inv.jobs[1].spec.get("params", {})  # gsm8k asks no judge
+    assert "judge_server_log=/lustre/evals/0123abcd/logs/judge_server.log\n" in text
+    # Both start before either is awaited (they load at the same time); the tasks come
+    # after both are ready; the EXIT trap stops the judge too.
+    order = [
+        text.index("\nserver_pid=$!"),
+        text.index("\njudge_server_pid=$!"),
+        text.index("\nevalfleet_wait_for_server || exit 1"),
+        text.index("\nevalfleet_wait_for_judge_server || exit 1"),
+        text.index("\nevalfleet_run_task simple_evals.AIME_2025 "),
+    ]
+    assert order == sorted(order)
+    assert 'evalfleet_stop "$judge_server_pid" "the judge server"' in text
+
+
+def test_a_judge_without_a_model_deployment(plan_config) -> None:
+    (script,) = render_scripts(
+        plan_config(
+            NO_DEPLOYMENT,
+            "+judge_deployment.type=generic",
+            "+judge_deployment.command='judge-server --port {port}'",
+            "+judge_deployment.port=8100",
+        )
+    )
+    text = script.text
+    assert "\nserver_pid" not in text and "the model server" not in text
+    assert text.count(" srun ") == 1
+    assert "mkdir -p /lustre/evals/0123abcd/logs\n" in text
+    assert "\nevalfleet_wait_for_judge_server || exit 1\n" in text
+
+
+def test_job_per_task_gives_each_task_its_judge_beside_its_server(plan_config) -> None:
+    scripts = render_scripts(
+        plan_config(
+            GENERIC_PER_TASK,
+            "+judge_deployment.type=generic",
+            "+judge_deployment.command='judge-server --port {port}'",
+            "+judge_deployment.port=9001",
+        )
+    )
+    for script, task in zip(scripts, ("gsm8k", "hellaswag"), strict=True):
+        log = f"judge_server_log=/lustre/evals/0123abcd/{task}/logs/judge_server.log\n"
+        assert log in script.text
+        assert script.text.count(" srun ") == 2
+
+
+def test_a_judges_secret_is_checked_not_written(plan_config) -> None:
+    (script,) = render_scripts(
+        plan_config(JUDGE, "+judge_deployment.env_vars.HF_TOKEN=hf_judge_secret")
+    )
+    assert "hf_judge_secret" not in script.text
+    assert ': "${HF_TOKEN:?is not set' in script.text
+    assert "--container-env=CUDA_VISIBLE_DEVICES,HF_TOKEN" in script.text
+
+
+def test_a_nim_judge_is_refused(plan_config) -> None:
+    with pytest.raises(ConfigError, match=r"judge_deployment\.type: nim cannot run on slurm"):
+        render_scripts(
+            plan_config(
+                JUDGE,
+                "judge_deployment.type=nim",
+                "+judge_deployment.image=nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.6",
+                "~judge_deployment.checkpoint_path",
+                "~judge_deployment.tensor_parallel_size",
+            )
+        )
 
 
 # --------------------------------------------------------------------------- header

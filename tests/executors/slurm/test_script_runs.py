@@ -355,3 +355,122 @@ def test_no_next_job_once_max_walltime_is_spent(plan_config, tmp_path) -> None:
     assert proc.returncode == 0, stderr
     assert "max_walltime (1200s) spent: no further job" in stderr
     assert not calls.exists()
+
+
+# A model and a judge (judge_deployment), both served by http.server; a judged task.
+JUDGE = """
+execution:
+  type: slurm
+  endpoint_readiness_timeout: 30
+deployment:
+  type: generic
+  command: python3 -m http.server {port} --bind 127.0.0.1
+  endpoints:
+    health: /
+judge_deployment:
+  type: generic
+  command: python3 -m http.server {port} --bind 127.0.0.1
+  served_model_name: judge
+  endpoints:
+    health: /
+evaluation:
+  tasks:
+    - name: simple_evals.AIME_2025
+"""
+
+# Asks the model and the judge named in its job.json for "/".
+FAKE_EVAL_NEEDS_JUDGE = """#!/bin/bash
+python3 - "$3" <<'PY' || exit 9
+import json, sys, urllib.request
+spec = json.load(open(sys.argv[1]))
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for url in (spec["endpoint"]["url"].split("/v1/")[0], spec["params"]["judge"]["url"][: -len("/v1")]):
+    opener.open(url + "/", timeout=5).close()
+PY
+echo "$3 both-ok" >> RECORD
+"""
+
+
+def _srun_recording_every_server(bin_dir: Path, record: Path) -> None:
+    """A fake `srun` that appends `<pid> <args>` per call (one line per server), then
+    execs the command, so the recorded pid is the server's."""
+    write_executable(
+        bin_dir / "srun",
+        "#!/bin/bash\n"
+        f'printf \'%s %s\\n\' "$$" "$*" >> {shlex.quote(str(record))}\n'
+        "while [[ $# -gt 0 && $1 == -* ]]; do shift; done\n"
+        'exec "$@"\n',
+    )
+
+
+def _other_port(port: int) -> int:
+    import socket
+
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            other = sock.getsockname()[1]
+        if other != port:
+            return other
+
+
+def test_the_judge_server_is_started_awaited_used_and_stopped_with_the_model(
+    plan_config, free_port, tmp_path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _python3_link(bin_dir)
+    srun_record = tmp_path / "srun.txt"
+    _srun_recording_every_server(bin_dir, srun_record)
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(bin_dir / "fake-evalfleet", FAKE_EVAL_NEEDS_JUDGE, calls)
+    judge_port = _other_port(free_port)
+    out = tmp_path / "results"
+    inv = plan_config(
+        JUDGE,
+        f"deployment.port={free_port}",
+        f"judge_deployment.port={judge_port}",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(out),
+    )
+
+    result = _run(_script(inv, tmp_path), f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "0123abcd"
+    assert calls.read_text().splitlines() == [f"{run_dir}/simple_evals.AIME_2025/job.json both-ok"]
+    servers = [line.split(" ", 1) for line in srun_record.read_text().splitlines()]
+    (_, model_args), (_, judge_args) = servers
+    assert f"http.server {free_port} " in model_args
+    assert f"http.server {judge_port} " in judge_args
+    assert "the judge server is ready" in result.stderr
+    assert '"GET / HTTP/1.1" 200' in (run_dir / "logs" / "judge_server.log").read_text()
+    assert "stopping the judge server" in result.stderr
+    for pid, _ in servers:
+        assert process_gone(int(pid)), "a server outlived the script"
+    assert not port_open(free_port) and not port_open(judge_port)
+
+
+def test_a_judge_that_exits_early_fails_the_job_and_stops_the_model(
+    plan_config, free_port, tmp_path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _python3_link(bin_dir)
+    srun_record = tmp_path / "srun.txt"
+    _srun_recording_every_server(bin_dir, srun_record)
+    calls = tmp_path / "calls.txt"
+    fake = _fake_eval(bin_dir / "fake-evalfleet", FAKE_EVAL_NEEDS_JUDGE, calls)
+    inv = plan_config(
+        JUDGE,
+        f"deployment.port={free_port}",
+        "judge_deployment.command='echo no judge weights >&2; exit 7'",
+        override("execution.evalfleet_command", str(fake)),
+        output_dir=str(tmp_path / "results"),
+    )
+    result = _run(_script(inv, tmp_path), f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert "the judge server exited before it was ready" in result.stderr
+    assert "no judge weights" in result.stderr  # the judge log's tail
+    assert not calls.exists()
+    model_pid = srun_record.read_text().splitlines()[0].split(" ", 1)[0]
+    assert process_gone(int(model_pid))
+    assert not port_open(free_port)

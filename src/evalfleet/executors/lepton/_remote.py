@@ -40,13 +40,29 @@ def local_dir(output_dir: str, task: str) -> str:
 
 # --------------------------------------------------------------------------- endpoint
 
+# The deployments an invocation may own: the handle key holding each one's name (`<key>`,
+# with `<key>_deleted` and `<key>_url` beside it) → how messages call it.
+DEPLOYMENT_KINDS = {"endpoint": "endpoint", "judge_endpoint": "judge endpoint"}
+
+
+def deployments(handle: dict[str, Any]) -> list[tuple[str, str]]:
+    """(handle key, deployment name) of every deployment recorded in an invocation handle."""
+    return [(key, str(handle[key])) for key in DEPLOYMENT_KINDS if handle.get(key)]
+
 
 def wait_ready(
-    client: LeptonClient, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep
+    client: LeptonClient,
+    name: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    since: float | None = None,
+    kind: str = "endpoint",
 ) -> dict[str, Any]:
-    """Poll the deployment until Ready; DeploymentError with its logs and events on Error,
+    """Poll the deployment until Ready, at most `timeout` seconds after `since` (a
+    `time.monotonic()`, default now); DeploymentError with its logs and events on Error,
     disappearance or timeout."""
-    deadline = time.monotonic() + timeout
+    deadline = (time.monotonic() if since is None else since) + timeout
     delay, state = 0.25, "unknown"
     while True:
         try:
@@ -54,23 +70,23 @@ def wait_ready(
         except BackendUnreachable:
             deployment = {"status": {"state": state}}  # a blip: keep waiting
         if deployment is None:
-            raise DeploymentError(f"endpoint {name} disappeared while starting (deleted?)")
+            raise DeploymentError(f"{kind} {name} disappeared while starting (deleted?)")
         state = str((deployment.get("status") or {}).get("state"))
         if state == "Ready":
             return deployment
         if state == "Error":
-            raise DeploymentError(_failure(client, name, "went to Error"))
+            raise DeploymentError(_failure(client, name, kind, "went to Error"))
         if time.monotonic() >= deadline:
             raise DeploymentError(
-                _failure(client, name, f"was not Ready after {timeout:g} s (still {state}); "
+                _failure(client, name, kind, f"was not Ready after {timeout:g} s (still {state}); "
                          "raise execution.lepton_platform.deployment.endpoint_readiness_timeout")
             )  # fmt: skip
         sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 10.0)
 
 
-def _failure(client: LeptonClient, name: str, what: str) -> str:
-    lines = [f"Lepton endpoint {name} {what}"]
+def _failure(client: LeptonClient, name: str, kind: str, what: str) -> str:
+    lines = [f"Lepton {kind} {name} {what}"]
     with contextlib.suppress(DeploymentError):
         tail = [line for _, line in client.logs(deployment=name)][-10:]
         lines += [f"  log: {line}" for line in tail]
@@ -137,13 +153,16 @@ def fetch_results(client: LeptonClient, lepton_id: str, local_dir: str) -> int:
     return unpack(lines, Path(local_dir))
 
 
-def delete_all(client: LeptonClient, record: InvocationRecord) -> tuple[list[str], list[str], bool]:
+def delete_all(
+    client: LeptonClient, record: InvocationRecord
+) -> tuple[list[str], list[str], list[str]]:
     """Delete every unfinished job of the invocation and then, whatever happened, its
-    endpoint. Finished jobs are left alone: they cost nothing and their logs hold results.
-    Returns (what was deleted, errors, whether the endpoint is now gone or going)."""
+    deployments (the model's endpoint, the judge's). Finished jobs are left alone: they
+    cost nothing and their logs hold results. Returns (what was deleted, errors, the handle
+    keys of the deployments now gone or going)."""
     deleted: list[str] = []
     errors: list[str] = []
-    endpoint_gone = False
+    gone: list[str] = []
     try:
         try:  # one listing finds also jobs created but not recorded (a crash after POST)
             ids = unfinished_jobs(client, record)
@@ -158,15 +177,14 @@ def delete_all(client: LeptonClient, record: InvocationRecord) -> tuple[list[str
             except DeploymentError as exc:
                 errors.append(str(exc))
     finally:
-        name = record.handle.get("endpoint")
-        if name:
+        for key, name in deployments(record.handle):
             try:
                 if client.delete_deployment(name):
-                    deleted.append(f"Lepton endpoint {name}")
-                endpoint_gone = True
+                    deleted.append(f"Lepton {DEPLOYMENT_KINDS[key]} {name}")
+                gone.append(key)
             except DeploymentError as exc:
                 errors.append(str(exc))
-    return deleted, errors, endpoint_gone
+    return deleted, errors, gone
 
 
 def delete_strays(client: LeptonClient, record: InvocationRecord) -> list[str]:

@@ -63,17 +63,25 @@ class LeptonExecution(ExecutionBase):
     env_var_names: list[str] = Field(default_factory=list)
 
     def check_run(self, config: RunConfig) -> list[tuple[str, str]]:
-        deployment = config.deployment
-        if deployment.type not in LEPTON_DEPLOYMENT_TYPES:
-            return [
-                (
-                    "deployment.type",
-                    f"{deployment.type!r} cannot run on lepton; expected one of "
-                    + ", ".join(LEPTON_DEPLOYMENT_TYPES),
-                )
-            ]
-        if deployment.type != "none" and not deployment.lepton_config.resource_shape:
-            return [
-                ("deployment.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")
-            ]
-        return []
+        problems = _deployment_problems(config.deployment, "deployment", LEPTON_DEPLOYMENT_TYPES)
+        if config.judge_deployment is not None:  # a second endpoint, the same rules
+            judge_types = tuple(kind for kind in LEPTON_DEPLOYMENT_TYPES if kind != "none")
+            problems += _deployment_problems(
+                config.judge_deployment, "judge_deployment", judge_types
+            )
+        return problems
+
+
+def _deployment_problems(
+    deployment: Any, key: str, types: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    if deployment.type not in types:
+        return [
+            (
+                f"{key}.type",
+                f"{deployment.type!r} cannot run on lepton; expected one of " + ", ".join(types),
+            )
+        ]
+    if deployment.type != "none" and not deployment.lepton_config.resource_shape:
+        return [(f"{key}.lepton_config.resource_shape", "required on lepton, e.g. gpu.1xh200")]
+    return []

@@ -1,13 +1,15 @@
-"""The Lepton executor: one endpoint per invocation (unless `deployment.type: none`), one
-Lepton job per task, all through the workspace REST API (`client.py`; no SDK).
+"""The Lepton executor: one endpoint per invocation (unless `deployment.type: none`), a
+second one for the judge when the config has a `judge_deployment`, one Lepton job per
+task, all through the workspace REST API (`client.py`; no SDK).
 
-`run` stays in the foreground: it records the invocation, creates the endpoint, waits for
-Ready and probes the model's health path through the external endpoint, submits the jobs
-(their ids go to the store), polls them with one listing per round, brings each finished
-job's results home from its log (`results.py`), and deletes the endpoint when the last job
-ends (`--keep-endpoint` keeps it). Ctrl-C, SIGTERM (`evalfleet kill`) and a failed launch
-delete what was created. `status` reads the backend (one job listing, one endpoint GET),
-brings home results a dead runner could not, and deletes a finished invocation's endpoint.
+`run` stays in the foreground: it records the invocation, creates the endpoints (each
+name is in the store before its POST), waits for each to be Ready and probes its health
+path through its external endpoint, submits the jobs (their ids go to the store), polls
+them with one listing per round, brings each finished job's results home from its log
+(`results.py`), and deletes the endpoints when the last job ends (`--keep-endpoint` keeps
+them). Ctrl-C, SIGTERM (`evalfleet kill`) and a failed launch delete what was created.
+`status` reads the backend (one job listing, one GET per endpoint), brings home results a
+dead runner could not, and deletes a finished invocation's endpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.contract import JSON, OPEN_STATES, Invocation, Job, JobState
 from evalfleet.exceptions import BackendUnreachable, DeploymentError, EvalFleetError, UsageError
@@ -28,11 +30,16 @@ from evalfleet.executors.lepton._settings import settings
 from evalfleet.executors.lepton.results import ResultsMissing
 from evalfleet.executors.lepton.spec import (
     ENDPOINT_URL_PLACEHOLDER,
+    JUDGE_URL_PLACEHOLDER,
     LEPTON_ENDPOINT_TOKEN_ENV,
     LEPTON_ENDPOINT_URL_ENV,
+    LEPTON_JUDGE_TOKEN_ENV,
+    LEPTON_JUDGE_URL_ENV,
     _slug,
-    bodies,
+    all_bodies,
     endpoint_name,
+    judge_endpoint_name,
+    judge_token_secret,
 )
 
 if TYPE_CHECKING:
@@ -72,20 +79,13 @@ class LeptonExecutor(Executor):
         Raises ConfigError listing everything Lepton would refuse.
         """
         config = invocation.config
-        deployment, jobs = bodies(invocation)
+        deployment, judge, jobs = all_bodies(invocation)
         readiness = None
         teardown: list[str] = []
         if deployment is not None:
-            name = endpoint_name(invocation)
-            platform = settings(config).lepton_platform.deployment
-            readiness = {
-                "poll": f"GET /deployments/{name}",
-                "until": "Ready",
-                "timeout_s": platform.endpoint_readiness_timeout,
-                "health_probe": f"<external_endpoint>{_health_path(config)}",
-            }
-            teardown = [f"DELETE /deployments/{name}"]
-        return {
+            readiness = _readiness(config, config.deployment, endpoint_name(invocation))
+            teardown = [f"DELETE /deployments/{endpoint_name(invocation)}"]
+        plan: JSON = {
             "executor": self.name,
             "invocation_id": invocation.invocation_id,
             "output_dir": invocation.output_dir,
@@ -95,6 +95,14 @@ class LeptonExecutor(Executor):
                 else {"method": "POST", "path": "/deployments", "body": deployment}
             ),
             "readiness": readiness,
+        }
+        if judge is not None:  # created right after the model's, both then waited for
+            name = judge["metadata"]["name"]
+            plan["judge_deployment"] = {"method": "POST", "path": "/deployments", "body": judge}
+            plan["judge_readiness"] = _readiness(config, config.judge_deployment, name)
+            teardown.append(f"DELETE /deployments/{name}")
+        return {
+            **plan,
             "jobs": [
                 {
                     "job_id": job.job_id,
@@ -111,13 +119,15 @@ class LeptonExecutor(Executor):
     @staticmethod
     def render_plan(plan: JSON) -> list[str]:
         lines = []
-        deployment = plan.get("deployment")
         step = 1
-        if deployment:
-            lines.append(f"\n{step}. {deployment['method']} {deployment['path']}")
-            lines.append(_indent(json.dumps(deployment["body"], indent=2)))
-            step += 1
-            readiness = plan.get("readiness")
+        for key, what in (("deployment", ""), ("judge_deployment", "  (the judge)")):
+            deployment = plan.get(key)
+            if deployment:
+                lines.append(f"\n{step}. {deployment['method']} {deployment['path']}{what}")
+                lines.append(_indent(json.dumps(deployment["body"], indent=2)))
+                step += 1
+        for key in ("readiness", "judge_readiness"):
+            readiness = plan.get(key)
             if readiness:
                 lines.append(
                     f"\n{step}. poll {readiness['poll']} until {readiness['until']} "
@@ -145,10 +155,14 @@ class LeptonExecutor(Executor):
     def endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
         return "${" + LEPTON_ENDPOINT_URL_ENV + "}", LEPTON_ENDPOINT_TOKEN_ENV
 
+    def judge_endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        # Each job gets the judge's external URL and token as env vars (spec.py).
+        return "${" + LEPTON_JUDGE_URL_ENV + "}", LEPTON_JUDGE_TOKEN_ENV
+
     # ------------------------------------------------------------------ running
 
     def prepare(self, invocation: Invocation) -> None:
-        bodies(invocation)  # refuse what Lepton would refuse before contacting anything
+        all_bodies(invocation)  # refuse what Lepton would refuse before contacting anything
         self._client().workspace()  # credentials and route family, before anything is recorded
 
     def launch_handles(self, inv: Invocation) -> tuple[JSON, list[JSON]]:
@@ -156,6 +170,8 @@ class LeptonExecutor(Executor):
             "workspace_id": self._client().credentials.workspace_id,
             "endpoint": None if inv.config.deployment.type == "none" else endpoint_name(inv),
             "endpoint_deleted": False,
+            "judge_endpoint": judge_endpoint_name(inv),
+            "judge_endpoint_deleted": False,
             "job_prefix": f"eval-{_slug(inv.invocation_id)}",
         }, [{} for _ in inv.jobs]
 
@@ -170,41 +186,69 @@ class LeptonExecutor(Executor):
         self._client().workspace()
 
     def start(self, run: Run) -> None:
-        """Endpoint up, jobs in, watched to their end (results brought home as each ends)."""
+        """Endpoints up, jobs in, watched to their end (results brought home as each ends)."""
         inv = run.invocation
         client = self._client()
         run.set_handle({"keep_endpoint": run.options.keep_endpoint})
-        deployment_body, job_bodies = bodies(inv)
-        url = None
-        if deployment_body is not None:
-            url = self._bring_up(run, client, deployment_body)
+        deployment_body, judge_body, job_bodies = all_bodies(inv)
+        servers = [
+            (key, body, server)
+            for key, body, server in (
+                ("endpoint", deployment_body, inv.config.deployment),
+                ("judge_endpoint", judge_body, inv.config.judge_deployment),
+            )
+            if body is not None
+        ]
+        # Both are created before either is waited for: they start side by side.
+        created = {key: self._create(run, client, key, body) for key, body, _ in servers}
+        urls = {
+            key: self._wait_up(run, client, key, body, server, created[key])
+            for key, body, server in servers
+        }
         for job in run.jobs:
-            self._submit(run, client, job, job_bodies[job.index], url)
+            self._submit(run, client, job, job_bodies[job.index], urls)
         self._watch(run, client)
         with contextlib.suppress(DeploymentError):  # best effort; kill also does it
             remote.delete_strays(client, run.record())
 
-    def _bring_up(self, run: Run, client: LeptonClient, body: JSON) -> str:
-        config = run.invocation.config
+    def _create(self, run: Run, client: LeptonClient, key: str, body: JSON) -> float:
+        """Record the deployment's name (so kill finds it), then POST it unless it is
+        already there (a resume); returns when its clock started."""
         name = body["metadata"]["name"]
-        timeout = settings(config).lepton_platform.deployment.endpoint_readiness_timeout
-        run.set_handle({"endpoint": name, "endpoint_deleted": False})
+        kind = remote.DEPLOYMENT_KINDS[key]
+        platform = settings(run.invocation.config).lepton_platform.deployment
+        timeout = platform.endpoint_readiness_timeout
+        run.set_handle({key: name, f"{key}_deleted": False})
         existing = client.get_deployment(name)
         if existing is not None and (existing.get("status") or {}).get("state") == "Deleting":
             self._wait_gone(client, name)
             existing = None
         if existing is None:
             client.create_deployment(body)
-            remote.note(f"Lepton endpoint {name} created; waiting for Ready (up to {timeout} s)")
-        started = time.monotonic()
-        deployment = remote.wait_ready(client, name, timeout)
+            remote.note(f"Lepton {kind} {name} created; waiting for Ready (up to {timeout} s)")
+        return time.monotonic()
+
+    def _wait_up(
+        self, run: Run, client: LeptonClient, key: str, body: JSON, server: Any, started: float
+    ) -> str:
+        """Wait for Ready (counted from its creation), probe its health path through its
+        external endpoint; returns that endpoint's URL."""
+        config = run.invocation.config
+        name = body["metadata"]["name"]
+        kind = remote.DEPLOYMENT_KINDS[key]
+        timeout = settings(config).lepton_platform.deployment.endpoint_readiness_timeout
+        deployment = remote.wait_ready(client, name, timeout, since=started, kind=kind)
         external = deployment["status"]["endpoint"]["external_endpoint"].rstrip("/")
-        token = os.environ.get(settings(config).lepton_platform.tasks.api_key_secret)
-        health = external + _health_path(config)
+        secret = (
+            judge_token_secret(config)
+            if key == "judge_endpoint"
+            else settings(config).lepton_platform.tasks.api_key_secret
+        )
+        health = external + _health_path(server)
         left = max(30.0, timeout - (time.monotonic() - started))
-        how = remote.probe_health(health, token, left)
-        remote.note(f"Lepton endpoint {name} Ready after {time.monotonic() - started:.1f} s, {how}")
-        run.set_handle({"endpoint_url": external})
+        how = remote.probe_health(health, os.environ.get(secret), left)
+        remote.note(f"Lepton {kind} {name} Ready after {time.monotonic() - started:.1f} s, {how}")
+        run.set_handle({f"{key}_url": external})
         return str(external)
 
     def _wait_gone(self, client: LeptonClient, name: str, timeout: float = 300.0) -> None:
@@ -215,12 +259,13 @@ class LeptonExecutor(Executor):
             time.sleep(1.0)
 
     def _submit(
-        self, run: Run, client: LeptonClient, job: Job, body: JSON, url: str | None
+        self, run: Run, client: LeptonClient, job: Job, body: JSON, urls: dict[str, str]
     ) -> None:
         body = json.loads(json.dumps(body))
+        filled = {ENDPOINT_URL_PLACEHOLDER: "endpoint", JUDGE_URL_PLACEHOLDER: "judge_endpoint"}
         for env in body["spec"]["envs"]:
-            if env.get("value") == ENDPOINT_URL_PLACEHOLDER:
-                env["value"] = url
+            if env.get("value") in filled:
+                env["value"] = urls[filled[env["value"]]]
         created = client.create_job(body)
         lepton_id = str(created["metadata"]["id"])
         run.update(
@@ -250,40 +295,40 @@ class LeptonExecutor(Executor):
             delay = min(delay * 1.5, POLL_MAX_S)
 
     def abandon(self, run: Run, error: BaseException) -> None:
-        """Delete the jobs (the endpoint goes in `finish`)."""
+        """Delete the jobs (the endpoints go in `finish`)."""
         record = run.record()
-        remote.delete_all(
-            self._client(), replace(record, handle={**record.handle, "endpoint": None})
-        )
+        handle = {**record.handle, **dict.fromkeys(remote.DEPLOYMENT_KINDS)}
+        remote.delete_all(self._client(), replace(record, handle=handle))
 
     def finish(self, run: Run, completed: bool) -> None:
+        """Delete the endpoints the run recorded (the model's, the judge's), unless a run
+        that completed keeps them (`--keep-endpoint`)."""
         record = run.record()
-        name = record.handle.get("endpoint")
-        if not name or record.handle.get("endpoint_deleted"):
-            return
-        if completed and run.options.keep_endpoint:
-            remote.note(f"Lepton endpoint {name} kept (--keep-endpoint); evalfleet kill "
-                        f"{run.invocation_id} deletes it")  # fmt: skip
-            return
-        try:
-            existed = self._client().delete_deployment(name)
-        except DeploymentError as exc:
-            remote.note(f"warning: could not delete endpoint {name}: {exc}; "
-                        f"run evalfleet kill {run.invocation_id}")  # fmt: skip
-            return
-        run.set_handle({"endpoint_deleted": True})
-        if existed:
-            remote.note(f"Lepton endpoint {name} deleted")
+        for key, name in remote.deployments(record.handle):
+            if record.handle.get(f"{key}_deleted"):
+                continue
+            kind = remote.DEPLOYMENT_KINDS[key]
+            if completed and run.options.keep_endpoint:
+                remote.note(f"Lepton {kind} {name} kept (--keep-endpoint); evalfleet kill "
+                            f"{run.invocation_id} deletes it")  # fmt: skip
+                continue
+            try:
+                existed = self._client().delete_deployment(name)
+            except DeploymentError as exc:
+                remote.note(f"warning: could not delete {kind} {name}: {exc}; "
+                            f"run evalfleet kill {run.invocation_id}")  # fmt: skip
+                continue
+            run.set_handle({f"{key}_deleted": True})
+            if existed:
+                remote.note(f"Lepton {kind} {name} deleted")
 
     # ------------------------------------------------------------------ watching
 
     def needs_observing(self, record: InvocationRecord) -> bool:
-        """An ended invocation whose endpoint is still up: status deletes it."""
+        """An ended invocation with an endpoint still up: status deletes it."""
         handle = record.handle
-        return (
-            bool(handle.get("endpoint"))
-            and not handle.get("endpoint_deleted")
-            and not (handle.get("keep_endpoint"))
+        return not handle.get("keep_endpoint") and any(
+            not handle.get(f"{key}_deleted") for key, _ in remote.deployments(handle)
         )
 
     def observe(self, record: InvocationRecord, runner_alive: bool) -> dict[str, Observation]:
@@ -351,36 +396,43 @@ class LeptonExecutor(Executor):
         seen: dict[str, Observation],
         runner_alive: bool,
     ) -> str:
-        """The endpoint's state; deleted here once the invocation has ended without a runner
-        to do it (unless it was kept on purpose)."""
-        name = record.handle.get("endpoint")
-        if not name or record.handle.get("endpoint_deleted"):
-            return ""
-        deployment = client.get_deployment(name)
-        state = (deployment or {}).get("status", {}).get("state", "gone")
+        """The endpoints' states; deleted here once the invocation has ended without a
+        runner to do it (unless they were kept on purpose)."""
         finished = all(
             (seen[job.job_id].state if job.job_id in seen else JobState(job.state)).is_terminal
             for job in record.jobs
         )
-        if not finished or runner_alive or record.handle.get("keep_endpoint"):
-            return f"endpoint {name}: {state}"
-        if deployment is not None:
-            client.delete_deployment(name)
-        from evalfleet.store import InvocationStore
+        notes = []
+        for key, name in remote.deployments(record.handle):
+            if record.handle.get(f"{key}_deleted"):
+                continue
+            kind = remote.DEPLOYMENT_KINDS[key]
+            deployment = client.get_deployment(name)
+            state = (deployment or {}).get("status", {}).get("state", "gone")
+            if not finished or runner_alive or record.handle.get("keep_endpoint"):
+                notes.append(f"{kind} {name}: {state}")
+                continue
+            if deployment is not None:
+                client.delete_deployment(name)
+            from evalfleet.store import InvocationStore
 
-        with InvocationStore() as store:
-            store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
-        return f"endpoint {name}: deleted (the invocation has ended)"
+            with InvocationStore() as store:
+                store.update_invocation_handle(record.invocation_id, {f"{key}_deleted": True})
+            notes.append(f"{kind} {name}: deleted (the invocation has ended)")
+        return "; ".join(notes)
 
     # ------------------------------------------------------------------ logs
 
     def log_sources(
         self, record: InvocationRecord, jobs: list[JobRecord], whole: bool
     ) -> list[LogSource]:
-        """The endpoint's and each job's lines through `GET /logs`."""
+        """The endpoints' and each job's lines through `GET /logs`."""
         sources = []
-        if whole and record.handle.get("endpoint"):
-            sources.append(LogSource("endpoint", f"deployment:{record.handle['endpoint']}"))
+        if whole:
+            sources += [
+                LogSource(remote.DEPLOYMENT_KINDS[key], f"deployment:{name}")
+                for key, name in remote.deployments(record.handle)
+            ]
         sources += [
             LogSource(job.task, f"job:{job.handle['lepton_id']}")
             for job in jobs
@@ -414,13 +466,14 @@ class LeptonExecutor(Executor):
     # ------------------------------------------------------------------ kill
 
     def cancel(self, record: InvocationRecord) -> list[str]:
-        """Delete the invocation's unfinished jobs and then, always, its endpoint."""
-        deleted, errors, endpoint_gone = remote.delete_all(self._client(), record)
-        if endpoint_gone:
+        """Delete the invocation's unfinished jobs and then, always, its endpoints."""
+        deleted, errors, gone = remote.delete_all(self._client(), record)
+        if gone:
             from evalfleet.store import InvocationStore
 
             with InvocationStore() as store:
-                store.update_invocation_handle(record.invocation_id, {"endpoint_deleted": True})
+                handle = {f"{key}_deleted": True for key in gone}
+                store.update_invocation_handle(record.invocation_id, handle)
         if errors:
             raise DeploymentError(
                 f"kill did not finish ({errors[0]}); nothing was left on purpose: run "
@@ -429,12 +482,21 @@ class LeptonExecutor(Executor):
         return deleted
 
 
-def _health_path(config: RunConfig) -> str:
-    """The model server's health path (only a deployed server has one)."""
-    deployment = config.deployment
+def _health_path(deployment: Any) -> str:
+    """A deployed server's health path (`deployment` or `judge_deployment`)."""
     if deployment.type == "none":
         raise ValueError("deployment.type none has no server to probe")
     return str(deployment.endpoints.health)
+
+
+def _readiness(config: RunConfig, deployment: Any, name: str) -> JSON:
+    """How the plan waits for one endpoint."""
+    return {
+        "poll": f"GET /deployments/{name}",
+        "until": "Ready",
+        "timeout_s": settings(config).lepton_platform.deployment.endpoint_readiness_timeout,
+        "health_probe": f"<external_endpoint>{_health_path(deployment)}",
+    }
 
 
 def _indent(text: str, prefix: str = "   ") -> str:

@@ -17,7 +17,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import evalfleet
 from evalfleet.contract import Invocation, Job
@@ -26,10 +26,15 @@ from evalfleet.exceptions import ConfigError
 from evalfleet.executors.lepton._settings import settings
 from evalfleet.executors.lepton.results import emit_lines
 
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+
 # Environment variables through which a Lepton job learns its endpoint's URL and token
-# (job.json refers to the first as `${EVALFLEET_ENDPOINT_URL}`).
+# (job.json refers to the first as `${EVALFLEET_ENDPOINT_URL}`), and the judge deployment's.
 LEPTON_ENDPOINT_URL_ENV = "EVALFLEET_ENDPOINT_URL"
 LEPTON_ENDPOINT_TOKEN_ENV = "EVALFLEET_ENDPOINT_TOKEN"
+LEPTON_JUDGE_URL_ENV = "EVALFLEET_JUDGE_URL"
+LEPTON_JUDGE_TOKEN_ENV = "EVALFLEET_JUDGE_TOKEN"
 
 MAX_NAME_LENGTH = 36
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -62,6 +67,7 @@ DEPLOYMENT_SPEC_FIELDS = (
 )  # fmt: skip
 
 ENDPOINT_URL_PLACEHOLDER = "<filled at launch: status.endpoint.external_endpoint>"
+JUDGE_URL_PLACEHOLDER = "<filled at launch: the judge's status.endpoint.external_endpoint>"
 # The `lep` CLI adds this scale-down when a spec has none; evalfleet POSTs directly, so it
 # adds it itself: an endpoint nobody calls must not keep its GPUs forever.
 DEFAULT_NO_TRAFFIC_TIMEOUT = 3600
@@ -91,11 +97,23 @@ def _join(head: str, tail: str, keep: str) -> str:
 
 def endpoint_name(inv: Invocation) -> str:
     """`<endpoint_name or type>-<invocation id>`, as Lepton accepts it (≤36, [a-z0-9-])."""
-    deployment = inv.config.deployment
+    return _deployment_name(inv.config.deployment, inv.config.deployment.type, inv.invocation_id)
+
+
+def judge_endpoint_name(inv: Invocation) -> str | None:
+    """The judge deployment's name: `<its endpoint_name or type-judge>-<invocation id>`;
+    None without a `judge_deployment`."""
+    judge = inv.config.judge_deployment
+    if judge is None:
+        return None
+    return _deployment_name(judge, f"{judge.type}-judge", inv.invocation_id)
+
+
+def _deployment_name(deployment: Any, fallback: str, invocation_id: str) -> str:
     lepton = getattr(deployment, "lepton_config", None)
-    prefix = _slug((lepton.endpoint_name if lepton else None) or deployment.type)
-    prefix = prefix.lstrip("0123456789-") or _slug(deployment.type)  # start with a letter
-    suffix = _slug(inv.invocation_id)[: MAX_NAME_LENGTH - 2] or "0"
+    prefix = _slug((lepton.endpoint_name if lepton else None) or fallback)
+    prefix = prefix.lstrip("0123456789-") or _slug(fallback)  # start with a letter
+    suffix = _slug(invocation_id)[: MAX_NAME_LENGTH - 2] or "0"
     return _join(prefix, suffix, keep="tail")
 
 
@@ -188,18 +206,48 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | None:
-    config = inv.config
-    deployment = config.deployment
-    if deployment.type == "none":
+    """The model's endpoint (None for `deployment.type: none`)."""
+    if inv.config.deployment.type == "none":
         return None
+    return _server_body(inv, inv.config.deployment, "deployment", endpoint_name(inv), problems)
+
+
+def _judge_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | None:
+    """The judge's endpoint (`judge_deployment`), shaped by the same rules as the model's."""
+    judge, name = inv.config.judge_deployment, judge_endpoint_name(inv)
+    if judge is None or name is None:
+        return None
+    if name == endpoint_name(inv) and inv.config.deployment.type != "none":
+        problems.append(
+            f"judge_deployment.lepton_config.endpoint_name: the judge's endpoint would be "
+            f"named {name}, as the model's is; give it a name of its own"
+        )
+    return _server_body(inv, judge, "judge_deployment", name, problems)
+
+
+def judge_token_secret(config: RunConfig) -> str:
+    """The Lepton secret the jobs call the judge with: the one they call the model with when
+    the judge accepts it, else the first the judge's `lepton_config.api_tokens` names."""
+    secret = settings(config).lepton_platform.tasks.api_key_secret
+    judge = config.judge_deployment
+    tokens = [] if judge is None else judge.lepton_config.api_tokens
+    refs = [token.value_from.token_name_ref for token in tokens]
+    return secret if secret in refs or not refs else refs[0]
+
+
+def _server_body(
+    inv: Invocation, deployment: Any, key: str, name: str, problems: list[str]
+) -> dict[str, Any]:
+    """A `POST /deployments` body for one server of the invocation; `key` is where its
+    settings sit in the config (deployment, judge_deployment), for the messages."""
+    config = inv.config
     lepton = deployment.lepton_config
     platform = settings(config).lepton_platform
     server = server_spec(deployment)  # default host 0.0.0.0: reachable from Lepton's proxy
     assert server is not None
-    name = endpoint_name(inv)
 
     if not server.image:
-        problems.append("deployment.image: required on lepton (the endpoint's container image)")
+        problems.append(f"{key}.image: required on lepton (the endpoint's container image)")
     container: dict[str, Any] = {"image": server.image, "ports": [{"container_port": server.port}]}
     if server.argv and deployment.type != "nim":  # NIM: the image's entrypoint starts the server
         container["command"] = list(server.argv)
@@ -229,7 +277,8 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
     if token_refs:
         spec["api_tokens"] = [{"value_from": {"token_name_ref": ref}} for ref in token_refs]
         secret = platform.tasks.api_key_secret
-        if secret not in token_refs:
+        # The judge is called with a secret it accepts (judge_token_secret), whichever.
+        if key == "deployment" and secret not in token_refs:
             problems.append(
                 f"execution.lepton_platform.tasks.api_key_secret: {secret!r} is not one of "
                 f"deployment.lepton_config.api_tokens ({', '.join(token_refs)}); the jobs "
@@ -237,7 +286,7 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
             )
     else:
         problems.append(
-            "deployment.lepton_config.api_tokens: empty; Lepton would then make up a token "
+            f"{key}.lepton_config.api_tokens: empty; Lepton would then make up a token "
             "evalfleet never sees (or leave the endpoint open); name the Lepton secret "
             "holding it: [{value_from: {token_name_ref: ENDPOINT_API_KEY}}]"
         )
@@ -254,9 +303,9 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
             problems.extend(_env_problems(entry["name"], key))
 
     for env, value in lepton.envs.items():
-        add_env(_env_entry(env, value), f"deployment.lepton_config.envs.{env}")
+        add_env(_env_entry(env, value), f"{key}.lepton_config.envs.{env}")
     for env, value in deployment.env_vars.items():
-        add_env(_env_entry(env, value), f"deployment.env_vars.{env}")
+        add_env(_env_entry(env, value), f"{key}.env_vars.{env}")
     for env, value in server.env.items():
         add_env(_env_entry(env, value), None)
     add_env({"name": "SERVED_MODEL_NAME", "value": server.served_model_name}, None)
@@ -270,7 +319,7 @@ def _deployment_body(inv: Invocation, problems: list[str]) -> dict[str, Any] | N
             "mount_path": lepton.mounts.mount_path,
             "mount_options": {},
         }
-        problems.extend(_mount_problems(mount, "deployment.lepton_config.mounts"))
+        problems.extend(_mount_problems(mount, f"{key}.lepton_config.mounts"))
         spec["mounts"] = [mount]
     if lepton.image_pull_secrets:
         spec["image_pull_secrets"] = list(lepton.image_pull_secrets)
@@ -363,6 +412,7 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     execution = settings(config)
     tasks = execution.lepton_platform.tasks
     has_deployment = config.deployment.type != "none"
+    has_judge = config.judge_deployment is not None
     name = job_name(inv, job)
     problems.extend(_name_problems(name, f"evaluation.tasks[{job.index}]"))
 
@@ -373,6 +423,8 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     for key, entry in chosen.values():
         if has_deployment and entry["name"] in (LEPTON_ENDPOINT_URL_ENV, LEPTON_ENDPOINT_TOKEN_ENV):
             problems.append(f"{key}: set by evalfleet on Lepton (the endpoint's URL and token)")
+        elif has_judge and entry["name"] in (LEPTON_JUDGE_URL_ENV, LEPTON_JUDGE_TOKEN_ENV):
+            problems.append(f"{key}: set by evalfleet on Lepton (the judge's URL and token)")
         else:
             problems.extend(_env_problems(entry["name"], key))
     envs = [entry for _, entry in chosen.values()]
@@ -390,6 +442,12 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
                 f"environment; set execution.lepton_platform.tasks.env_vars.{key_name}: "
                 "{value_from: {secret_name_ref: <Lepton secret>}}"
             )
+    if has_judge:  # the judge evalfleet deploys: its URL and token, as the model's
+        envs.append({"name": LEPTON_JUDGE_URL_ENV, "value": JUDGE_URL_PLACEHOLDER})
+        envs.append(
+            {"name": LEPTON_JUDGE_TOKEN_ENV,
+             "value_from": {"secret_name_ref": judge_token_secret(config)}}
+        )  # fmt: skip
     judge_field = "api_key"
     judge_key = (job.spec.get("params", {}).get("judge") or {}).get("api_key")
     harness = job.spec.get("harness")
@@ -399,7 +457,8 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
         judge = judge if isinstance(judge, dict) else {}
         judge_field = "api_key_name" if judge.get("api_key_name") else "api_key"
         judge_key = judge.get(judge_field)
-    if judge_key and judge_key not in chosen:
+    deployed_judge = has_judge and judge_key == LEPTON_JUDGE_TOKEN_ENV  # set above
+    if judge_key and judge_key not in chosen and not deployed_judge:
         problems.append(
             f"config.params.extra.judge.{judge_field}: {judge_key} is not in the Lepton job's "
             f"environment; set execution.lepton_platform.tasks.env_vars.{judge_key}: "
@@ -433,16 +492,27 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- public
 
 
-def bodies(inv: Invocation) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The deployment body (None for `type: none`) and one job body per job.
+def all_bodies(
+    inv: Invocation,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The model's deployment body (None for `type: none`), the judge's (None without a
+    `judge_deployment`) and one job body per job.
 
     Raises ConfigError listing every problem Lepton would refuse, one line each.
     """
     problems: list[str] = []
     deployment = _deployment_body(inv, problems)
+    judge = _judge_body(inv, problems)
     jobs = [_job_body(inv, job, problems) for job in inv.jobs]
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
+    return deployment, judge, jobs
+
+
+def bodies(inv: Invocation) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The deployment body (None for `type: none`) and one job body per job (the judge's
+    deployment is checked too; `judge_deployment_body` gives it)."""
+    deployment, _, jobs = all_bodies(inv)
     return deployment, jobs
 
 
@@ -450,6 +520,15 @@ def deployment_body(inv: Invocation) -> dict[str, Any] | None:
     """The `POST /deployments` body, or None when the invocation deploys nothing."""
     problems: list[str] = []
     body = _deployment_body(inv, problems)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return body
+
+
+def judge_deployment_body(inv: Invocation) -> dict[str, Any] | None:
+    """The judge's `POST /deployments` body, or None without a `judge_deployment`."""
+    problems: list[str] = []
+    body = _judge_body(inv, problems)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return body

@@ -50,12 +50,16 @@ class SlurmExecution(ExecutionBase):
         return (self.hostname or "localhost") != "localhost"
 
     def check_run(self, config: RunConfig) -> list[tuple[str, str]]:
-        if config.deployment.type == "nim":
-            return [
-                (
-                    "deployment.type",
-                    "nim cannot run on slurm yet (its image's entrypoint starts the server); "
-                    "use vllm or sglang",
-                )
-            ]
-        return []
+        sections = [
+            ("deployment", config.deployment),
+            ("judge_deployment", config.judge_deployment),
+        ]
+        return [
+            (
+                f"{key}.type",
+                "nim cannot run on slurm yet (its image's entrypoint starts the server); "
+                "use vllm or sglang",
+            )
+            for key, deployment in sections
+            if deployment is not None and deployment.type == "nim"
+        ]

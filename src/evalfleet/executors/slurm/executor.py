@@ -253,7 +253,8 @@ class SlurmExecutor(Executor):
     def cancel(self, record: InvocationRecord, wait_s: float = KILL_WAIT_S) -> list[str]:
         """Cancel every job of every chain (those the store knows, those the chain files
         list, those squeue finds by name) until none is pending or running; idempotent.
-        The batch script's trap stops the model server and the task on the node."""
+        The batch script's trap stops the model server, the judge server and the task on
+        the node."""
         host = _host(record)
         cancelled: list[str] = []
         deadline = time.monotonic() + wait_s
@@ -280,7 +281,8 @@ class SlurmExecutor(Executor):
     def log_sources(
         self, record: InvocationRecord, jobs: list[JobRecord], whole: bool
     ) -> list[LogSource]:
-        """The Slurm output of every job of the chain(s), the server log(s), each eval.log."""
+        """The Slurm output of every job of the chain(s), the server logs (the model's and
+        the judge's), each eval.log."""
         try:
             probe = _probe(_host(record), record)
         except HostUnreachable as exc:
@@ -494,13 +496,16 @@ def _log_sources(
         for slurm_id in view.job_ids if view else []:
             sources.append((f"slurm {slurm_id}", f"{record.output_dir}/slurm-{slurm_id}.out"))
     per_task = record.config.get("execution", {}).get("job_per_task", False)
-    if record.deployment_type != "none":
+    servers = [("server", "server")] if record.deployment_type != "none" else []
+    if record.config.get("judge_deployment"):
+        servers.append(("judge server", "judge_server"))
+    for what, name in servers:
         if per_task:
             sources += [
-                (f"{j.task} server", f"{_job_dir(record, j)}/logs/server.log") for j in jobs
+                (f"{j.task} {what}", f"{_job_dir(record, j)}/logs/{name}.log") for j in jobs
             ]
         else:
-            sources.append(("server", f"{record.output_dir}/logs/server.log"))
+            sources.append((what, f"{record.output_dir}/logs/{name}.log"))
     sources += [(job.task, f"{_job_dir(record, job)}/logs/eval.log") for job in jobs]
     return sources
 

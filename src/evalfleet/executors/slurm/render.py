@@ -1,7 +1,8 @@
 """Invocation → Slurm batch scripts (pure: no I/O beyond reading the packaged template).
 
-By default one script runs every task of an invocation in turn against one model server;
-with `execution.job_per_task: true` each task gets its own script and its own server.
+By default one script runs every task of an invocation in turn against one model server
+(and a judge server beside it with `judge_deployment`); with `execution.job_per_task: true`
+each task gets its own script and its own servers.
 Every value that reaches the script is quoted with `shlex.quote`; the job files are
 written by the script itself (quoted heredocs), so the script needs nothing else on the
 cluster but `evalfleet` and, for a deployment, `srun`, `setsid` and curl or python3.
@@ -81,7 +82,13 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
                 f"evaluation.tasks[{job.index}].name: {job.task!r} cannot name a batch script "
                 "(use letters, digits, '.', '_', '-')"
             )
-    server = _server(config)
+    server = _server(config.deployment, "deployment")
+    judge = (
+        None
+        if config.judge_deployment is None
+        else _server(config.judge_deployment, "judge_deployment")
+    )
+    deployed = [(spec, role) for spec, role in ((server, "model"), (judge, "judge")) if spec]
     secrets = secret_env(config)
     env = {k: v for k, v in _global_env(config).items() if k not in secrets}
     extra_flags = sbatch_extra_flags(execution.sbatch_extra_flags)
@@ -94,13 +101,13 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
     scripts = []
     for task, jobs in groups:
         suffix = f"-{task}" if task else ""
-        server_context = None
-        if server is not None:
-            # A server per task logs next to its task; a shared one in the invocation's logs.
-            log_dir = f"{(jobs[0].output_dir if task else inv.output_dir)}/logs"
-            server_context = _server_context(
-                execution, server, log_dir, job_logs=bool(task), secrets=secrets
-            )
+        # A server per task logs next to its task; a shared one in the invocation's logs.
+        log_dir = f"{(jobs[0].output_dir if task else inv.output_dir)}/logs"
+        servers = [
+            # The task's logs dir exists already; the invocation's is made once.
+            _server_context(execution, spec, role, log_dir, not task and i == 0, secrets)
+            for i, (spec, role) in enumerate(deployed)
+        ]
         context = {
             "title": f"invocation {inv.invocation_id}" + (f", task {task}" if task else ""),
             "invocation_id": inv.invocation_id,
@@ -110,7 +117,9 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
             "env": list(env.items()),
             "secret_names": sorted(secrets),
             "jobs": [_job_context(config, job, secrets) for job in jobs],
-            "server": server_context,
+            # The model server, then the judge (`judge_deployment`), those deployed.
+            "servers": servers,
+            "server": next((s for s in servers if s["role"] == "model server"), None),
         }
         name = f"evalfleet-{inv.invocation_id}{suffix}.sbatch"
         context["chain"] = {
@@ -235,6 +244,7 @@ def secret_env(config: RunConfig) -> dict[str, str]:
         config.evaluation.env_vars,
         *(task.env_vars for task in config.evaluation.tasks),
         getattr(config.deployment, "env_vars", {}),
+        getattr(config.judge_deployment, "env_vars", {}),
     ]
     found: dict[str, str] = {}
     for env in sections:
@@ -292,14 +302,15 @@ def _job_context(config: RunConfig, job: Job, secrets: dict[str, str]) -> dict[s
     }
 
 
-def _server(config: RunConfig) -> ServerSpec | None:
-    # Loopback only: the tasks run in the batch shell, on the node where srun starts the
-    # server, and nothing else on the cluster needs to reach it.
-    server = server_spec(config.deployment, host="127.0.0.1")
+def _server(deployment: Any, key: str) -> ServerSpec | None:
+    """The server a deployment section (`key`) starts. Loopback only: the tasks run in the
+    batch shell, on the node where srun starts the server, and nothing else on the cluster
+    needs to reach it (the executor's endpoint_base gives the jobs the same 127.0.0.1)."""
+    server = server_spec(deployment, host="127.0.0.1")
     if server is not None and not server.argv:
         raise ConfigError(
-            f"deployment.type: {server.type} starts through its image's entrypoint, which "
-            "the Slurm executor cannot run yet; use deployment.type generic with the server "
+            f"{key}.type: {server.type} starts through its image's entrypoint, which "
+            f"the Slurm executor cannot run yet; use {key}.type generic with the server "
             "command and execution.container_image"
         )
     return server
@@ -308,11 +319,13 @@ def _server(config: RunConfig) -> ServerSpec | None:
 def _server_context(
     execution: SlurmExecution,
     server: ServerSpec,
+    role: str,
     log_dir: str,
-    job_logs: bool,
+    make_log_dir: bool,
     secrets: dict[str, str],
 ) -> dict[str, Any]:
-    """`job_logs`: the log goes to the (already created) logs dir of the script's one job."""
+    """How the script starts, awaits and stops one server: `role` model or judge (its
+    shell names get a `judge_` prefix). Both run the same way, in the same container image."""
     q = shlex.quote
     srun = "srun --ntasks=1 --nodes=1 --overlap"
     # A secret is in the job's environment already (srun passes it on): not on a command line.
@@ -332,11 +345,14 @@ def _server_context(
             # pyxis keeps an image's own value of a variable unless it is named here.
             launch.append(f"--container-env={q(','.join(server.env))}")
     launch.append(shlex.join(server.argv))
+    var = "server" if role == "model" else f"{role}_server"
     return {
         "type": server.type,
+        "role": f"{role} server",
+        "var": var,
         "log_dir": log_dir,
-        "make_log_dir": not job_logs,
-        "log": f"{log_dir}/server.log",
+        "make_log_dir": make_log_dir,
+        "log": f"{log_dir}/{var}.log",
         "url": server.base_url("127.0.0.1") + server.health_path,
         "timeout": int(execution.endpoint_readiness_timeout),
         "launch": launch,

@@ -10,7 +10,9 @@ It prints ``READY <workspace API base URL>`` once it listens. It serves the lega
 `container.command` as a local process in its own working dir, with the job's envs (secret
 references resolved) and nothing else of the host's environment but PATH; and serves each
 deployment's external endpoint (`/ep/<name>/...`) by proxying to an endpoint simulator it
-starts (or to `--model-server`), enforcing the deployment's tokens.
+starts (or to `--model-server`), enforcing the deployment's tokens. A deployment's envs
+`EMULATOR_DEFAULT_ANSWER` (what its simulator answers) and `EMULATOR_DEPLOYMENT_STATE`
+(Error, Starting or Not Ready, for it alone) script its emulated container.
 
 From Python, `run_emulator()` does the same in a subprocess and yields an `Emulator` with the
 settings a client needs and helpers for secrets, faults and what is still alive.

@@ -2,7 +2,12 @@
 
 States follow `reference/lepton-api.md` §5. A deployment's state is derived from its clock
 (`Starting` until `ready_at`, then `Ready`, or `Error` / stuck when a fault says so;
-`Deleting` for `delete_after` seconds, then gone). A job is driven by its process:
+`Deleting` for `delete_after` seconds, then gone). A deployment's own envs can script what
+its emulated container does, as `reference/lepton-api.md` §5 suggests for outcomes:
+`EMULATOR_DEPLOYMENT_STATE` (Error, Starting, Not Ready) forces its state like the
+`deployment_state` fault, for that deployment alone, and `EMULATOR_DEFAULT_ANSWER` is what
+its model server answers every request with (the simulator's `--default-answer`; default:
+echo). A job is driven by its process:
 `Queueing` → `Starting` → `Running` → `Completed` | `Failed`; `ttl_seconds_after_finished`
 (or `archive_after`) later it is archived: hidden from `alive_only`, its final state kept.
 """
@@ -31,6 +36,10 @@ RESERVED_ENV_NAMES = frozenset({
 # What a container sees of the emulator's environment: enough to find `python`/`evalfleet`
 # (the image would have them), nothing else of the host (no tokens, no EVALFLEET_HOME).
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+# Deployment envs the emulated container honours (see the module docstring).
+STATE_ENV = "EMULATOR_DEPLOYMENT_STATE"
+ANSWER_ENV = "EMULATOR_DEFAULT_ANSWER"
+FORCIBLE_STATES = ("Error", "Starting", "Not Ready")
 
 SHAPES: dict[str, dict[str, Any]] = {
     "cpu.small": {"cpu": 1, "memory": 4096, "description": "1 CPU, 4 GiB"},
@@ -271,12 +280,15 @@ class Workspace:
             ref = (token.get("value_from") or {}).get("token_name_ref")
             if ref is not None and ref not in self.secrets:
                 raise ApiError(400, "SecretNotFound", f"secret {ref!r} not found (api_tokens)")
+        scripted = _literal_envs(spec).get(STATE_ENV)
+        if scripted is not None and scripted not in FORCIBLE_STATES:
+            raise ApiError(400, "InvalidEnv", f"{STATE_ENV}: one of {', '.join(FORCIBLE_STATES)}")
         deployment = Deployment(
             name=name,
             spec=spec,
             created_at=now_ms(),
             ready_at=time.monotonic() + float(self.faults.ready_after),
-            forced_state=self.faults.deployment_state,
+            forced_state=scripted or self.faults.deployment_state,
             external_endpoint=f"{self.external_base}/ep/{name}",
         )
         self.deployment_logs[name] = deployment.logs
@@ -312,11 +324,12 @@ class Workspace:
         if self.model_server:
             deployment.upstream = self.model_server.rstrip("/")
             return
-        envs = {e.get("name"): e.get("value") for e in deployment.spec.get("envs") or []}
+        envs = _literal_envs(deployment.spec)
         model = envs.get("SERVED_MODEL_NAME") or "model"
+        answer = envs.get(ANSWER_ENV)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "evalfleet.testing.endpoint", "--port", "0",
-            "--model", str(model),
+            "--model", str(model), *(["--default-answer", answer] if answer is not None else []),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
@@ -467,6 +480,15 @@ class Workspace:
                 job.id for job in self.jobs.values() if job.state not in ("Completed", "Failed")
             ),
         }
+
+
+def _literal_envs(spec: dict[str, Any]) -> dict[str, str]:
+    """A spec's envs that have a literal value, by name."""
+    return {
+        str(env["name"]): str(env["value"])
+        for env in spec.get("envs") or []
+        if isinstance(env, dict) and "name" in env and "value" in env
+    }
 
 
 def _archive(job: Job) -> None:
