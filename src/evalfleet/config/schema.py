@@ -395,29 +395,21 @@ class GenericDeployment(DeploymentBase):
     checkpoint_path: str | None = None
 
 
-DeploymentConfig = Annotated[
-    NoDeployment
-    | VllmDeployment
-    | SglangDeployment
-    | TrtllmDeployment
-    | NimDeployment
-    | LlamacppDeployment
-    | GenericDeployment,
-    Field(discriminator="type"),
-]
-
-DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "generic")
-
-# A judge model evalfleet deploys beside the model under test: any server type but none.
-JudgeDeploymentConfig = Annotated[
+# Every type that runs a server: the model's deployment may also be none, a judge may not.
+_ServerDeployment = (
     VllmDeployment
     | SglangDeployment
     | TrtllmDeployment
     | NimDeployment
     | LlamacppDeployment
-    | GenericDeployment,
-    Field(discriminator="type"),
-]
+    | GenericDeployment
+)
+DeploymentConfig = Annotated[NoDeployment | _ServerDeployment, Field(discriminator="type")]
+
+DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "generic")
+
+# A judge model evalfleet deploys beside the model under test.
+JudgeDeploymentConfig = Annotated[_ServerDeployment, Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- executions

@@ -109,6 +109,19 @@ def _scored(
     return Scored(score, unfinished, _ENCODE_LINE(record))
 
 
+def results_header(job: JobSpec) -> dict[str, Any]:
+    """What every results.json starts with, built-in task or framework package."""
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "invocation_id": job.invocation_id,
+        "job_id": job.job_id,
+        "task": job.task,
+        "model_id": job.endpoint.model_id,
+        "endpoint_type": job.endpoint.type,
+        "output_dir": job.output_dir,
+    }
+
+
 def build_results(
     *,
     job: JobSpec,
@@ -190,13 +203,7 @@ def build_results(
             values = [_mean(v) for v in by_sample.values()]
             metrics[name] = summarize(values).as_dict()
     results: dict[str, Any] = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "invocation_id": job.invocation_id,
-        "job_id": job.job_id,
-        "task": job.task,
-        "model_id": job.endpoint.model_id,
-        "endpoint_type": job.endpoint.type,
-        "output_dir": job.output_dir,
+        **results_header(job),
         "headline_metric": task.headline_metric,
         "metrics": metrics,
         "counts": {

@@ -32,7 +32,6 @@ from evalfleet.contract import EXIT_OK, EXIT_SAMPLE_ERRORS
 from evalfleet.contract.spec import HarnessSpec, JobSpec
 from evalfleet.exceptions import HarnessError
 
-RESULTS_SCHEMA_VERSION = 1
 HARNESS_DIR = "harness"
 """The harness's own output directory (its `config.output_dir`) inside the job's."""
 
@@ -405,14 +404,10 @@ def build_harness_results(
 ) -> dict[str, Any]:
     metrics = launcher_metrics(parsed)
     headline = next(iter(metrics), "")
+    from evalfleet.engine.results import results_header
+
     return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "invocation_id": job.invocation_id,
-        "job_id": job.job_id,
-        "task": job.task,
-        "model_id": job.endpoint.model_id,
-        "endpoint_type": job.endpoint.type,
-        "output_dir": job.output_dir,
+        **results_header(job),
         "headline_metric": headline,
         "metrics": metrics,
         "counts": {
