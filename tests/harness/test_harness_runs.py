@@ -84,6 +84,12 @@ def test_mmath_by_its_launcher_name_equals_nemo_evaluators_run(
     # The harness's own output is part of the job's log.
     logs = cli("logs", invocation_id).out
     assert "[mmath_en]" in logs and "harness | " in logs and "mmath --model-url" in logs
+    # Exported like any task: its headline under the launcher's metric name.
+    exported = cli("export", invocation_id, "--dest", "local", "--output-dir", "exported")
+    assert exported.code == 0, exported.err
+    (row,) = json.loads(Path("exported/summary.json").read_text())["rows"]
+    assert (row["task"], row["headline_metric"]) == ("mmath_en", results["headline_metric"])
+    assert row["value"] == pytest.approx(1 / 3)
 
 
 def test_bfcl_tool_calls_go_through_the_proxy_unchanged(cli, write_yaml, harness_env, tmp_path):
