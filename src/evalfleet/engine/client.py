@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from evalfleet.engine._http import FastTransport, proxy_applies
 from evalfleet.engine.limits import AdaptiveLimit
 from evalfleet.engine.transport import Response, Transport, TransportError
+from evalfleet.exceptions import ConfigError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 # These mean every request will fail the same way: stop the run, don't grind through it.
@@ -153,6 +154,16 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.cap_s, self.base_s * (2**attempt)) * self.rng.uniform(0.5, 1.0)
         return max(backoff, retry_after) if retry_after is not None else backoff
+
+
+def endpoint_api_key(env_name: str | None) -> str | None:
+    """The endpoint's API key from the env var job.json names (never the key itself)."""
+    if not env_name:
+        return None
+    api_key = os.environ.get(env_name)
+    if not api_key:
+        raise ConfigError(f"endpoint.api_key_name: the env var {env_name} is not set")
+    return api_key
 
 
 class EndpointClient:

@@ -14,6 +14,7 @@ import statistics
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from evalfleet.contract.spec import JobSpec, ParamsSpec
@@ -107,6 +108,13 @@ def _scored(
     if "loglikelihoods" in answer:
         record["loglikelihoods"] = answer["loglikelihoods"]
     return Scored(score, unfinished, _ENCODE_LINE(record))
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """results.json, written whole or not at all (a temporary file, then a rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
 
 
 def results_header(job: JobSpec) -> dict[str, Any]:

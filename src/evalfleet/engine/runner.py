@@ -14,7 +14,6 @@ import gc
 import itertools
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -33,10 +32,18 @@ from evalfleet.engine.client import (
     RequestFailed,
     RetryPolicy,
     drain_workers,
+    endpoint_api_key,
 )
 from evalfleet.engine.interceptors import Interceptors, build_interceptors
 from evalfleet.engine.judge import JudgeOutcome, check_judge, is_judged, judge_answers
-from evalfleet.engine.results import Scored, build_results, percentile, score_answer, scores_cheaply
+from evalfleet.engine.results import (
+    Scored,
+    build_results,
+    percentile,
+    score_answer,
+    scores_cheaply,
+    write_results,
+)
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample, Task, is_loglikelihood
 from evalfleet.tasks.registry import create_task
@@ -322,7 +329,7 @@ async def _evaluate(
             "requests": judge_outcome.client,
         }
     _write_lines(output_dir / "samples.jsonl", lines)
-    _write_json(output_dir / "results.json", results)
+    write_results(output_dir / "results.json", results)
     errors = results["counts"]["errors"]
     logger.info("done: %s, %d errors", json.dumps(results["metrics"]), errors)
     return results, (EXIT_SAMPLE_ERRORS if errors else EXIT_OK)
@@ -345,13 +352,7 @@ async def _fetch(
     """Send every pending request; with `splits` (a log-likelihood task) each reply is
     reduced to its continuation's logprobs before it is cached. Each answered item is
     appended to `arrived`, when given."""
-    api_key = None
-    if job.endpoint.api_key_name:
-        api_key = os.environ.get(job.endpoint.api_key_name)
-        if not api_key:
-            raise ConfigError(
-                f"endpoint.api_key_name: the env var {job.endpoint.api_key_name} is not set"
-            )
+    api_key = endpoint_api_key(job.endpoint.api_key_name)
     # A log-likelihood request the endpoint refuses (400) or answers without prompt logprobs
     # means it cannot serve the task at all, unless it already scored some: stop at once.
     state: dict[str, int] = {"scored_a_pair": bool(answers)}
@@ -514,12 +515,6 @@ def _per_sample(
             pairs[sample.id], [answers[k] for k in sample_keys]
         )
     return scored_items, folded, folded_failures
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

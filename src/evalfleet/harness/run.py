@@ -44,7 +44,9 @@ def harness_of(job: JobSpec) -> HarnessSpec:
 async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str, Any], int]:
     """Run the job's framework package through the adapter proxy; (results, exit code)."""
     from evalfleet.engine.cache import ResponseCache
+    from evalfleet.engine.client import endpoint_api_key
     from evalfleet.engine.interceptors import build_interceptors
+    from evalfleet.engine.results import write_results
     from evalfleet.harness.command import render_command
     from evalfleet.harness.environment import ensure_environment
     from evalfleet.harness.proxy import AdapterProxy, Upstream
@@ -68,7 +70,7 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
         )
     except HarnessError as exc:
         raise HarnessError(f"{name}: {exc}") from None
-    api_key = _api_key(job.endpoint.api_key_name, name)
+    api_key = endpoint_api_key(job.endpoint.api_key_name)
     params = job.params
     try:
         merged = _write_run_config(job, spec, harness_dir)
@@ -129,7 +131,7 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
         )
     parsed = await asyncio.to_thread(_parse_output, venv, spec, harness_dir, logs)
     results = build_harness_results(job, spec, parsed, stats, time.time() - started, command)
-    _write_json(output_dir / "results.json", results)
+    write_results(output_dir / "results.json", results)
     errors = int(results["counts"]["errors"])
     _eval_log(logs, f"{name}: finished, {results['headline_metric']}")
     return results, (EXIT_SAMPLE_ERRORS if errors else EXIT_OK)
@@ -221,18 +223,6 @@ def _chat_url(url: str) -> str:
     return base if base.endswith("/completions") else base + "/chat/completions"
 
 
-def _api_key(env_name: str | None, task: str) -> str | None:
-    if not env_name:
-        return None
-    value = os.environ.get(env_name)
-    if value is None:
-        raise HarnessError(
-            f"{task}: the endpoint's API key env var {env_name} is not set "
-            "(target.api_endpoint.api_key_name)"
-        )
-    return value
-
-
 async def _run_command(
     script: Path,
     venv: Path,
@@ -298,20 +288,19 @@ async def _pump(stream: asyncio.StreamReader, raw_log: Any, eval_log: Any) -> No
     pending = b""
     while True:
         chunk = await stream.read(1 << 16)
-        if not chunk:
-            break
-        raw_log.write(chunk)
-        raw_log.flush()
-        *lines, pending = (pending + chunk).split(b"\n")
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
+        if chunk:
+            raw_log.write(chunk)
+            raw_log.flush()
+            *lines, pending = (pending + chunk).split(b"\n")
+        else:  # the end: what is left is the last line
+            lines, pending = [pending], b""
         for line in lines:
             text = line.decode("utf-8", "replace").rsplit("\r", 1)[-1].rstrip()
             if text:
-                eval_log.write(f"{stamp} INFO harness | {text}\n")
+                eval_log.write(_log_line(f"harness | {text}"))
         eval_log.flush()
-    text = pending.decode("utf-8", "replace").rsplit("\r", 1)[-1].rstrip()
-    if text:
-        eval_log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO harness | {text}\n")
+        if not chunk:
+            return
 
 
 def _die_with_parent() -> None:
@@ -402,10 +391,10 @@ def build_harness_results(
     wall_time_s: float,
     command: str,
 ) -> dict[str, Any]:
-    metrics = launcher_metrics(parsed)
-    headline = next(iter(metrics), "")
     from evalfleet.engine.results import results_header
 
+    metrics = launcher_metrics(parsed)
+    headline = next(iter(metrics), "")
     return {
         **results_header(job),
         "headline_metric": headline,
@@ -464,13 +453,11 @@ def _last_meaningful_line_of(text: str) -> str:
     return lines[-1][:300] if lines else "(no output)"
 
 
+def _log_line(message: str) -> str:
+    """An INFO line in eval.log's format (the engine's logger's)."""
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO {message}\n"
+
+
 def _eval_log(logs: Path, message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
     with contextlib.suppress(OSError), (logs / "eval.log").open("a", encoding="utf-8") as log:
-        log.write(f"{stamp} INFO {message}\n")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    temporary.replace(path)
+        log.write(_log_line(message))
