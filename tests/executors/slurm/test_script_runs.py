@@ -439,9 +439,15 @@ def test_the_judge_server_is_started_awaited_used_and_stopped_with_the_model(
     run_dir = out / "0123abcd"
     assert calls.read_text().splitlines() == [f"{run_dir}/simple_evals.AIME_2025/job.json both-ok"]
     servers = [line.split(" ", 1) for line in srun_record.read_text().splitlines()]
-    (_, model_args), (_, judge_args) = servers
-    assert f"http.server {free_port} " in model_args
-    assert f"http.server {judge_port} " in judge_args
+    # Both start in the background, side by side: their srun lines come in either order.
+    (_, first_args), (_, second_args) = servers
+    assert sorted(
+        [f"http.server {free_port} " in first_args, f"http.server {judge_port} " in first_args]
+    ) == [False, True]
+    assert {first_args, second_args} == {
+        next(args for args in (first_args, second_args) if f"http.server {port} " in args)
+        for port in (free_port, judge_port)
+    }
     assert "the judge server is ready" in result.stderr
     assert '"GET / HTTP/1.1" 200' in (run_dir / "logs" / "judge_server.log").read_text()
     assert "stopping the judge server" in result.stderr
