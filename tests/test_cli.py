@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from evalfleet.store import InvocationStore, NewJob
 
@@ -193,3 +196,149 @@ def test_keep_endpoint_is_refused_where_the_backend_creates_no_endpoint(cli, wri
     assert result.code == 2
     assert "error: --keep-endpoint: execution.type local creates no endpoint to keep" in result.err
     assert api.list_runs() == []  # refused before anything was recorded
+
+
+# ------------------------------------------------------- run: the launcher's command shapes
+
+# The launcher's examples (0.1.x) tell users, in their header comments:
+#   nemo-evaluator-launcher run --config-dir packages/nemo-evaluator-launcher/examples \
+#     --config-name local_llama_3_1_8b_instruct -o execution.output_dir=...
+LAUNCHER_EXAMPLE = """\
+# Run this config with `nemo-evaluator-launcher run --config-dir examples --config-name local_llama_3_1_8b_instruct`.
+defaults:
+  - execution: local
+  - deployment: none
+  - _self_
+
+execution:
+  output_dir: llama_3_1_8b_instruct_results
+
+target:
+  api_endpoint:
+    model_id: meta/llama-3.1-8b-instruct
+    url: https://integrate.api.nvidia.com/v1/chat/completions
+    api_key_name: NGC_API_KEY
+
+evaluation:
+  tasks:
+    - name: ifeval
+    - name: evalfleet.mbpp
+"""
+
+
+def _launcher_example(root):
+    examples = root / "packages" / "nemo-evaluator-launcher" / "examples"
+    examples.mkdir(parents=True)
+    (examples / "local_llama_3_1_8b_instruct.yaml").write_text(LAUNCHER_EXAMPLE)
+    return "packages/nemo-evaluator-launcher/examples"
+
+
+def test_run_flags_are_the_launchers(cli):
+    """-c/-d are the launcher's --config-name/--config-dir; --detach has no short form."""
+    shown = cli("run", "--help").out
+    assert "-c, --config-name NAME" in shown and "-d, --config-dir DIR" in shown
+    assert "--config FILE" in shown and "-c, --config FILE" not in shown
+    assert "--detach" in shown and "-d, --detach" not in shown
+    assert "-n, --dry-run" in shown
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["--config-dir", "{dir}", "--config-name", "local_llama_3_1_8b_instruct",
+         "-o", "execution.output_dir={out}", "--dry-run"],
+        ["-d", "{dir}", "-c", "local_llama_3_1_8b_instruct", "--override",
+         "execution.output_dir={out}", "-n"],
+        # Older headers put the override after the name without -o, and say --dry_run.
+        ["--config-dir", "{dir}", "--config-name", "local_llama_3_1_8b_instruct",
+         "execution.output_dir={out}", "--dry_run"],
+        ["--config", "{dir}/local_llama_3_1_8b_instruct.yaml", "-o",
+         "++execution.output_dir={out}", "--dry-run"],
+    ],
+)  # fmt: skip
+def test_the_launchers_header_command_works_as_written(cli, tmp_path, shape):
+    directory = _launcher_example(tmp_path / "work")
+    out = tmp_path / "results"
+    args = [arg.format(dir=directory, out=out) for arg in shape]
+    result = cli("run", *args)
+    assert result.code == 0, result.err
+    (plan,) = out.glob("*/plan.json")
+    written = json.loads(plan.read_text())
+    assert [t["task"] for t in written["plan"]["tasks"]] == ["ifeval", "evalfleet.mbpp"]
+    assert written["config"]["execution"]["output_dir"] == str(out)
+
+
+def test_config_mode_raw_takes_the_file_as_it_is(cli, tmp_path):
+    directory = _launcher_example(tmp_path / "work")
+    path = f"{directory}/local_llama_3_1_8b_instruct.yaml"
+    refused = cli("run", "--config", path, "--config-mode", "raw", "-o", "a.b=1", "-n")
+    assert refused.code == 2 and "--config-mode raw" in refused.err
+    assert cli("run", "--config", path, "--config-mode=raw", "-n", "--json").code == 0
+
+
+def test_config_output_saves_a_config_that_reruns(cli, tmp_path):
+    """`--config-output DIR` (the launcher's) saves the complete config, secrets redacted;
+    `run --config THAT --config-mode raw` plans the same tasks again."""
+    from evalfleet import api
+
+    directory = _launcher_example(tmp_path / "work")
+    run_plan = api.plan_run(config_dir=directory, config_name="local_llama_3_1_8b_instruct")
+    saved = api.save_config(run_plan, tmp_path / "saved")
+    assert saved == tmp_path / "saved" / f"{run_plan.invocation.invocation_id}_config.yml"
+    again = cli("run", "--config", str(saved), "--config-mode", "raw", "-n", "--json")
+    assert again.code == 0, again.err
+    assert [t["task"] for t in json.loads(again.out)["plan"]["tasks"]] == [
+        "ifeval",
+        "evalfleet.mbpp",
+    ]
+
+
+# --------------------------------------------------------- a dry run writes only locally
+
+TARGET = "target: {api_endpoint: {url: 'http://h:1/v1/chat/completions', model_id: m}}\n"
+DRY_RUNS = {
+    "slurm": (
+        "execution:\n  type: slurm\n  hostname: login.cluster.example\n  username: me\n"
+        "  account: acct\n  output_dir: {cluster}\n  local_output_dir: {local}\n"
+    ),
+    "lepton": "execution:\n  type: lepton\n  output_dir: {local}\n",
+    "local": "execution:\n  type: local\n  output_dir: {local}\n",
+}
+
+
+def _tree(root):
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("backend", sorted(DRY_RUNS))
+def test_a_dry_run_writes_only_the_plan_in_the_local_output_dir(
+    cli, tmp_path, monkeypatch, backend
+):
+    """A remote Slurm host's output dir is a path on the cluster: a dry run once created
+    it here (as root, /lustre/...). Every backend writes plan.json on this machine only."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cluster = tmp_path / "cluster" / "lustre" / "results"
+    local = tmp_path / "local-results"
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        DRY_RUNS[backend].format(cluster=cluster, local=local)
+        + TARGET
+        + "evaluation: {tasks: [{name: gsm8k}]}\n"
+    )
+    before = _tree(tmp_path)
+    result = cli("run", "--config", str(config), "--dry-run")
+    assert result.code == 0, result.err
+    (plan,) = local.glob("*/plan.json")
+    assert str(plan) in result.out + result.err
+    assert not (tmp_path / "cluster").exists()
+    created = _tree(tmp_path) - before
+    assert created == {
+        Path("local-results"),
+        plan.parent.relative_to(tmp_path),
+        plan.relative_to(tmp_path),
+    }
+    # --plan-out: that file and nothing else.
+    elsewhere = tmp_path / "plans" / "p.json"
+    before = _tree(tmp_path)
+    assert cli("run", "--config", str(config), "-n", "--plan-out", str(elsewhere)).code == 0
+    assert _tree(tmp_path) - before == {Path("plans"), Path("plans/p.json")}

@@ -19,6 +19,8 @@ class RunPlan:
     config: dict[str, Any]  # resolved, with defaults, secrets redacted
     invocation: Any  # executors.base.Invocation
     plan: dict[str, Any]
+    # One line per launcher key the run accepts and ignores (the CLI prints them once).
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "plan": self.plan}
@@ -37,7 +39,7 @@ def plan_run(
     from evalfleet.config import load_config
     from evalfleet.config.redact import redact, scrub, secret_values
     from evalfleet.executors import get_executor
-    from evalfleet.planner import plan_invocation, with_derived_defaults
+    from evalfleet.planner import plan_invocation, plan_warnings, with_derived_defaults
 
     loaded = load_config(
         config, config_dir=config_dir, config_name=config_name, overrides=overrides
@@ -52,7 +54,10 @@ def plan_run(
     # including inside rendered scripts and base64-free command lines.
     hidden = secret_values(dumped)
     return RunPlan(
-        config=scrub(redact(dumped), hidden), invocation=invocation, plan=scrub(plan, hidden)
+        config=scrub(redact(dumped), hidden),
+        invocation=invocation,
+        plan=scrub(plan, hidden),
+        warnings=tuple(plan_warnings(model)),
     )
 
 
@@ -91,8 +96,14 @@ def _select_tasks(model: Any, wanted: list[str]) -> Any:
 
 
 def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
-    """Write `plan.json` (config + plan) atomically; default `<output_dir>/<id>/plan.json`."""
-    target = Path(path) if path else Path(run_plan.invocation.output_dir) / "plan.json"
+    """Write `plan.json` (config + plan) atomically; by default in the invocation's
+    directory on this machine (a remote cluster's output dir is not on this machine: a
+    dry run writes nothing there)."""
+    from evalfleet.executors import get_executor
+
+    executor = get_executor(run_plan.plan["executor"])
+    default = Path(executor.local_root(run_plan.invocation)) / "plan.json"
+    target = Path(path).expanduser() if path else default
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -105,6 +116,25 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
     return target
 
 
+def save_config(run_plan: RunPlan, directory: str | Path) -> Path:
+    """Save the complete config (secrets redacted) as `<directory>/<id>_config.yml`, as
+    the launcher's `run --config-output` does; `run --config FILE` reruns it."""
+    import yaml
+
+    invocation_id = run_plan.invocation.invocation_id
+    target = Path(directory).expanduser() / f"{invocation_id}_config.yml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            f"# The complete config of invocation {invocation_id} (secrets redacted).\n"
+            + yaml.safe_dump(run_plan.config, sort_keys=False),
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise UsageError(f"--config-output: cannot write {target}: {exc.strerror}") from None
+    return target
+
+
 def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
     """Create what the plan describes and run it; returns how many tasks did not succeed.
 
@@ -114,12 +144,27 @@ def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
     from evalfleet.executors.base import LaunchOptions
 
     executor = get_executor(run_plan.plan["executor"])
+    _check_trusted_commands(run_plan)
     if keep_endpoint and not executor.creates_endpoints:
         raise UsageError(
             f"--keep-endpoint: execution.type {executor.name} creates no endpoint to keep"
         )
     options = LaunchOptions(keep_endpoint=keep_endpoint)
     return executor.launch(run_plan.invocation, run_plan.config, options)
+
+
+def _check_trusted_commands(run_plan: RunPlan) -> None:
+    """A task's pre_cmd/post_cmd runs only when the user says they trust it, as the
+    launcher asks (a dry run needs no such say)."""
+    from evalfleet.engine.job_commands import TRUST_VARIABLE
+
+    for job in run_plan.invocation.jobs:
+        for key in ("pre_cmd", "post_cmd"):
+            if job.spec.get(key) and os.environ.get(TRUST_VARIABLE) != "1":
+                raise UsageError(
+                    f"evaluation.tasks[{job.index}].{key}: runs a shell command; set "
+                    f"{TRUST_VARIABLE}=1 if you trust it (as the launcher asks)"
+                )
 
 
 def plan_lines(run_plan: RunPlan) -> list[str]:
@@ -414,7 +459,18 @@ def evaluate_job(
 
         from evalfleet.engine.loop import run
 
-        return run(main())
+        if not (job.pre_cmd or job.post_cmd):
+            return run(main())
+        from evalfleet.engine.job_commands import run_post_cmd, run_pre_cmd
+
+        job_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if job.pre_cmd:
+                run_pre_cmd(job.pre_cmd, job_dir)
+            return run(main())
+        finally:
+            if job.post_cmd:
+                run_post_cmd(job.post_cmd, job_dir)
     except EvalFleetError as exc:
         _keep_failure(job_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise

@@ -36,6 +36,8 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
     output_dir = executor.invocation_dir(config, invocation_id)
     job_root = executor.job_root(config, invocation_id, output_dir)
     judge = _judge_endpoint(config, executor)
+    if judge is not None:
+        config = _with_auxiliary_references(config, judge)
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
         if task.dataset is not None:
@@ -92,6 +94,11 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
                     else ("config.params.extra")
                 )
                 raise ConfigError(f"evaluation.tasks[{index}] {where}.{exc}") from None
+        # The task's own pre_cmd/post_cmd win over the evaluation's (as in the launcher).
+        for key in ("pre_cmd", "post_cmd"):
+            command = getattr(task, key) or getattr(config.evaluation, key)
+            if command and command.strip():
+                spec[key] = command
         if task.dataset is not None:
             spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
             assert task.scorer is not None  # the schema requires one beside dataset.path
@@ -416,12 +423,84 @@ def _nel_params(nel: dict[str, Any], where: str) -> dict[str, Any]:
             )
         out[key] = value
     for key, value in extra.items():
-        if key == "num_fewshot":
-            continue  # a task option, not a generation param: see _nel_num_fewshot
-        if key not in _NEL_EXTRA_PARAMS:
-            raise ConfigError(f"{where}.config.params.extra.{key}: not supported")
-        out[key] = value
+        # num_fewshot is a task option (see _nel_num_fewshot); the other keys a built-in
+        # task cannot use go to framework packages only (plan_warnings names them).
+        if key in _NEL_EXTRA_PARAMS:
+            out[key] = value
     return out
+
+
+def plan_warnings(config: RunConfig) -> list[str]:
+    """One line per launcher key that this run accepts and does not use: the config's
+    (`RunConfig.warnings`), and `config.params.extra.*` keys that only framework packages
+    take, for the built-in tasks they would reach."""
+    lines = list(config.warnings())
+    ignored: dict[str, list[str]] = {}
+    evaluation = config.evaluation
+    for index, task in enumerate(evaluation.tasks):
+        if task.dataset is None:
+            wanted = task.endpoint_type or config.target.api_endpoint.type
+            try:
+                if resolve_task_name(task.name, wanted, task.engine).engine == "harness":
+                    continue
+            except ValueError:
+                continue  # plan_invocation says why
+        for where, nel, overrides in (
+            ("evaluation.nemo_evaluator_config", evaluation.nemo_evaluator_config, None),
+            ("evaluation.overrides", None, evaluation.overrides),
+            (f"evaluation.tasks[{index}].nemo_evaluator_config", task.nemo_evaluator_config, None),
+            (f"evaluation.tasks[{index}].overrides", None, task.overrides),
+        ):
+            layer = nel or _undot(overrides or {})
+            extra = ((layer.get("config") or {}).get("params") or {}).get("extra") or {}
+            for key in extra:
+                if key not in _NEL_EXTRA_PARAMS and key != "num_fewshot":
+                    ignored.setdefault(f"{where}.config.params.extra.{key}", []).append(task.name)
+    lines += [
+        f"warning: {key}: ignored by built-in task(s) {', '.join(names)} "
+        "(framework packages take it)"
+        for key, names in ignored.items()
+    ]
+    return lines
+
+
+def _with_auxiliary_references(config: RunConfig, judge: dict[str, Any]) -> RunConfig:
+    """The launcher's `auxiliary_deployments.judge.<field>` placeholders in the NEL-style
+    settings, replaced by the deployed judge's values (model_id, chat_url, …_url)."""
+    values = {
+        "auxiliary_deployments.judge.model_id": judge["model_id"],
+        "auxiliary_deployments.judge.chat_url": judge["chat_url"],
+        "auxiliary_deployments.judge.completions_url": judge["base_url"] + "/completions",
+    }
+
+    def replaced(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: replaced(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [replaced(value) for value in node]
+        if isinstance(node, str) and "auxiliary_deployments." in node:
+            for reference, value in values.items():
+                node = node.replace(reference, str(value))
+        return node
+
+    evaluation = config.evaluation
+    tasks = [
+        task.model_copy(
+            update={
+                "nemo_evaluator_config": replaced(task.nemo_evaluator_config),
+                "overrides": replaced(task.overrides),
+            }
+        )
+        for task in evaluation.tasks
+    ]
+    evaluation = evaluation.model_copy(
+        update={
+            "nemo_evaluator_config": replaced(evaluation.nemo_evaluator_config),
+            "overrides": replaced(evaluation.overrides),
+            "tasks": tasks,
+        }
+    )
+    return config.model_copy(update={"evaluation": evaluation})
 
 
 def _nel_num_fewshot(evaluation: Any, task: Any) -> tuple[Any, bool]:
@@ -458,31 +537,62 @@ def _nel_adapter_config(nel: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _interceptors(config: Any, task: Any, index: int) -> dict[str, Any]:
-    """target adapter_config < evaluation-level < the task's own (NEL-style settings, then
-    ours, at each level); validated here so that a mistake stops the run before anything
-    is created."""
+    """The task's interceptor settings: the target's adapter_config, then the evaluation's
+    (NEL-style settings, then ours), then the task's own (the same), later winning.
+    adapter_config layers merge key by key before they are translated, as the launcher
+    merges them (a task setting only `custom_system_prompt` keeps the global
+    `use_system_prompt: true`); ours merge per interceptor. Validated here so that a
+    mistake stops the run before anything is created."""
     from evalfleet.config.interceptors import (
         canonical_interceptors,
+        is_adapter_config,
+        merge_adapter_configs,
         merge_interceptors,
         parse_interceptors,
     )
 
     evaluation = config.evaluation
-    layers = [
+    where = f"evaluation.tasks[{index}]"
+    shared = [
         (config.target.api_endpoint.adapter_config, "target.api_endpoint.adapter_config"),
         (
             _nel_adapter_config(evaluation.nemo_evaluator_config),
             "evaluation.nemo_evaluator_config.target.api_endpoint.adapter_config",
         ),
         (_nel_adapter_config(_undot(evaluation.overrides or {})), "evaluation.overrides"),
-        (evaluation.interceptors, "evaluation.interceptors"),
-        (
-            _nel_adapter_config(task.nemo_evaluator_config),
-            f"evaluation.tasks[{index}].nemo_evaluator_config",
-        ),
-        (_nel_adapter_config(_undot(task.overrides or {})), f"evaluation.tasks[{index}].overrides"),
-        (task.interceptors, f"evaluation.tasks[{index}].interceptors"),
     ]
-    merged = merge_interceptors(*(canonical_interceptors(layer, where) for layer, where in layers))
-    parse_interceptors(merged, f"evaluation.tasks[{index}].interceptors")
+    own = [
+        (_nel_adapter_config(task.nemo_evaluator_config), f"{where}.nemo_evaluator_config"),
+        (_nel_adapter_config(_undot(task.overrides or {})), f"{where}.overrides"),
+    ]
+    for layer, key in [*shared, *own]:
+        canonical_interceptors(layer, key)  # each layer's mistakes named by its own key
+    nel_shared = merge_adapter_configs(*(layer for layer, _ in shared if is_adapter_config(layer)))
+    nel_task = merge_adapter_configs(
+        nel_shared, *(layer for layer, _ in own if is_adapter_config(layer))
+    )
+    ours_shared = [canonical_interceptors(layer, key) for layer, key in shared
+                   if layer and not is_adapter_config(layer)]  # fmt: skip
+    ours_own = [canonical_interceptors(layer, key) for layer, key in own
+                if layer and not is_adapter_config(layer)]  # fmt: skip
+    global_level = merge_interceptors(
+        canonical_interceptors(nel_shared, "evaluation.nemo_evaluator_config"),
+        *ours_shared,
+        canonical_interceptors(evaluation.interceptors, "evaluation.interceptors"),
+    )
+    # What the task's adapter_config layers change (set, replace or switch off) wins over
+    # the evaluation level; the rest of the evaluation level stays.
+    before = canonical_interceptors(nel_shared, "evaluation.nemo_evaluator_config")
+    after = canonical_interceptors(nel_task, f"{where}.nemo_evaluator_config")
+    merged = dict(global_level)
+    for key in {*before, *after}:
+        if before.get(key) != after.get(key):
+            if key in after:
+                merged[key] = after[key]
+            else:
+                merged.pop(key, None)
+    merged = merge_interceptors(
+        merged, *ours_own, canonical_interceptors(task.interceptors, f"{where}.interceptors")
+    )
+    parse_interceptors(merged, f"{where}.interceptors")
     return merged

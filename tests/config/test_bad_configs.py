@@ -124,7 +124,7 @@ CASES = [
         "unknown group option",
         None,
         ["execution=lepon"],
-        "execution.type: unknown type 'lepon'; did you mean 'lepton'?",
+        "override 'execution=lepon': execution: option 'lepon' not found (searched ",
     ),
     (
         "unknown task",

@@ -47,11 +47,11 @@ def test_lists_and_dicts(base):
     config = load_config(
         base,
         overrides=[
-            "evaluation.tasks=[{name:mbpp},{name:humaneval,params:{n_samples:5}}]",
+            "evaluation.tasks=[{name:evalfleet.mbpp},{name:humaneval,params:{n_samples:5}}]",
             "+evaluation.params.stop=['</s>','\\n\\n']",
         ],
     ).model
-    assert [t.name for t in config.evaluation.tasks] == ["mbpp", "humaneval"]
+    assert [t.name for t in config.evaluation.tasks] == ["evalfleet.mbpp", "humaneval"]
     assert config.evaluation.tasks[1].params.n_samples == 5
     assert config.evaluation.params.stop == ["</s>", "\\n\\n"]
 
@@ -177,7 +177,7 @@ def test_nel_overrides_map_params_and_adapter_config(write_yaml):
     spec = plan_invocation(load_config(path).model, "abcd0123").jobs[0].spec
     assert spec["params"]["temperature"] == 0.6
     assert spec["interceptors"] == {
-        "system_prompt": {"mode": "replace", "text": "/think"},
+        "system_prompt": {"mode": "prepend", "text": "/think"},
         "reasoning": {"start": "<think>", "end": "</think>"},
     }
 

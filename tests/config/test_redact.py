@@ -24,6 +24,20 @@ def test_keys_that_hold_names_are_not_secrets(key):
     assert not is_secret_key(key)
 
 
+# The launcher's `config.params.extra.tokenizer` names a model (its local_vllm_logprobs
+# example): hidden, the dry run showed the served model name as *** everywhere.
+@pytest.mark.parametrize(
+    "key", ["tokenizer", "tokenizer_backend", "TOKENIZERS_PARALLELISM", "author"]
+)
+def test_tokenizers_and_authors_are_not_secrets(key):
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["HF_AUTH_TOKEN", "tokenizer_api_key"])
+def test_a_secret_stays_secret_beside_those_words(key):
+    assert is_secret_key(key)
+
+
 def test_redact_keeps_references():
     config = {"envs": {"HF_TOKEN": {"value_from": {"secret_name_ref": "HF"}}, "API_KEY": SECRET}}
     assert redact(config) == {

@@ -136,7 +136,7 @@ def test_nemo_evaluator_adapter_config_is_translated():
         "adapter_config",
     )
     assert legacy == {
-        "system_prompt": {"mode": "replace", "text": "/think"},
+        "system_prompt": {"mode": "prepend", "text": "/think"},
         "reasoning": {"start": "<think>", "end": "</think>"},
     }
     listed = canonical_interceptors(
@@ -151,7 +151,7 @@ def test_nemo_evaluator_adapter_config_is_translated():
     )  # fmt: skip
     assert listed == {
         "request_params": {"add": {"extra_body": {"x": 1}}},
-        "system_prompt": {"mode": "replace", "text": "S"},
+        "system_prompt": {"mode": "prepend", "text": "S"},
         "log_samples": 1,
     }
 
@@ -170,7 +170,7 @@ def test_config_describes_interceptors_and_the_engine_applies_them():
         {"system_prompt": "S", "reasoning": True, "request_params": {"remove": ["seed"]}}
     )
     assert settings == InterceptorSettings(
-        system_prompt=SystemPrompt("replace", "S"), reasoning=Reasoning(), remove=("seed",)
+        system_prompt=SystemPrompt("prepend", "S"), reasoning=Reasoning(), remove=("seed",)
     )
     assert not hasattr(settings, "apply_request")
     runtime = Interceptors(settings)

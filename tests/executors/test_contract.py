@@ -96,9 +96,8 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
     for key, value in emulator.client_env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "lepton-cache"))
-    execution = (
-        f"execution: {{type: lepton, output_dir: {out}, evaluation_tasks: {{install_command: ''}}}}"
-    )
+    # The jobs install the wheel their spec ships (the emulator's image has no evalfleet).
+    execution = f"execution: {{type: lepton, output_dir: {out}}}"
     return Backend(name, execution, {}, emulator)
 
 

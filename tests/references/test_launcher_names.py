@@ -94,3 +94,13 @@ def test_unknown_harness_and_ambiguous_names_are_one_line_errors():
         resolve_task_name("simple_evals.mmlu_pro").name
         != resolve_task_name("evalfleet.mmlu_pro_cot").name
     )
+
+
+def test_a_name_only_launcher_0_1_knew_is_refused_with_both_choices():
+    # Launcher 0.1 configs run `mbpp` (bigcode's); 0.2 refuses it, and evalfleet.mbpp is
+    # another prompt: running it under that name would change the score without a word.
+    with pytest.raises(
+        ValueError, match=r"'mbpp'.*bigcode-evaluation-harness.mbpp-chat.*evalfleet.mbpp"
+    ):
+        resolve_task_name("mbpp")
+    assert resolve_task_name("evalfleet.mbpp").name == "evalfleet.mbpp"

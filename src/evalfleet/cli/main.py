@@ -34,15 +34,27 @@ def cli(offline: bool) -> None:
 
 
 @cli.command()
-@click.option("-c", "--config", "config_file", metavar="FILE", help="The run config (YAML).")
-@click.option("--config-dir", metavar="DIR", help="Directory holding --config-name.")
 @click.option(
-    "--config-name", metavar="NAME", help="Config file name in --config-dir, .yaml optional."
-)
+    "--config", "config_file", metavar="FILE",
+    help="The run config (YAML); group files beside it (execution/, deployment/) extend ours.",
+)  # fmt: skip
+@click.option(
+    "-d", "--config-dir", metavar="DIR",
+    help="Directory holding --config-name and its group files (execution/slurm/mine.yaml...).",
+)  # fmt: skip
+@click.option(
+    "-c", "--config-name", metavar="NAME", help="Config file name in --config-dir, .yaml optional."
+)  # fmt: skip
+@click.option(
+    "--config-mode", type=click.Choice(["hydra", "raw"]), default="hydra", show_default=True,
+    help="raw: the --config file as saved, without -o overrides (as the launcher's).",
+)  # fmt: skip
 @click.option(
     "-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-    help="Hydra-style override, repeatable: a.b=c, +a.b=c, ~a.b, deployment=sglang.",
+    help="Hydra-style override, repeatable: a.b=c, +a.b=c, ++a.b=c, ~a.b, deployment=sglang, "
+    "execution=slurm/mycluster.",
 )  # fmt: skip
+@click.argument("extra_overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("-t", "--tasks", "tasks", multiple=True, metavar="NAME", help="Run only these tasks.")
 @click.option(
     "-n",
@@ -50,11 +62,19 @@ def cli(offline: bool) -> None:
     is_flag=True,
     help="Print the resolved config and exact plan; create nothing.",
 )
+@click.option("--dry_run", "dry_run_alias", is_flag=True, hidden=True)  # the launcher's docs say so
 @click.option(
     "--json", "as_json", is_flag=True, help="With --dry-run: print {config, plan} as JSON."
 )
-@click.option("--plan-out", metavar="FILE", help="Where --dry-run writes plan.json.")
-@click.option("-d", "--detach", is_flag=True, help="Return at once; a background process runs it.")
+@click.option(
+    "--plan-out", metavar="FILE",
+    help="Where --dry-run writes plan.json (default: the run's directory on this machine).",
+)  # fmt: skip
+@click.option(
+    "--config-output", metavar="DIR",
+    help="Also save the complete config (secrets redacted) as DIR/<id>_config.yml.",
+)  # fmt: skip
+@click.option("--detach", is_flag=True, help="Return at once; a background process runs it.")
 @click.option(
     "--keep-endpoint", is_flag=True,
     help="Leave an endpoint the backend created running after the jobs end (kill deletes it).",
@@ -64,20 +84,35 @@ def run(
     config_file: str | None,
     config_dir: str | None,
     config_name: str | None,
+    config_mode: str,
     overrides: tuple[str, ...],
+    extra_overrides: tuple[str, ...],
     tasks: tuple[str, ...],
     dry_run: bool,
+    dry_run_alias: bool,
     as_json: bool,
     plan_out: str | None,
+    config_output: str | None,
     detach: bool,
     keep_endpoint: bool,
     invocation_id: str | None,
 ) -> None:
-    """Deploy (if configured) and evaluate; prints the invocation id."""
+    """Deploy (if configured) and evaluate; prints the invocation id.
+
+    Overrides may also follow the options without -o (`run --config-name X a.b=c`)."""
     from evalfleet import api
 
+    dry_run = dry_run or dry_run_alias
+    overrides = (*overrides, *extra_overrides)
+    if config_mode == "raw" and (config_file is None or config_dir or config_name or overrides):
+        raise click.UsageError(
+            "--config-mode raw loads one --config FILE as it is: no --config-dir, "
+            "--config-name or overrides"
+        )
     if (as_json or plan_out) and not dry_run:
         raise click.UsageError("--json and --plan-out go with --dry-run")
+    if config_output and dry_run:
+        raise click.UsageError("--config-output goes with a run, not --dry-run (see --plan-out)")
     if detach and dry_run:
         raise click.UsageError("--detach and --dry-run do not go together")
     if keep_endpoint and (detach or dry_run):
@@ -99,6 +134,7 @@ def run(
         args += [arg for override in overrides for arg in ("-o", override)]
         args += [arg for task in tasks for arg in ("-t", task)]
         invocation_id = api.detach(run_plan, args)
+        _save_config(run_plan, config_output)
         click.echo(
             f"invocation {invocation_id} runs in the background: evalfleet status "
             f"{invocation_id} / logs --follow {invocation_id} / kill {invocation_id}",
@@ -114,6 +150,8 @@ def run(
         tasks=list(tasks),
         invocation_id=invocation_id,
     )
+    for line in run_plan.warnings:  # launcher keys this run ignores, each said once
+        click.echo(line, err=True)
     if not dry_run:
         invocation_id = run_plan.invocation.invocation_id
         click.echo(
@@ -121,6 +159,7 @@ def run(
             f"results in {run_plan.invocation.output_dir}",
             err=True,
         )
+        _save_config(run_plan, config_output)
         failures = api.launch(run_plan, keep_endpoint=keep_endpoint)
         rows = api.status([invocation_id])
         from evalfleet.cli.render import print_table
@@ -137,6 +176,15 @@ def run(
     from evalfleet.cli.render import print_dry_run
 
     print_dry_run(run_plan, path)
+
+
+def _save_config(run_plan: object, directory: str | None) -> None:
+    if directory is None:
+        return
+    from evalfleet import api
+
+    path = api.save_config(run_plan, directory)  # type: ignore[arg-type]
+    click.echo(f"complete config: {path}", err=True)
 
 
 @cli.command()

@@ -54,7 +54,7 @@ def parse_overrides(texts: list[str]) -> list[Override]:
         if override.is_delete():
             parsed.append(Override(text, "delete", path))
         elif len(path) == 1 and key in GROUPS and isinstance(value, str):
-            parsed.append(Override(text, "select_group", path, _group_option(value)))
+            parsed.append(Override(text, "select_group", path, value))
         elif override.is_force_add():
             parsed.append(Override(text, "force_add", path, value))
         elif override.is_add():
@@ -64,11 +64,6 @@ def parse_overrides(texts: list[str]) -> list[Override]:
     if problems:
         raise ConfigError(problems)
     return parsed
-
-
-def _group_option(option: str) -> str:
-    """`lepton/default` (the reference launcher's spelling) means `lepton`."""
-    return option.removesuffix("/default")
 
 
 def apply_override(config: dict[str, Any], override: Override) -> None:

@@ -2,14 +2,18 @@
 
 ```yaml
 interceptors:
-  system_prompt: {mode: replace, text: "You are ..."}   # set | prepend | replace
+  system_prompt: {mode: prepend, text: "You are ..."}   # prepend | append | replace | set
   reasoning: {strip: true, start: "<think>", end: "</think>"}
   request_params: {add: {k: v}, remove: [k], rename: {old: new}}
   log_samples: 5          # log the first N requests and responses to logs/requests.jsonl
 ```
 
 NeMo Evaluator Launcher's `adapter_config` (legacy flags and its `interceptors:` list) is
-translated into this form, so its configs keep working.
+translated into this form, so its configs keep working. Its layers (global, then a task's)
+merge as the launcher merges them, key by key before translation (`merge_adapter_configs`),
+so a task that sets only `custom_system_prompt` keeps the global `use_system_prompt: true`.
+A system prompt's mode is nemo-evaluator's `system_message` strategy, `prepend` by default:
+the prompt goes before the request's own system message(s).
 
 This module only describes them: `parse_interceptors` validates the settings and returns an
 `InterceptorSettings` (frozen dataclasses, nothing else). The engine applies them to
@@ -23,10 +27,17 @@ from typing import Any, Literal
 
 from evalfleet.exceptions import ConfigError
 
+SYSTEM_PROMPT_MODES = ("prepend", "append", "replace", "set")
+# nemo-evaluator's system_message interceptor's default strategy (since its 25.11).
+DEFAULT_SYSTEM_PROMPT_MODE = "prepend"
+
 
 @dataclass(frozen=True)
 class SystemPrompt:
-    mode: Literal["set", "prepend", "replace"]
+    """`mode`: prepend/append join it with the request's system message(s) by a newline,
+    replace drops theirs, set applies it only where the request has none."""
+
+    mode: Literal["prepend", "append", "replace", "set"]
     text: str
 
 
@@ -51,9 +62,28 @@ class InterceptorSettings:
 def canonical_interceptors(config: dict[str, Any] | None, where: str) -> dict[str, Any]:
     """Our own form as given, or NeMo Evaluator Launcher's adapter_config translated to it."""
     config = dict(config or {})
-    if isinstance(config.get("interceptors"), list) or any(key in config for key in _NEL_FLAGS):
+    if is_adapter_config(config):
         return _from_nel(config, where)
     return config
+
+
+def is_adapter_config(config: dict[str, Any] | None) -> bool:
+    """Whether `config` is written in NeMo Evaluator Launcher's adapter_config form."""
+    config = config or {}
+    nel_keys = (*_NEL_FLAGS, *_NEL_ENGINE_KEYS, *_NEL_UNSUPPORTED)
+    return isinstance(config.get("interceptors"), list) or any(key in config for key in nel_keys)
+
+
+def merge_adapter_configs(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """adapter_config layers merged as the launcher merges its `nemo_evaluator_config`
+    layers (OmegaConf): mappings key by key, anything else (the `interceptors` list too)
+    replaced by the later layer."""
+    from evalfleet.config._merge import deep_merge
+
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer or {})
+    return merged
 
 
 def merge_interceptors(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -86,11 +116,12 @@ def parse_interceptors(
     system = config.get("system_prompt")
     if system is not None:
         if isinstance(system, str):
-            system = {"mode": "replace", "text": system}
-        mode = system.get("mode", "replace")
-        if mode not in ("set", "prepend", "replace") or not isinstance(system.get("text"), str):
+            system = {"text": system}
+        mode = system.get("mode", DEFAULT_SYSTEM_PROMPT_MODE) if isinstance(system, dict) else None
+        if mode not in SYSTEM_PROMPT_MODES or not isinstance(system.get("text"), str):
             raise ConfigError(
-                f"{where}.system_prompt: expected {{mode: set|prepend|replace, text: ...}}"
+                f"{where}.system_prompt: expected {{mode: {'|'.join(SYSTEM_PROMPT_MODES)}, "
+                "text: ...}"
             )
         system = SystemPrompt(mode, system["text"])
     reasoning = config.get("reasoning")
@@ -119,19 +150,52 @@ def parse_interceptors(
 
 
 _NEL_FLAGS = ("use_system_prompt", "custom_system_prompt", "process_reasoning_traces",
-              "use_request_logging", "max_logged_requests", "params_to_add", "params_to_remove",
-              "params_to_rename", "start_reasoning_token", "end_reasoning_token")  # fmt: skip
+              "use_reasoning", "use_request_logging", "max_logged_requests", "params_to_add",
+              "params_to_remove", "params_to_rename", "start_reasoning_token",
+              "end_reasoning_token")  # fmt: skip
+# nemo-evaluator's other adapter_config keys: what they switch (response cache, statistics,
+# reports, logging of responses, progress) evalfleet's engine always does its own way.
+_NEL_ENGINE_KEYS = ("use_caching", "save_responses", "save_requests", "use_response_logging",
+                    "max_logged_responses", "max_saved_requests", "max_saved_responses",
+                    "use_progress_tracking", "progress_tracking_url", "progress_tracking_interval",
+                    "tracking_requests_stats", "logging_aggregated_stats_interval",
+                    "generate_html_report", "html_report_size", "include_json",
+                    "log_failed_requests", "caching_dir", "output_dir", "mode", "endpoint_type",
+                    "include_if_reasoning_not_finished", "track_reasoning", "discovery",
+                    "post_eval_hooks")  # fmt: skip
+# Keys that change requests in ways evalfleet does not reproduce: refused, never ignored.
+_NEL_UNSUPPORTED = ("use_omni_info", "use_nvcf", "use_raise_client_errors", "headers_to_add",
+                    "headers_to_remove", "headers_to_rename")  # fmt: skip
 
 
 def _from_nel(adapter: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {*_NEL_FLAGS, *_NEL_ENGINE_KEYS, *_NEL_UNSUPPORTED, "interceptors"}
+    unknown = sorted(set(adapter) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: not an adapter_config key of nemo-evaluator "
+            "(e.g. use_system_prompt, custom_system_prompt, use_reasoning, params_to_add, "
+            "interceptors)"
+        )
+    for key in _NEL_UNSUPPORTED:
+        if adapter.get(key):
+            raise ConfigError(f"{where}.{key}: not supported by evalfleet's engine")
     out: dict[str, Any] = {}
     params: dict[str, Any] = {}
-    if adapter.get("use_system_prompt") and adapter.get("custom_system_prompt"):
-        out["system_prompt"] = {"mode": "replace", "text": adapter["custom_system_prompt"]}
-    if adapter.get("process_reasoning_traces"):
+    if adapter.get("interceptors"):
+        # nemo-evaluator reads the legacy flags only when no interceptor list is given.
+        adapter = {"interceptors": adapter["interceptors"]}
+    if adapter.get("use_system_prompt") and adapter.get("custom_system_prompt") is not None:
+        out["system_prompt"] = {
+            "mode": DEFAULT_SYSTEM_PROMPT_MODE,
+            "text": str(adapter["custom_system_prompt"]),
+        }
+    # `use_reasoning` is nemo-evaluator's older name of process_reasoning_traces: either on
+    # turns the reasoning interceptor on.
+    if adapter.get("process_reasoning_traces") or adapter.get("use_reasoning"):
         out["reasoning"] = {
-            "start": adapter.get("start_reasoning_token", "<think>"),
-            "end": adapter.get("end_reasoning_token", "</think>"),
+            "start": adapter.get("start_reasoning_token") or "<think>",
+            "end": adapter.get("end_reasoning_token") or "</think>",
         }
     if adapter.get("use_request_logging"):
         out["log_samples"] = int(adapter.get("max_logged_requests") or 5)
@@ -143,13 +207,22 @@ def _from_nel(adapter: dict[str, Any], where: str) -> dict[str, Any]:
         if adapter.get(theirs):
             params[ours] = adapter[theirs]
     for entry in adapter.get("interceptors") or []:
+        entry = {"name": entry} if isinstance(entry, str) else entry  # nemo-evaluator's sugar
+        if not isinstance(entry, dict) or entry.get("enabled", True) is False:
+            continue
         name, settings = entry.get("name"), entry.get("config") or {}
         if name == "system_message":
-            out["system_prompt"] = {"mode": "replace", "text": settings.get("system_message", "")}
+            mode = settings.get("strategy", DEFAULT_SYSTEM_PROMPT_MODE)
+            if mode not in SYSTEM_PROMPT_MODES[:3]:
+                raise ConfigError(
+                    f"{where}.interceptors: system_message strategy {mode!r} is not one of "
+                    f"{', '.join(SYSTEM_PROMPT_MODES[:3])}"
+                )
+            out["system_prompt"] = {"mode": mode, "text": settings.get("system_message", "")}
         elif name == "reasoning":
             out["reasoning"] = {
-                "start": settings.get("start_reasoning_token", "<think>"),
-                "end": settings.get("end_reasoning_token", "</think>"),
+                "start": settings.get("start_reasoning_token") or "<think>",
+                "end": settings.get("end_reasoning_token") or "</think>",
             }
         elif name == "payload_modifier":
             for ours, theirs in (

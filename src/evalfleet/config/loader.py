@@ -1,29 +1,41 @@
-"""Compose a run configuration: user YAML + built-in groups + overrides → RunConfig.
+"""Compose a run configuration: user YAML + config groups + overrides → RunConfig.
 
 Order of composition (later wins):
-1. the built-in group for the selected `execution.type` and `deployment.type`
+1. the built-in group of the selected `execution.type` and `deployment.type`
    (`groups/execution/*.yaml`, `groups/deployment/*.yaml`);
-2. configs named in the user file's Hydra `defaults:` list (in the user's config dir);
-3. the user file itself (`_self_`);
-4. `-o` overrides, in the order given.
+2. what the user file's Hydra `defaults:` list names, in its order: group options
+   (`execution: slurm/mycluster`, found on the search path, see `_groups.py`, each with
+   the parents its own `defaults:` names), other configs beside it, and the user file
+   itself (`_self_`, last unless the list places it);
+3. `-o` overrides, in the order given (`-o execution=slurm/mycluster` chooses an option).
 
-A type is selected by, from strongest to weakest: a `-o deployment=sglang` group switch or
-`-o deployment.type=sglang`; the user file's `deployment.type`; the `defaults:` list. A
-section the user never mentions gets `execution: local` / `deployment: none`.
+A type is selected by, from strongest to weakest: `-o deployment.type=sglang`; a
+`-o deployment=sglang` group switch; the user file's `deployment.type`; the option the
+`defaults:` list names (its `type`, or its parents'). An option of another type than the
+one selected brings none of its keys. A section the user never mentions gets
+`execution: local` / `deployment: none`.
 """
 
 from __future__ import annotations
 
 import difflib
+import posixpath
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from evalfleet.config._groups import (
+    GROUP_FILE_SUFFIXES,
+    Layer,
+    SearchPath,
+    builtin_file,
+    builtin_options,
+    expand_group,
+)
 from evalfleet.config._merge import deep_merge
-from evalfleet.config._overrides import GROUPS, apply_override, parse_overrides
+from evalfleet.config._overrides import GROUPS, Override, apply_override, parse_overrides
 from evalfleet.exceptions import ConfigError
 
 MISSING = "???"
@@ -41,8 +53,8 @@ class LoadedConfig:
 
 
 def group_options(group: str) -> list[str]:
-    folder = resources.files("evalfleet.config") / "groups" / group
-    options = {p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    """The built-in options of `group` (`deployment`: also `vllm_ray`, a vllm variant)."""
+    options = set(builtin_options(group))
     if group == "execution":  # a registered backend needs no group file
         from evalfleet.executors import registry
 
@@ -50,18 +62,31 @@ def group_options(group: str) -> list[str]:
     return sorted(options)
 
 
+def group_types(group: str) -> list[str]:
+    """The types `group.type` takes: the built-in options that are a type of their own."""
+    return [o for o in group_options(group) if group_defaults(group, o).get("type") == o]
+
+
 def group_defaults(group: str, option: str) -> dict[str, Any]:
-    path = resources.files("evalfleet.config") / "groups" / group / f"{option}.yaml"
-    if path.is_file():
-        return yaml.safe_load(path.read_text()) or {}
+    """A built-in option's keys, its parents' (its `defaults:`) merged under them."""
+    if builtin_file(f"{group}/{option}") is not None:
+        return _merge_layers(expand_group(SearchPath(()), group, option, (), "built-in"))
     options = group_options(group)  # a registered backend without a group file is known here
     if option not in options:
-        close = difflib.get_close_matches(option, options, n=1)
+        types = group_types(group)
+        close = difflib.get_close_matches(option, types, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"{group}.type: unknown type {option!r}{hint} (expected one of {', '.join(options)})"
+            f"{group}.type: unknown type {option!r}{hint} (expected one of {', '.join(types)})"
         )
     return {"type": option}
+
+
+def _merge_layers(layers: list[Layer]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer.data)
+    return merged
 
 
 def find_config_file(
@@ -124,55 +149,112 @@ def load_config(
     """Load, compose and validate. Raises ConfigError listing every problem found."""
     overrides = list(overrides or [])
     path = find_config_file(config, config_dir, config_name)
+    directory = Path(config_dir).expanduser() if config_dir is not None else None
+    search = SearchPath.for_config(path, directory)
     parsed = parse_overrides(overrides)
-    layers, selected = _user_layers(path, [])
+    items, choices = _user_items(path, search, ())
+    type_overrides: dict[str, str] = {}
+    rest: list[Override] = []
     for override in parsed:
-        if override.action == "select_group":
-            selected[override.path[0]] = str(override.value)
-        elif (
-            override.path in (("execution", "type"), ("deployment", "type"))
-            and isinstance(override.value, str)
-            and override.action != "delete"
-        ):
-            selected[override.path[0]] = override.value
-    merged: dict[str, Any] = {}
-    present = _sections_present(layers)
-    missing_types: list[str] = []
-    for group in GROUPS:
-        option = selected.get(group)
-        # execution's keys mostly mean the same on every backend, so it defaults to local
-        # as in the reference launcher; deployment keys (lepton_config…) imply a server type.
-        if option is None and group == "deployment" and group in present:
-            missing_types.append(group)
+        group = _group_switch(override, search, choices)
+        if group is None:
+            if (
+                override.path in (("execution", "type"), ("deployment", "type"))
+                and isinstance(override.value, str)
+                and override.action != "delete"
+            ):
+                type_overrides[override.path[0]] = override.value
+            rest.append(override)
             continue
-        option = option or _DEFAULT_TYPES[group]
-        merged[group] = group_defaults(group, option)
-    for layer in layers:
-        merged = deep_merge(merged, layer)
+        option = None if override.action == "delete" else str(override.value)
+        choices[group] = _Choice(option, f"override {override.text!r}", by_override=True)
+        if group not in items:
+            items.insert(0, group)
+    group_layers = {
+        group: _choice_layers(search, group, choice) for group, choice in choices.items()
+    }
+    base: dict[str, Any] = {}
+    problems: list[str] = []
     for group in GROUPS:
-        if group in selected and isinstance(merged.get(group), dict):
-            merged[group]["type"] = selected[group]
-    for override in parsed:
-        if override.action != "select_group":
-            apply_override(merged, override)
+        chain = group_layers.get(group, [])
+        chain_type = _type_in(chain, group)
+        choice = choices.get(group)
+        # From strongest to weakest: `-o group.type=`, a `-o group=option` switch, the
+        # user's own `group.type`, the option its defaults list names.
+        type_ = (
+            type_overrides.get(group)
+            or (chain_type if choice is not None and choice.by_override else None)
+            or _type_in([i for i in items if isinstance(i, Layer)], group)
+            or chain_type
+        )
+        if chain_type is not None and chain_type != type_:
+            group_layers[group] = []  # another type was chosen: this option's keys do not apply
+        if type_ is None:
+            if chain:
+                assert choice is not None and choice.option is not None
+                problems.append(
+                    f"{group}.type: missing mandatory value ({group} option {choice.option!r} "
+                    f"from {chain[-1].source} sets none; expected one of "
+                    f"{', '.join(group_types(group))}, e.g. by `defaults: [...]` in that file)"
+                )
+                continue
+            # execution's keys mostly mean the same on every backend, so it defaults to
+            # local as in the reference launcher; deployment keys (lepton_config…) imply a
+            # server type.
+            if group == "deployment" and _present(items, group):
+                problems.append(
+                    f"{group}.type: missing mandatory value "
+                    f"(expected one of {', '.join(group_types(group))})"
+                )
+                continue
+            type_ = _DEFAULT_TYPES[group]
+        base[group] = {**group_defaults(group, type_), "type": type_}
+    if problems:
+        raise ConfigError(problems)
+    merged: dict[str, Any] = base
+    placed: set[str] = set()
+    for item in items:
+        if isinstance(item, Layer):
+            merged = _merge_at(merged, item)
+        elif item not in placed:
+            placed.add(item)
+            for layer in group_layers.get(item, []):
+                merged = _merge_at(merged, layer)
+    for group in GROUPS:
+        if isinstance(merged.get(group), dict):
+            merged[group]["type"] = base[group]["type"]
+    for override in rest:
+        apply_override(merged, override)
     judge = merged.get("judge_deployment")
     if isinstance(judge, dict) and isinstance(judge.get("type"), str) and judge["type"] != "none":
         # A judge deployment takes its server type's defaults, as `deployment` does.
         merged["judge_deployment"] = deep_merge(group_defaults("deployment", judge["type"]), judge)
     resolved = _resolve(merged)
-    problems = [
-        f"{group}.type: missing mandatory value (expected one of {', '.join(group_options(group))})"
-        for group in missing_types
-    ]
-    if problems:
-        raise ConfigError(problems)
     problems = [f"{key}: missing mandatory value" for key in _missing_keys(resolved)]
     model = _validate(resolved, problems)
     return LoadedConfig(model=model, resolved=resolved, source=path, overrides=overrides)
 
 
-def _user_layers(path: Path, seen: list[Path]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The user file and the configs its `defaults:` list names, in merge order."""
+@dataclass(frozen=True)
+class _Choice:
+    """A group's option and who chose it (a file, or an override)."""
+
+    option: str | None  # None: no option (`~group`, `group: null`)
+    where: str
+    by_override: bool = False
+    optional: bool = False
+
+
+# In merge order: a file's keys (Layer), or the name of a group whose chosen option merges
+# at that place of the defaults list.
+_Item = Layer | str
+
+
+def _user_items(
+    path: Path, search: SearchPath, seen: tuple[Path, ...]
+) -> tuple[list[_Item], dict[str, _Choice]]:
+    """The user file and what its `defaults:` list names, in merge order, and the option
+    each group gets (the file's own choices win over its parents')."""
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in [*seen, path.resolve()])
         raise ConfigError(f"{path}: defaults list includes itself ({chain})")
@@ -180,43 +262,125 @@ def _user_layers(path: Path, seen: list[Path]) -> tuple[list[dict[str, Any]], di
     defaults = data.pop("defaults", None) or []
     if not isinstance(defaults, list):
         raise ConfigError(f"{path}: defaults: expected a list, got {type(defaults).__name__}")
-    before: list[dict[str, Any]] = []
-    after: list[dict[str, Any]] = []
-    selected: dict[str, str] = {}
+    before: list[_Item] = []
+    after: list[_Item] = []
+    choices: dict[str, _Choice] = {}
     self_seen = False
     for entry in defaults:
         if entry == "_self_":
             self_seen = True
             continue
+        target = after if self_seen else before
         if isinstance(entry, str):
-            parent = path.parent / f"{entry.removesuffix('.yaml')}.yaml"
-            if not parent.is_file():
-                raise ConfigError(f"{path}: defaults: config {entry!r} not found in {path.parent}")
-            layers, parent_selected = _user_layers(parent, [*seen, path.resolve()])
-            (after if self_seen else before).extend(layers)
-            for group, option in parent_selected.items():
-                selected.setdefault(group, option)
+            name, _, package = entry.strip().strip("/").partition("@")
+            if "/" in name or package:
+                # A group's config placed in the config: `deployment/vllm@auxiliary_deployments.judge`
+                group, _, option = name.partition("/")
+                where = package or posixpath.dirname(name).replace("/", ".")
+                at = () if where in ("", "_global_") else tuple(where.split("."))
+                target.extend(expand_group(search, group, option, at, f"{path}: defaults"))
+                continue
+            parent = _sibling(path, search, name)
+            layers, parent_choices = _user_items(parent, search, (*seen, path.resolve()))
+            target.extend(layers)
+            for group, choice in parent_choices.items():
+                choices.setdefault(group, choice)
             continue
         if isinstance(entry, dict) and len(entry) == 1:
             ((key, option),) = entry.items()
-            group = str(key).removeprefix("override ").strip()
-            if group in GROUPS and isinstance(option, str):
-                selected[group] = option.removesuffix("/default")
-                continue
-            raise ConfigError(
-                f"{path}: defaults: unknown config group {group!r} (expected {' or '.join(GROUPS)})"
-            )
+            words = str(key).split()
+            group = words[-1] if words else ""
+            if "@" in group:
+                raise ConfigError(
+                    f"{path}: defaults: {key!r}: placing a group elsewhere is supported as "
+                    f"'- {group.split('@')[0]}/OPTION@{group.split('@', 1)[1]}'"
+                )
+            if not search.is_group(group):
+                raise ConfigError(
+                    f"{path}: defaults: unknown config group {group!r} (expected "
+                    f"{' or '.join(GROUPS)}, or a folder {group}/ in "
+                    f"{', '.join(str(d) for d in search.dirs) or 'the config directory'})"
+                )
+            if option is not None and not isinstance(option, str):
+                raise ConfigError(
+                    f"{path}: defaults: {group}: expected an option name, got {option!r}"
+                )
+            choices[group] = _Choice(option, f"{path}: defaults", optional="optional" in words)
+            target.append(group)
+            continue
         raise ConfigError(f"{path}: defaults: cannot read entry {entry!r}")
-    for group in GROUPS:
-        section = data.get(group)
-        if isinstance(section, dict) and isinstance(section.get("type"), str):
-            selected[group] = section["type"]
     # Hydra puts _self_ last unless the list places it; the user file wins over its parents.
-    return [*before, data, *after], selected
+    return [*before, Layer(data, (), str(path)), *after], choices
 
 
-def _sections_present(layers: list[dict[str, Any]]) -> set[str]:
-    return {group for layer in layers for group in GROUPS if layer.get(group)}
+def _sibling(path: Path, search: SearchPath, name: str) -> Path:
+    """A config a defaults list names by itself: beside the file, else on the search path."""
+    stem = name.removesuffix(".yaml").removesuffix(".yml")
+    for directory in (path.parent, *search.dirs):
+        for suffix in GROUP_FILE_SUFFIXES:
+            candidate = directory / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"{path}: defaults: config {name!r} not found in {path.parent}")
+
+
+def _group_switch(
+    override: Override, search: SearchPath, choices: dict[str, _Choice]
+) -> str | None:
+    """The group an override chooses an option of (`execution=slurm/mycluster`), if any."""
+    if override.action == "select_group":
+        return override.path[0]
+    if len(override.path) != 1:
+        return None
+    (key,) = override.path
+    if override.action == "delete":
+        return key if choices.get(key) is not None and key not in GROUPS else None
+    if isinstance(override.value, str) and key not in GROUPS and search.is_group(key):
+        return key
+    return None
+
+
+def _choice_layers(search: SearchPath, group: str, choice: _Choice) -> list[Layer]:
+    if choice.option is None:
+        return []
+    if choice.optional and search.find(f"{group}/{choice.option}") is None:
+        return []
+    option = choice.option.removesuffix("/default")
+    if (
+        group == "execution"
+        and search.find(f"{group}/{choice.option}") is None
+        and option in group_options(group)
+    ):  # a registered backend without a group file
+        return [Layer({"type": option}, (group,), "registered backend")]
+    return expand_group(search, group, choice.option, (group,), choice.where)
+
+
+def _section(layer: Layer, group: str) -> Any:
+    if layer.package == (group,):
+        return layer.data
+    if layer.package == ():
+        return layer.data.get(group)
+    return None
+
+
+def _type_in(layers: list[Layer], group: str) -> str | None:
+    found = None
+    for layer in layers:
+        section = _section(layer, group)
+        if isinstance(section, dict) and isinstance(section.get("type"), str):
+            found = section["type"]
+    return found
+
+
+def _present(items: list[_Item], group: str) -> bool:
+    return any(isinstance(i, Layer) and _section(i, group) for i in items)
+
+
+def _merge_at(merged: dict[str, Any], layer: Layer) -> dict[str, Any]:
+    top: dict[str, Any] = layer.data
+    for key in reversed(layer.package):
+        top = {key: top}
+    return deep_merge(merged, top)
 
 
 def _resolve(merged: dict[str, Any]) -> dict[str, Any]:
@@ -226,15 +390,54 @@ def _resolve(merged: dict[str, Any]) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    if not OmegaConf.has_resolver("select_not_null"):
+        OmegaConf.register_new_resolver("select_not_null", _select_not_null, use_cache=False)
     try:
-        container = OmegaConf.create(merged)
+        # A value derived from a missing one (`served_model_name: ${.checkpoint_path}`)
+        # resolves to a placeholder, so that the missing value is what gets reported.
+        container = OmegaConf.create(_replace(merged, MISSING, _UNSET))
         resolved = OmegaConf.to_container(container, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         reason = str(exc).splitlines()[0]
         raise ConfigError(f"{key or '(config)'}: cannot resolve interpolation: {reason}") from None
     assert isinstance(resolved, dict)
-    return resolved  # type: ignore[return-value]
+    return _restore_missing(resolved, merged)
+
+
+_UNSET = "<unset: ???>"
+
+
+def _restore_missing(resolved: Any, original: Any) -> Any:
+    """`resolved` with `???` back where `original` had it (values made from one keep the
+    placeholder: they are reported as the missing value)."""
+    if original == MISSING:
+        return MISSING
+    if isinstance(resolved, dict) and isinstance(original, dict):
+        return {k: _restore_missing(v, original.get(k)) for k, v in resolved.items()}
+    if isinstance(resolved, list) and isinstance(original, list) and len(resolved) == len(original):
+        return [_restore_missing(v, o) for v, o in zip(resolved, original, strict=True)]
+    return resolved
+
+
+def _replace(node: Any, old: str, new: str) -> Any:
+    """`node` with every value equal to `old` replaced by `new`."""
+    if isinstance(node, dict):
+        return {key: _replace(value, old, new) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replace(value, old, new) for value in node]
+    return new if node == old else node
+
+
+def _select_not_null(key: str, default: Any, *, _root_: Any, _parent_: Any) -> Any:
+    """The launcher's `${select_not_null:KEY,DEFAULT}`: KEY's value, or DEFAULT when KEY is
+    unset or null. A KEY starting with '.' is looked up beside the value being resolved
+    (the deployment groups use it, so their defaults also work under judge_deployment)."""
+    from omegaconf import OmegaConf
+
+    node = _parent_ if key.startswith(".") else _root_
+    value = OmegaConf.select(node, key.lstrip("."), default=None, throw_on_resolution_failure=False)
+    return default if value is None else value
 
 
 def _missing_keys(node: Any, prefix: str = "") -> list[str]:
@@ -261,7 +464,7 @@ def _validate(resolved: dict[str, Any], problems: list[str]) -> Any:
         model = RunConfig.model_validate(resolved)
     except ValidationError as exc:
         # A `???` value also fails its type check; report it once, as missing.
-        missing = {line.split(":")[0] for line in problems}
+        missing = {line.split(":")[0] for line in problems} | set(_derived_from_missing(resolved))
         lines = [
             line
             for line in format_validation_error(exc, resolved)
@@ -271,6 +474,23 @@ def _validate(resolved: dict[str, Any], problems: list[str]) -> Any:
     if problems:
         raise ConfigError(problems)
     return model
+
+
+def _derived_from_missing(node: Any, prefix: str = "") -> list[str]:
+    """Keys whose value was made from a missing one (reported as that one)."""
+    if isinstance(node, dict):
+        return [
+            key
+            for name, value in node.items()
+            for key in _derived_from_missing(value, f"{prefix}.{name}" if prefix else str(name))
+        ]
+    if isinstance(node, list):
+        return [
+            key
+            for i, value in enumerate(node)
+            for key in _derived_from_missing(value, f"{prefix}[{i}]")
+        ]
+    return [prefix] if isinstance(node, str) and _UNSET in node and node != MISSING else []
 
 
 def _unique(lines: list[str]) -> list[str]:

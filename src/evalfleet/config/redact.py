@@ -11,6 +11,9 @@ from typing import Any
 
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"(token|secret|passw|api_?key|credential|auth)", re.IGNORECASE)
+# A tokenizer (`config.params.extra.tokenizer`, `tokenizer_backend`) names a model, and
+# "author" is no credential: neither is hidden, or the plan would hide the model's name.
+_NOT_SECRET = re.compile(r"tokeniz(?:ers?|ation)?|author", re.IGNORECASE)
 # Keys that hold the *name* of a secret, never its value.
 _NAME_KEY = re.compile(r"(_name|_ref|_names)$", re.IGNORECASE)
 _NAME_KEYS = {"api_key_secret", "image_pull_secrets"}
@@ -19,7 +22,7 @@ _NAME_KEYS = {"api_key_secret", "image_pull_secrets"}
 def is_secret_key(key: str) -> bool:
     if key.lower() in _NAME_KEYS or _NAME_KEY.search(key):
         return False
-    return bool(_SECRET_KEY.search(key))
+    return bool(_SECRET_KEY.search(_NOT_SECRET.sub("", key)))
 
 
 def redact(node: Any, key: str = "") -> Any:

@@ -153,6 +153,37 @@ class TaskConfig(Strict):
     overrides: dict[str, Any] | None = Field(
         None, description="NeMo-Evaluator-Launcher-style dotted overrides, mapped onto params"
     )
+    container: str | None = Field(
+        None, description="the launcher's name for image (a framework package task's image)"
+    )
+    dataset_dir: str | None = Field(
+        None,
+        description="local dataset directory; the task gets it as NEMO_EVALUATOR_DATASET_DIR",
+    )
+    dataset_mount_path: str | None = Field(
+        None,
+        description="where the launcher mounts dataset_dir in its container (no container here)",
+    )
+    pre_cmd: str | None = Field(
+        None, description="shell command run before the task (needs NEMO_EVALUATOR_TRUST_PRE_CMD=1)"
+    )
+    post_cmd: str | None = Field(
+        None, description="shell command run after the task, even when it fails"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _container_is_image(cls, data: Any) -> Any:
+        """The launcher's `container` is our `image`: one value, under either name."""
+        if isinstance(data, dict) and data.get("container") is not None:
+            image = data.get("image")
+            if image is not None and image != data["container"]:
+                raise ValueError(
+                    f"container ({data['container']!r}) and image ({image!r}) name the same "
+                    "thing; keep one"
+                )
+            data = {**data, "image": data["container"]}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -197,6 +228,8 @@ class EvaluationConfig(Strict):
     env_vars: EnvVars = Field(default_factory=dict)
     nemo_evaluator_config: dict[str, Any] | None = None
     overrides: dict[str, Any] | None = None
+    pre_cmd: str | None = Field(None, description="every task's pre_cmd; a task's own wins")
+    post_cmd: str | None = Field(None, description="every task's post_cmd; a task's own wins")
 
 
 # --------------------------------------------------------------------------- target
@@ -319,6 +352,9 @@ class Endpoints(Strict):
     completions: str = "/v1/completions"
     health: str = "/health"
     models: str = "/v1/models"
+    # The launcher's groups name these too; no evalfleet task calls them.
+    embedding: str | None = None
+    ranking: str | None = None
 
 
 class DeploymentBase(Strict):
@@ -329,44 +365,81 @@ class DeploymentBase(Strict):
     env_vars: EnvVars = Field(default_factory=dict)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     lepton_config: LeptonDeploymentConfig = Field(default_factory=LeptonDeploymentConfig)
+    command: str | None = Field(
+        None,
+        description="the server's shell command, run in `image` as the launcher runs it "
+        "(vllm/sglang/trtllm: default base_command)",
+    )
+    pre_cmd: str | None = Field(
+        None, description="shell lines sourced in the server's container before command"
+    )
+    cache_path: str | None = Field(None, description="host directory mounted at /cache")
+    # An auxiliary deployment (the launcher's auxiliary_deployments.<name>): its nodes.
+    num_nodes: PositiveInt | None = Field(
+        None, description="judge_deployment on Slurm: nodes of its own (default: beside the model)"
+    )
+    num_instances: PositiveInt = 1
+    n_tasks: PositiveInt | None = None
+    env_prefix: str | None = None
+
+    @field_validator("pre_cmd")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
 
 
 class NoDeployment(Strict):
     type: Literal["none"] = "none"
 
 
-class VllmDeployment(DeploymentBase):
+class _ModelServer(DeploymentBase):
+    """A server that loads a checkpoint: from `hf_model_handle`, else the host directory
+    `checkpoint_path` (mounted at /checkpoint in the container)."""
+
+    # Required as in the launcher's groups (`???`), null allowed beside hf_model_handle.
+    checkpoint_path: str | None = Field(description="host path of the checkpoint")
+    hf_model_handle: str | None = Field(None, description="Hugging Face model id")
+    base_command: str | None = Field(None, description="the launcher's server command line")
+    tensor_parallel_size: PositiveInt = 8
+    pipeline_parallel_size: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _a_model(self) -> _ModelServer:
+        if not (self.checkpoint_path or self.hf_model_handle or self.command):
+            raise ValueError("set hf_model_handle (a Hugging Face id) or checkpoint_path")
+        return self
+
+
+class VllmDeployment(_ModelServer):
     type: Literal["vllm"] = "vllm"
     image: str | None = "vllm/vllm-openai:latest"
-    checkpoint_path: str = Field(description="HF model id or path of the checkpoint")
-    hf_model_handle: str | None = None
-    tensor_parallel_size: PositiveInt = 1
-    pipeline_parallel_size: PositiveInt = 1
     data_parallel_size: PositiveInt = 1
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    data_parallel_size_local: PositiveInt | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.95
+    distributed_executor_backend: str | None = Field(
+        None, description="vllm_ray: ray (vLLM's --distributed-executor-backend)"
+    )
 
 
-class SglangDeployment(DeploymentBase):
+class SglangDeployment(_ModelServer):
     type: Literal["sglang"] = "sglang"
     image: str | None = "lmsysorg/sglang:latest"
-    checkpoint_path: str
-    tensor_parallel_size: PositiveInt = 1
-    pipeline_parallel_size: PositiveInt = 1
     data_parallel_size: PositiveInt = 1
 
 
-class TrtllmDeployment(DeploymentBase):
+class TrtllmDeployment(_ModelServer):
     type: Literal["trtllm"] = "trtllm"
     image: str | None = "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"
-    checkpoint_path: str
-    tensor_parallel_size: PositiveInt = 1
-    pipeline_parallel_size: PositiveInt = 1
+
+
+NIM_COMMAND = "/opt/nvidia/nvidia_entrypoint.sh /opt/nim/start_server.sh"
 
 
 class NimDeployment(DeploymentBase):
     type: Literal["nim"] = "nim"
     image: str = Field(description="NIM container image")
     endpoints: Endpoints = Field(default_factory=lambda: Endpoints(health="/v1/health/ready"))
+    command: str | None = Field(NIM_COMMAND, description="the image's entrypoint and server")
 
 
 class LlamacppDeployment(DeploymentBase):
@@ -421,6 +494,53 @@ class AutoExport(Strict):
         description="exported when the invocation ends, with the settings in export.<destination>",
     )
 
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _no_gsheets(cls, destinations: Any) -> Any:
+        if isinstance(destinations, list) and "gsheets" in destinations:
+            raise ValueError(
+                "gsheets: evalfleet cannot export to Google Sheets (mlflow, wandb or local)"
+            )
+        return destinations
+
+
+class ExecutionEnvVars(Strict):
+    """The launcher's nested `execution.env_vars`: the server's and the tasks' apart."""
+
+    deployment: EnvVars = Field(default_factory=dict)
+    evaluation: EnvVars = Field(default_factory=dict)
+    export: EnvVars = Field(default_factory=dict)
+
+
+def _execution_env_kind(value: Any) -> str:
+    if isinstance(value, ExecutionEnvVars):
+        return "nested"
+    if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+        return "nested"
+    return "flat"
+
+
+ExecutionEnv = Annotated[
+    Annotated[ExecutionEnvVars, Tag("nested")] | Annotated[EnvVars, Tag("flat")],
+    Discriminator(_execution_env_kind),
+]
+
+
+class ExecutionMounts(Strict):
+    """The launcher's `execution.mounts` (host path → container path)."""
+
+    deployment: dict[str, str] = Field(
+        default_factory=dict, description="mounted into the server's container"
+    )
+    evaluation: dict[str, str] = Field(
+        default_factory=dict,
+        description="the launcher's task container (tasks run on the host here)",
+    )
+    auxiliary: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="per auxiliary deployment (judge: judge_deployment)"
+    )
+    mount_home: bool = Field(True, description="Slurm: mount $HOME into the containers")
+
 
 class ExecutionBase(Strict):
     """What every backend's `execution` section has; each backend's own model (named in
@@ -429,7 +549,10 @@ class ExecutionBase(Strict):
     type: str
     output_dir: str = Field("evalfleet_results", description="where results land")
     auto_export: AutoExport = Field(default_factory=AutoExport)
-    env_vars: EnvVars = Field(default_factory=dict)
+    env_vars: ExecutionEnv = Field(
+        default_factory=dict,
+        description="for servers and tasks; or the launcher's {deployment: {}, evaluation: {}}",
+    )
 
     def check_run(self, config: RunConfig) -> list[tuple[str, str]]:
         """(key, problem) for what this backend cannot run in the whole config."""
@@ -443,7 +566,35 @@ class ExecutionBase(Strict):
 # --------------------------------------------------------------------------- export
 
 
-class MlflowExportConfig(Strict):
+class _LauncherExportKeys(Strict):
+    """The export keys NeMo Evaluator Launcher's exporters share, with its defaults."""
+
+    copy_logs: bool = Field(False, description="also upload each task's logs/ files")
+    log_logs: bool | None = Field(None, description="the launcher's older name of copy_logs")
+    copy_artifacts: bool = Field(True, description="upload the task's files at all")
+    log_artifacts: bool | None = Field(
+        None, description="the launcher's older name of copy_artifacts"
+    )
+    only_required: bool = Field(
+        True,
+        description="only results.json (and samples.jsonl per log_samples); false: every "
+        "file of the task's directory but its response cache",
+    )
+    job_dirs: list[str] = Field(
+        default_factory=list, description="accepted for the launcher; ignored (a warning)"
+    )
+
+    @model_validator(mode="after")
+    def _older_names(self) -> _LauncherExportKeys:
+        # The launcher's deprecated names set the new ones unless those are given.
+        if self.log_logs is not None and "copy_logs" not in self.model_fields_set:
+            self.copy_logs = self.log_logs
+        if self.log_artifacts is not None and "copy_artifacts" not in self.model_fields_set:
+            self.copy_artifacts = self.log_artifacts
+        return self
+
+
+class MlflowExportConfig(_LauncherExportKeys):
     tracking_uri: str | None = Field(
         None, description="tracking server URL; default $MLFLOW_TRACKING_URI"
     )
@@ -458,9 +609,22 @@ class MlflowExportConfig(Strict):
     extra_metadata: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="added to every run's params"
     )
+    run_name: str | None = Field(
+        None, description="each task run's name (default eval-<invocation>-<task>)"
+    )
+    skip_existing: bool = Field(
+        False, description="leave a task's run from an earlier export as it is"
+    )
+    log_config_params: bool = Field(
+        False, description="accepted for the launcher; ignored (a warning)"
+    )
+    log_config_params_max_depth: int = 10
+    exclude_patterns: list[str] = Field(
+        default_factory=list, description="with only_required: false, files not uploaded (glob)"
+    )
 
 
-class WandbExportConfig(Strict):
+class WandbExportConfig(_LauncherExportKeys):
     entity: str | None = Field(None, description="default: your W&B default entity")
     project: str = Field("evalfleet", min_length=1)
     group: str | None = Field(None, description="default: the invocation id")
@@ -476,21 +640,45 @@ class WandbExportConfig(Strict):
     )
     mode: Literal["online", "offline"] | None = Field(None, description="default: $WANDB_MODE")
     dir: str | None = Field(None, description="where wandb keeps its run files (default ./wandb)")
+    log_mode: Literal["per_task", "multi_task"] = Field(
+        "per_task", description="per_task: a run per task (multi_task: accepted, a warning)"
+    )
+    name: str | None = Field(None, description="each run's display name")
+    job_type: str = Field("evaluation", description="each run's W&B job type")
+    run_id: str | None = Field(None, description="accepted for the launcher; ignored (a warning)")
 
 
-class LocalExportConfig(Strict):
+class LocalExportConfig(_LauncherExportKeys):
     output_dir: str = Field("evalfleet_exports", description="where the summary files go")
     filename: str = Field(
         "summary",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="writes <filename>.json and <filename>.csv",
     )
+    format: Literal["json", "csv"] | None = Field(
+        None, description="write only this one of the two files (default: both)"
+    )
+    output_filename: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the launcher's file name: sets filename (its .json/.csv suffix dropped)",
+    )
+
+
+class GsheetsExportConfig(BaseModel):
+    """The launcher's Google Sheets exporter: evalfleet has none. Accepted (a config may
+    carry it) with a warning; asking to export there is refused."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class ExportConfig(Strict):
     mlflow: MlflowExportConfig = Field(default_factory=MlflowExportConfig)
     wandb: WandbExportConfig = Field(default_factory=WandbExportConfig)
     local: LocalExportConfig = Field(default_factory=LocalExportConfig)
+    gsheets: GsheetsExportConfig | None = Field(
+        None, description="accepted for the launcher; evalfleet cannot export there (a warning)"
+    )
     env_vars: EnvVars = Field(default_factory=dict)
 
 
@@ -513,6 +701,12 @@ class RunConfig(Strict):
     env_vars: EnvVars = Field(default_factory=dict)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    def warnings(self) -> list[str]:
+        """One line per key the launcher accepts and this run ignores (printed once)."""
+        from evalfleet.config.notices import ignored_keys
+
+        return ignored_keys(self)
+
     @model_validator(mode="wrap")
     @classmethod
     def _backend_execution(
@@ -521,6 +715,8 @@ class RunConfig(Strict):
         """`execution` is validated by its backend's own model (`executors.registry`), so
         a registered backend needs no change here; its errors keep their full key path."""
         errors: list[Any] = []
+        if isinstance(data, dict):
+            data = auxiliary_as_judge(data)
         execution = data.get("execution") if isinstance(data, dict) else None
         if isinstance(execution, dict):
             model, problem = _execution_model(execution.get("type"))
@@ -582,6 +778,40 @@ class RunConfig(Strict):
         if problems:
             raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))
         return self
+
+
+def auxiliary_as_judge(data: dict[str, Any]) -> dict[str, Any]:
+    """The launcher's `auxiliary_deployments` (0.2.6) as evalfleet's `judge_deployment`:
+    its `judge` is the judge evalfleet deploys beside the model (its type's keys as
+    `deployment`'s); an entry of type none is no deployment. Another name is refused: no
+    evalfleet task calls it. The loader calls this before a judge's type defaults apply."""
+    auxiliary = data.get("auxiliary_deployments")
+    if auxiliary is None:
+        return data
+    data = {key: value for key, value in data.items() if key != "auxiliary_deployments"}
+    if not isinstance(auxiliary, dict):
+        raise ValueError(
+            f"auxiliary_deployments: expected a mapping of name → deployment, got {auxiliary!r}"
+        )
+    for name, section in auxiliary.items():
+        if isinstance(section, dict) and section.get("type", "none") == "none":
+            continue
+        if name != "judge":
+            raise ValueError(
+                f"auxiliary_deployments.{name}: evalfleet deploys only a judge beside the model "
+                "(auxiliary_deployments.judge, or judge_deployment)"
+            )
+        if data.get("judge_deployment") is not None:
+            raise ValueError(
+                "auxiliary_deployments.judge: judge_deployment is set too; keep one of the two"
+            )
+        # The launcher gives an auxiliary deployment num_nodes (default 1) of its own.
+        data["judge_deployment"] = (
+            {**section, "num_nodes": section.get("num_nodes") or 1}
+            if isinstance(section, dict)
+            else section
+        )
+    return data
 
 
 def _execution_model(kind: Any) -> tuple[type[ExecutionBase], Any]:

@@ -125,6 +125,10 @@ class JobSpec(_Strict):
     scorer: ScorerSpec | None = None
     task_options: dict[str, Any] = Field(default_factory=dict)
     harness: HarnessSpec | None = None
+    # The launcher's pre_cmd (sourced by bash before the task: its exports reach the task)
+    # and post_cmd (run after it, whatever its end).
+    pre_cmd: str | None = None
+    post_cmd: str | None = None
 
 
 def effective_params(task_defaults: dict[str, Any], explicit: dict[str, Any]) -> ParamsSpec:

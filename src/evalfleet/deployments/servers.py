@@ -26,6 +26,16 @@ class ServerSpec:
     served_model_name: str
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # What runs in `image` (the launcher's `deployment.command`, a shell script); None:
+    # `argv` runs there too.
+    command: str | None = None
+    pre_cmd: str | None = None  # sourced in the container before `command`
+    # host path -> container path (checkpoint_path at /checkpoint, read-only; cache_path at /cache)
+    mounts: tuple[tuple[str, str], ...] = ()
+
+    def container_script(self) -> str:
+        """The shell script the server's container runs: `command`, else `argv`."""
+        return self.command if self.command is not None else shlex.join(self.argv)
 
     def base_url(self, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}"
@@ -42,6 +52,8 @@ class ServerSpec:
             "served_model_name": self.served_model_name,
             "image": self.image,
             "env": self.env,
+            "container_command": self.container_script() if self.image else None,
+            "pre_cmd": self.pre_cmd,
         }
 
 
@@ -64,6 +76,37 @@ def served_model_name(deployment: Any) -> str:
     return str(model or "model")
 
 
+def lepton_server_argv(deployment: Any) -> list[str] | None:
+    """The vLLM or SGLang command a Lepton endpoint runs, as the launcher writes it there:
+    only the parallelism, port and name flags plus `extra_args` (no `--host`: both servers
+    listen on every interface by default; vLLM's memory fraction and remote code only
+    through `extra_args`). None where `server_spec`'s command is the launcher's too."""
+    if getattr(deployment, "command", None) or deployment.type not in ("vllm", "sglang"):
+        return None
+    model = deployment.hf_model_handle or deployment.checkpoint_path
+    name = served_model_name(deployment)
+    extra = shlex.split(deployment.extra_args) if deployment.extra_args else []
+    if deployment.type == "vllm":
+        return [
+            "vllm", "serve", model,
+            f"--tensor-parallel-size={deployment.tensor_parallel_size}",
+            f"--pipeline-parallel-size={deployment.pipeline_parallel_size}",
+            f"--data-parallel-size={deployment.data_parallel_size}",
+            f"--port={deployment.port}",
+            f"--served-model-name={name}",
+            *extra,
+        ]  # fmt: skip
+    return [
+        "python3", "-m", "sglang.launch_server",
+        f"--model-path={model}", "--host=0.0.0.0",
+        f"--port={deployment.port}",
+        f"--served-model-name={name}",
+        f"--tp={deployment.tensor_parallel_size}",
+        f"--dp={deployment.data_parallel_size}",
+        *extra,
+    ]  # fmt: skip
+
+
 def server_spec(
     deployment: Any, host: str = "0.0.0.0", key: str = "deployment"
 ) -> ServerSpec | None:
@@ -76,7 +119,10 @@ def server_spec(
     port = deployment.port
     extra = shlex.split(deployment.extra_args) if deployment.extra_args else []
     health = deployment.endpoints.health
-    if kind == "vllm":
+    own_command = getattr(deployment, "command", None)
+    if kind in ("vllm", "sglang", "trtllm") and own_command:
+        argv = ["bash", "-c", own_command]
+    elif kind == "vllm":
         argv = [
             "vllm", "serve", deployment.hf_model_handle or deployment.checkpoint_path,
             "--host", host, "--port", str(port),
@@ -85,12 +131,13 @@ def server_spec(
             "--pipeline-parallel-size", str(deployment.pipeline_parallel_size),
             "--data-parallel-size", str(deployment.data_parallel_size),
             "--gpu-memory-utilization", str(deployment.gpu_memory_utilization),
+            "--trust-remote-code",  # as the launcher's vllm command line has it
             *extra,
         ]  # fmt: skip
     elif kind == "sglang":
         argv = [
             "python3", "-m", "sglang.launch_server",
-            "--model-path", deployment.checkpoint_path,
+            "--model-path", deployment.hf_model_handle or deployment.checkpoint_path,
             "--host", host, "--port", str(port),
             "--served-model-name", name,
             "--tp-size", str(deployment.tensor_parallel_size),
@@ -100,7 +147,7 @@ def server_spec(
         ]  # fmt: skip
     elif kind == "trtllm":
         argv = [
-            "trtllm-serve", "serve", deployment.checkpoint_path,
+            "trtllm-serve", "serve", deployment.hf_model_handle or deployment.checkpoint_path,
             "--host", host, "--port", str(port),
             "--tp_size", str(deployment.tensor_parallel_size),
             "--pp_size", str(deployment.pipeline_parallel_size),
@@ -128,6 +175,11 @@ def server_spec(
     if kind == "nim":
         env.setdefault("NIM_SERVED_MODEL_NAME", name)
         env.setdefault("NIM_SERVER_PORT", str(port))
+    mounts = []
+    if getattr(deployment, "checkpoint_path", None) and kind != "llamacpp":
+        mounts.append((str(deployment.checkpoint_path), "/checkpoint:ro"))
+    if getattr(deployment, "cache_path", None):
+        mounts.append((str(deployment.cache_path), "/cache"))
     return ServerSpec(
         type=kind,
         argv=argv,
@@ -138,7 +190,19 @@ def server_spec(
         served_model_name=name,
         image=deployment.image,
         env=env,
+        command=_container_command(deployment, argv),
+        pre_cmd=getattr(deployment, "pre_cmd", None),
+        mounts=tuple(mounts),
     )
+
+
+def _container_command(deployment: Any, argv: list[str]) -> str | None:
+    """What the launcher runs in the deployment's image: its `command`, by default (vllm,
+    sglang, trtllm) its `base_command`, with /checkpoint for checkpoint_path."""
+    if deployment.type == "generic":  # its {port} and {served_model_name} filled in
+        return argv[2]
+    command = getattr(deployment, "command", None) or getattr(deployment, "base_command", None)
+    return str(command) if command else None
 
 
 def gguf_path(deployment: Any) -> str:

@@ -85,18 +85,20 @@ def _with_system_prompt(body: dict[str, Any], prompt: SystemPrompt) -> dict[str,
         if prompt.mode != "set" or not body.get("prompt", "").startswith(prompt.text):
             body["prompt"] = f"{prompt.text}\n\n{body.get('prompt', '')}"
         return body
-    messages = list(body["messages"])
-    existing = [i for i, m in enumerate(messages) if m.get("role") == "system"]
-    if prompt.mode == "replace":
-        messages = [m for m in messages if m.get("role") != "system"]
-        messages.insert(0, {"role": "system", "content": prompt.text})
-    elif prompt.mode == "prepend" and existing:
-        first = existing[0]
-        messages[first] = {
-            **messages[first],
-            "content": f"{prompt.text}\n{messages[first]['content']}",
-        }
-    elif not existing:
-        messages.insert(0, {"role": "system", "content": prompt.text})
-    body["messages"] = messages
+    messages = body["messages"]
+    # nemo-evaluator's system_message semantics: the request's system messages (joined by
+    # a newline) and the prompt become one system message, first, before the others.
+    existing = [m.get("content") for m in messages if m.get("role") == "system"]
+    if prompt.mode == "set":
+        if existing:
+            return body
+        text = prompt.text
+    elif prompt.mode == "replace" or not existing:
+        text = prompt.text
+    elif prompt.mode == "prepend":
+        text = prompt.text + "\n" + "\n".join(existing)
+    else:  # append
+        text = "\n".join(existing) + "\n" + prompt.text
+    others = [m for m in messages if m.get("role") != "system"]
+    body["messages"] = [{"role": "system", "content": text}, *others]
     return body

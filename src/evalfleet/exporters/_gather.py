@@ -193,3 +193,43 @@ def _read_json(path: Path) -> tuple[dict[str, Any], str]:
 def _text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 1] + "…"
+
+
+def task_files(task: TaskExport, settings: Any) -> list[tuple[str | None, Path]]:
+    """(artifact folder, file) a destination uploads for `task`, as the launcher's export
+    keys choose: `only_required` (results.json, and samples.jsonl per `log_samples`) or
+    every file of the task's directory but its response cache and logs; none without
+    `copy_artifacts`; its logs/ files under `logs` with `copy_logs`."""
+    import fnmatch
+
+    log_samples = getattr(settings, "log_samples", True)
+    files: list[tuple[str | None, Path]] = []
+    if getattr(settings, "copy_artifacts", True):
+        if getattr(settings, "only_required", True):
+            files += [
+                (None, path)
+                for name, path in task.artifacts.items()
+                if name != "samples.jsonl" or log_samples
+            ]
+        else:
+            excluded = list(getattr(settings, "exclude_patterns", None) or [])
+            for path in sorted(task.output_dir.rglob("*")):
+                relative = path.relative_to(task.output_dir)
+                if (
+                    not path.is_file()
+                    or relative.parts[0] == "logs"
+                    or path.name.startswith("cache.sqlite")
+                    or (path.name == "samples.jsonl" and not log_samples)
+                    or any(
+                        fnmatch.fnmatch(str(relative), pattern)
+                        or fnmatch.fnmatch(path.name, pattern)
+                        for pattern in excluded
+                    )
+                ):
+                    continue
+                folder = str(relative.parent) if relative.parent != Path(".") else None
+                files.append((folder, path))
+    logs = task.output_dir / "logs"
+    if getattr(settings, "copy_logs", False) and logs.is_dir():
+        files += [("logs", path) for path in sorted(logs.iterdir()) if path.is_file()]
+    return files

@@ -50,14 +50,23 @@ def row(inv: InvocationExport, task: TaskExport) -> dict[str, Any]:
 def export(invocations: list[InvocationExport], settings: Any) -> ExportReport:
     """Write `<output_dir>/<filename>.json` and `.csv` (config.schema.LocalExportConfig)."""
     out = Path(settings.output_dir).expanduser().resolve()
-    json_path, csv_path = out / f"{settings.filename}.json", out / f"{settings.filename}.csv"
-    report = ExportReport("local", f"{json_path} and {csv_path.name}")
+    # The launcher's output_filename names the file; its format picks json or csv.
+    stem = settings.filename
+    given = getattr(settings, "output_filename", None)
+    if given:
+        stem = given.removesuffix(".json").removesuffix(".csv")
+    json_path, csv_path = out / f"{stem}.json", out / f"{stem}.csv"
+    chosen = getattr(settings, "format", None)
+    formats: list[str] = [str(chosen)] if chosen else ["json", "csv"]
+    target = {"json": str(json_path), "csv": str(csv_path)}
+    report = ExportReport("local", " and ".join(target[name] for name in formats))
+    main_path = json_path if "json" in formats else csv_path
     rows = []
     for inv in invocations:
         for task in inv.tasks:
             rows.append(row(inv, task))
             report.exported.append(
-                Exported(inv.invocation_id, task.job_id, task.task, str(json_path), True)
+                Exported(inv.invocation_id, task.job_id, task.task, str(main_path), True)
             )
         report.skipped.extend(inv.skipped)
     summary = {
@@ -73,8 +82,10 @@ def export(invocations: list[InvocationExport], settings: Any) -> ExportReport:
     writer.writerows(rows)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(json_path, json.dumps(summary, indent=2) + "\n")
-        _write_atomic(csv_path, table.getvalue())
+        if "json" in formats:
+            _write_atomic(json_path, json.dumps(summary, indent=2) + "\n")
+        if "csv" in formats:
+            _write_atomic(csv_path, table.getvalue())
     except OSError as exc:
         raise ExportError(
             f"cannot write the summary to {out}: {exc.strerror}; choose another "

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from evalfleet.exceptions import ExportError, NotAvailableError
-from evalfleet.exporters._gather import InvocationExport
+from evalfleet.exporters._gather import InvocationExport, task_files
 from evalfleet.exporters._report import Exported, ExportReport
 
 KIND_TAG = "evalfleet.kind"
@@ -128,10 +128,20 @@ def _export_invocation(
     )
     client.log_artifact(parent_id, str(config_file))
     for task in inv.tasks:
-        run_id, created = _run_for(
-            client, experiment_id, {KIND_TAG: "task", "job_id": task.job_id},
-            run_name=f"eval-{inv.invocation_id}-{task.task}",
-        )  # fmt: skip
+        identity = {KIND_TAG: "task", "job_id": task.job_id}
+        existing = (
+            _existing_run(client, experiment_id, identity) if settings.skip_existing else None
+        )
+        if existing is not None:  # the launcher's skip_existing: an earlier run stays as it is
+            report.exported.append(
+                Exported(inv.invocation_id, task.job_id, task.task,
+                         _run_url(uri, experiment_id, existing), False)
+            )  # fmt: skip
+            continue
+        run_name = settings.run_name or f"eval-{inv.invocation_id}-{task.task}"
+        run_id, created = _run_for(client, experiment_id, identity, run_name=run_name)
+        if settings.run_name:
+            client.set_tag(run_id, "mlflow.runName", settings.run_name)
         _write(
             client, run_id,
             tags={**tags, "job_id": task.job_id, "task": task.task,
@@ -139,9 +149,8 @@ def _export_invocation(
             params={**task.params(), **settings.extra_metadata},
             metrics=task.metrics(settings.log_metrics or None),
         )  # fmt: skip
-        for name, path in task.artifacts.items():
-            if name != "samples.jsonl" or settings.log_samples:
-                client.log_artifact(run_id, str(path))
+        for artifact, path in task_files(task, settings):
+            client.log_artifact(run_id, str(path), artifact)
         client.log_artifact(run_id, str(config_file))
         _finish(client, run_id, "FINISHED")
         report.exported.append(
@@ -185,6 +194,12 @@ def _run_for(
         client.update_run(run_id, status="RUNNING")
         return run_id, False
     return client.create_run(experiment_id, run_name=run_name, tags=identity).info.run_id, True
+
+
+def _existing_run(client: Any, experiment_id: str, identity: dict[str, str]) -> str | None:
+    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in identity.items())
+    found = client.search_runs([experiment_id], filter_string=where, max_results=1)
+    return found[0].info.run_id if found else None
 
 
 def _forget_artifact_repo(run_id: str) -> None:

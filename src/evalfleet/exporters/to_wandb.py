@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from evalfleet.exceptions import ExportError, NotAvailableError
-from evalfleet.exporters._gather import InvocationExport, TaskExport
+from evalfleet.exporters._gather import InvocationExport, TaskExport, task_files
 from evalfleet.exporters._report import Exported, ExportReport
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -79,9 +79,9 @@ def _export_task(
         entity=settings.entity,
         project=settings.project,
         id=run_id(task.job_id),
-        name=f"eval-{inv.invocation_id}-{task.task}",
+        name=settings.name or f"eval-{inv.invocation_id}-{task.task}",
         group=settings.group or inv.invocation_id,
-        job_type="evaluation",
+        job_type=settings.job_type,
         tags=[task.task, *settings.tags],
         notes=settings.description,
         config={**inv.tags(), "job_id": task.job_id, **task.params(), **settings.extra_metadata},
@@ -100,9 +100,8 @@ def _export_task(
             type="evaluation_result",
             metadata={"job_id": task.job_id, "headline_metric": task.headline_metric},
         )
-        for name, path in task.artifacts.items():
-            if name != "samples.jsonl" or settings.log_samples:
-                artifact.add_file(str(path), name=name)
+        for folder, path in task_files(task, settings):
+            artifact.add_file(str(path), name=f"{folder}/{path.name}" if folder else path.name)
         artifact.add_file(str(config), name="config.yaml")
         run.log_artifact(artifact)
     except BaseException:

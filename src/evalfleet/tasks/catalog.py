@@ -241,6 +241,11 @@ def _candidates(short: str) -> dict[str, tuple[str, ...]]:
 
 Engine = Literal["auto", "builtin", "harness"]
 
+# Bare names that launcher 0.1.x configs use for a launcher task that 0.2 renamed: the
+# launcher now refuses them; here an evalfleet variant of the same name would run instead,
+# silently another prompt, so the name is refused with both choices.
+_FORMER_LAUNCHER_NAMES = {"mbpp": "bigcode-evaluation-harness.mbpp-chat"}
+
 
 def resolve_task_name(
     name: str, endpoint_type: str | None = None, engine: Engine | None = None
@@ -268,6 +273,12 @@ def resolve_task_name(
         if short in launcher_index().get(harness, {}):
             return _harness_task(name, endpoint_type, engine)
         raise ValueError(f"task {name!r}: {harness} has no task {short!r}{_hint(short, harness)}")
+    if name in _FORMER_LAUNCHER_NAMES:
+        raise ValueError(
+            f"task {name!r}: NeMo Evaluator Launcher 0.1 ran bigcode's task under this name and "
+            f"0.2 has none; name {_FORMER_LAUNCHER_NAMES[name]} (the launcher's) or "
+            f"evalfleet.{name} (evalfleet's variant)"
+        )
     candidates = _candidates(name)
     if not candidates:
         raise ValueError(f"unknown task {name!r}{_hint(name)}")

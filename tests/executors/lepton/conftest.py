@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from collections.abc import Callable
@@ -12,12 +13,31 @@ import pytest
 
 from evalfleet.config import load_config
 from evalfleet.contract import Invocation
+from evalfleet.executors import wheel as wheel_module
+from evalfleet.executors.wheel import Wheel
 from evalfleet.planner import plan_invocation
 from tests.helpers import assert_matches_golden
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 INVOCATION_ID = "0123abcd"
 OUTPUT_DIR = "/data/results"
+
+# A stand-in for evalfleet's own wheel, so plans do not change with every edit of the
+# source: 150,000 bytes, three base64 parts. The end-to-end tests ship the real one.
+FAKE_WHEEL_DATA = bytes(range(256)) * 585 + bytes(240)
+FAKE_WHEEL = Wheel(
+    filename="evalfleet-0.1.0+sha0123456789ab-py3-none-any.whl",
+    version="0.1.0+sha0123456789ab",
+    sha256=hashlib.sha256(FAKE_WHEEL_DATA).hexdigest(),
+    data=FAKE_WHEEL_DATA,
+)
+
+
+@pytest.fixture(autouse=True)
+def fixed_wheel(monkeypatch: pytest.MonkeyPatch) -> Wheel:
+    """Plans ship FAKE_WHEEL (a module that needs the real wheel overrides this fixture)."""
+    monkeypatch.setattr(wheel_module, "own_wheel", lambda: FAKE_WHEEL)
+    return FAKE_WHEEL
 
 
 @pytest.fixture

@@ -1,15 +1,18 @@
 """The Lepton executor end to end against the emulator: real processes, real HTTP.
 
-Each run uses the examples as shipped, with only what cannot run here overridden: the job
-image's install step (evalfleet is already installed), a task that runs offline
+Each run uses the examples as shipped, with only what cannot run here overridden: a task
+that runs offline
 (HumanEval, 2 samples) and the output dir. Jobs run `evalfleet eval` as local processes of
-the emulator; each deployment's endpoint proxies to an endpoint simulator.
+the emulator, each in a fresh environment over the emulator's job image (evalfleet's
+dependencies, not evalfleet), so each installs the wheel its spec ships; each deployment's
+endpoint proxies to an endpoint simulator.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from evalfleet.executors.lepton.config import LeptonEvaluationTasks
+from evalfleet.executors.wheel import own_wheel
 from evalfleet.store import InvocationStore
 from evalfleet.testing import run_simulator
 from evalfleet.testing.lepton import Emulator, run_emulator
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 ENDPOINT_TOKEN = "PLANTED-endpoint-token-7f3a9c"
 WORKSPACE_TOKEN = "PLANTED-workspace-token-51e2"
@@ -32,10 +37,20 @@ SECRETS = {
     "NGC_API_KEY": "PLANTED-ngc-key-9b8a",
 }
 FAST = [
-    "-o", "execution.evaluation_tasks.install_command=",
     "-o", "evaluation.tasks=[{name: humaneval}]",
     "-o", "evaluation.params.limit_samples=2",
 ]  # fmt: skip
+
+
+def _slow_install(seconds: int) -> list[str]:
+    """Overrides that make each job sleep before it installs evalfleet as usual."""
+    default = LeptonEvaluationTasks().install_command
+    return ["-o", f'execution.evaluation_tasks.install_command="sleep {seconds}; {default}"']
+
+
+@pytest.fixture
+def fixed_wheel() -> None:
+    """The jobs install the real wheel of this evalfleet (not the plan tests' stand-in)."""
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +127,11 @@ def test_vllm_example_runs_to_success(cli, lepton, tmp_path, isolated, monkeypat
     logs = cli("logs", invocation_id)
     assert logs.code == 0
     assert "[humaneval] (results:" in logs.out and "EVALFLEET-RESULTS " not in logs.out
+    # The job ran the wheel its spec shipped, installed in its own environment.
+    (ran,) = re.findall(r"evalfleet: running evalfleet (\S+) from (\S+)", logs.out)
+    assert ran[0] == own_wheel().version and "+sha" in ran[0]
+    installed = Path(ran[1])
+    assert "/.container/" in ran[1] and not installed.is_relative_to(REPO)
     assert "[endpoint] POST /v1/chat/completions 200" in logs.out
     dry = cli(*_run_args("lepton_vllm_llama_3_1_8b_instruct", out), "--dry-run", "--json")
     assert dry.code == 0
@@ -258,7 +278,7 @@ def test_a_dead_runner_is_cleaned_up_by_status(cli, lepton, tmp_path):
     out = tmp_path / "out"
     exports = tmp_path / "exports"
     run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
-                               "-o", "execution.evaluation_tasks.install_command=sleep 2",
+                               *_slow_install(2),
                                *AUTO_EXPORT, "-o", f"export.local.output_dir={exports}"))  # fmt: skip
     try:
         invocation_id = _wait_for(_running_invocation, what="jobs submitted")
@@ -425,7 +445,7 @@ def test_resume_reruns_a_killed_task(cli, lepton, tmp_path):
 def test_logs_follow_ends_with_the_jobs(cli, lepton, tmp_path):
     out = tmp_path / "out"
     run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", out,
-                               "-o", "execution.evaluation_tasks.install_command=sleep 2"))  # fmt: skip
+                               *_slow_install(2)))  # fmt: skip
     try:
         invocation_id = _wait_for(_running_invocation, what="jobs submitted")
         followed = cli("logs", "--follow", invocation_id)
@@ -468,7 +488,7 @@ def test_a_stray_duplicate_job_is_deleted_at_the_end(cli, lepton, tmp_path):
     """A `POST /jobs` retried after a 5xx the server had processed leaves a job evalfleet
     never recorded; the run deletes it when the recorded ones end."""
     run = _start_run(_run_args("lepton_nim_llama_3_1_8b_instruct", tmp_path / "out",
-                               "-o", "execution.evaluation_tasks.install_command=sleep 1"))  # fmt: skip
+                               *_slow_install(1)))  # fmt: skip
     try:
         invocation_id = _wait_for(_running_invocation, what="jobs submitted")
         lepton.call("POST", "/jobs", {
@@ -623,7 +643,7 @@ def test_kill_after_the_runner_died_deletes_both_endpoints(cli, lepton, tmp_path
 def test_status_deletes_both_endpoints_of_an_ended_run_whose_runner_died(cli, lepton, tmp_path):
     out = tmp_path / "out"
     run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
-                               "-o", "execution.evaluation_tasks.install_command=sleep 2",
+                               *_slow_install(2),
                                *_judge()))  # fmt: skip
     try:
         invocation_id = _wait_for(_running_invocation, what="jobs submitted")

@@ -25,13 +25,17 @@ from evalfleet.executors.lepton.spec import (
     ENDPOINT_URL_PLACEHOLDER,
     LEPTON_ENDPOINT_TOKEN_ENV,
     LEPTON_ENDPOINT_URL_ENV,
+    WHEEL_CHUNK_CHARS,
     bodies,
     deployment_body,
     endpoint_name,
+    fill_wheel,
     job_bodies,
     job_name,
     job_script,
 )
+
+from .conftest import FAKE_WHEEL, FAKE_WHEEL_DATA
 
 PlanYaml = Callable[..., Invocation]
 NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -180,13 +184,20 @@ def test_no_mounts_unless_enabled(plan_yaml: PlanYaml) -> None:
     assert "mounts" not in body["spec"]
 
 
-def test_vllm_listens_on_all_interfaces(plan_case: Callable[[str], Invocation]) -> None:
+def test_servers_listen_on_all_interfaces_as_the_launcher_starts_them(
+    plan_case: Callable[[str], Invocation],
+) -> None:
+    # The launcher's Lepton command lines: sglang names 0.0.0.0; vllm names no host, and
+    # vLLM's server socket then binds every interface (`args.host or ""`).
+    commands = {}
     for case in ("vllm_guide", "sglang_guide"):
         body = deployment_body(plan_case(case))
         assert body is not None
-        command = body["spec"]["container"]["command"]
-        assert command[command.index("--host") + 1] == "0.0.0.0"
+        commands[case] = body["spec"]["container"]["command"]
         assert body["spec"]["container"]["ports"] == [{"container_port": 8000}]
+    assert not any(word.startswith("--host") for word in commands["vllm_guide"])
+    assert "--host=0.0.0.0" in commands["sglang_guide"]
+    assert "--port=8000" in commands["vllm_guide"]
 
 
 def test_nim_runs_its_image_entrypoint(plan_case: Callable[[str], Invocation]) -> None:
@@ -323,19 +334,37 @@ def test_job_script_writes_the_job_spec(plan_case: Callable[[str], Invocation], 
         lines = script.splitlines()
         scratch = [] if job.output_dir.startswith("/") else ['cd "$(mktemp -d)"']
         n = len(scratch)
-        assert lines[: 5 + n] == [
+        parts = '"$EVALFLEET_WHEEL_0" "$EVALFLEET_WHEEL_1" "$EVALFLEET_WHEEL_2"'
+        assert lines[: 11 + n] == [
             "set -euo pipefail",
             *scratch,
             f"mkdir -p {job.output_dir}",
             lines[2 + n],
-            f"pip install --quiet --no-cache-dir evalfleet=={evalfleet.__version__}",
+            "# evalfleet 0.1.0+sha0123456789ab, the planner's own wheel: in the envs "
+            "EVALFLEET_WHEEL_0..",
+            f'evalfleet_wheel="$(mktemp -d)"/{FAKE_WHEEL.filename}',
+            f"printf '%s' {parts} | base64 -d > \"$evalfleet_wheel\"",
+            "unset EVALFLEET_WHEEL_0 EVALFLEET_WHEEL_1 EVALFLEET_WHEEL_2",
+            f'echo "{FAKE_WHEEL.sha256}  $evalfleet_wheel" | sha256sum --check --quiet -',
+            "python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check "
+            '"$evalfleet_wheel"',
+            lines[9 + n],
             "status=0",
         ]
-        assert lines[5 + n] == (
-            f"timeout --signal=TERM --kill-after=60 {timeout} "
-            f"evalfleet eval --job {job.output_dir}/job.json || status=$?"
+        assert lines[9 + n].startswith("python3 -c ") and lines[9 + n].endswith(
+            f" {FAKE_WHEEL.version}"
         )
-        assert lines[6 + n :] == [*emit_lines(job.output_dir), 'exit "$status"']
+        assert lines[11 + n] == (
+            f"timeout --signal=TERM --kill-after=60 {timeout} "
+            f"python3 -m evalfleet eval --job {job.output_dir}/job.json || status=$?"
+        )
+        assert lines[12 + n :] == [*emit_lines(job.output_dir), 'exit "$status"']
+        envs = _envs(body)
+        assert [envs[f"EVALFLEET_WHEEL_{i}"]["value"] for i in range(3)] == [
+            f"<filled at launch: part {i}/3 of {FAKE_WHEEL.filename} (150,000 bytes), base64>"
+            for i in (1, 2, 3)
+        ]
+        assert "EVALFLEET_WHEEL_3" not in envs
 
 
 def test_job_spec_fields(plan_case: Callable[[str], Invocation]) -> None:
@@ -375,20 +404,62 @@ def test_job_spec_fields(plan_case: Callable[[str], Invocation]) -> None:
     assert inv.jobs[1].output_dir == "/workspace/evalfleet/0123abcd/gsm8k"
 
 
-def test_install_command_is_used_verbatim_or_skipped(plan_yaml: PlanYaml) -> None:
+@pytest.mark.parametrize(
+    ("command", "install"),
+    [("''", None), ("'pip install evalfleet=={version}'", "pip install evalfleet==0.1.0")],
+)
+def test_an_image_with_evalfleet_gets_no_wheel(
+    plan_yaml: PlanYaml, command: str, install: str | None
+) -> None:
     inv = plan_yaml(
-        _with(VLLM, execution="evaluation_tasks:\n  install_command: ''\n  timeout: 60\n")
+        _with(VLLM, execution=f"evaluation_tasks:\n  install_command: {command}\n  timeout: 60\n")
     )
     script = job_script(inv, inv.jobs[0])
-    assert "pip install" not in script
+    assert "EVALFLEET_WHEEL" not in script and "sha256sum" not in script
+    assert [line for line in script.splitlines() if "install" in line] == (
+        [install] if install else []
+    )
     assert "\ntimeout --signal=TERM --kill-after=60 60 evalfleet eval" in script
+    assert not [e for e in _envs(job_bodies(inv)[0]) if e.startswith("EVALFLEET_WHEEL")]
+    assert LeptonExecutor().plan(inv)["evalfleet_wheel"] is None
+
+
+def test_a_user_env_cannot_take_a_wheel_part(plan_yaml: PlanYaml) -> None:
+    inv = plan_yaml(_with(VLLM, execution="env_vars:\n  EVALFLEET_WHEEL_1: x\n"))
+    with pytest.raises(ConfigError, match=r"execution\.env_vars\.EVALFLEET_WHEEL_1: "):
+        job_bodies(inv)
+
+
+def test_the_dry_run_says_where_the_wheel_goes(plan_yaml: PlanYaml) -> None:
+    inv = plan_yaml(VLLM)
+    plan = LeptonExecutor().plan(inv)
+    assert plan["evalfleet_wheel"] == {
+        "file": FAKE_WHEEL.filename, "version": FAKE_WHEEL.version,
+        "sha256": FAKE_WHEEL.sha256, "bytes": 150_000,
+        "envs": ["EVALFLEET_WHEEL_0", "EVALFLEET_WHEEL_1", "EVALFLEET_WHEEL_2"],
+    }  # fmt: skip
+    text = "\n".join(LeptonExecutor.render_plan(plan))
+    assert (
+        f"evalfleet 0.1.0+sha0123456789ab ({FAKE_WHEEL.filename}, 150,000 bytes, sha256 "
+        f"{FAKE_WHEEL.sha256[:12]}…) ships in each job's spec: envs EVALFLEET_WHEEL_0, "
+        "EVALFLEET_WHEEL_1, EVALFLEET_WHEEL_2"
+    ) in text
+
+
+def _run_job(body: dict[str, Any], bin_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    env.update({e["name"]: e["value"] for e in body["spec"]["envs"] if "value" in e})
+    return subprocess.run(body["spec"]["container"]["command"], env=env, timeout=30,
+                          capture_output=True, text=True)  # fmt: skip
 
 
 @pytest.mark.skipif(
-    not (shutil.which("bash") and shutil.which("base64")), reason="needs bash, base64"
+    not all(shutil.which(tool) for tool in ("bash", "base64", "sha256sum")),
+    reason="needs bash, base64, sha256sum",
 )
 def test_job_script_runs(plan_yaml: PlanYaml, tmp_path: Path) -> None:
-    """Run the script with fake pip/timeout: job.json lands where `evalfleet eval` reads it."""
+    """Run the script with fake python3/timeout: the wheel is rebuilt from its parts and
+    checked, installed, and job.json lands where `evalfleet eval` reads it."""
     shared = tmp_path / "shared"
     inv = plan_yaml(_with(VLLM, execution=(
         "lepton_platform:\n  tasks:\n    mounts:\n      - from: node-nfs:x\n"
@@ -396,22 +467,38 @@ def test_job_script_runs(plan_yaml: PlanYaml, tmp_path: Path) -> None:
     )))  # fmt: skip
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    for tool in ("pip", "timeout"):
+    calls, got = tmp_path / "calls", tmp_path / "got.whl"
+    for tool in ("python3", "timeout"):
         fake = bin_dir / tool
-        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        fake.write_text(
+            f'#!/bin/bash\necho "{tool} ${{*:1:5}}" >> {calls}\n'
+            f'if [[ $2 == pip ]]; then cp "${{@: -1}}" {got}; fi\n'
+        )
         fake.chmod(0o755)
     job = inv.jobs[0]
     (body,) = job_bodies(inv)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run(body["spec"]["container"]["command"], check=True, env=env, timeout=30)
+    fill_wheel(body)
+    parts = [e["value"] for e in body["spec"]["envs"] if e["name"].startswith("EVALFLEET_WHEEL")]
+    assert [len(part) for part in parts] == [WHEEL_CHUNK_CHARS, WHEEL_CHUNK_CHARS, 3392]
+    result = _run_job(body, bin_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert got.read_bytes() == FAKE_WHEEL_DATA
     written = Path(job.job_file)
     assert written.parent == shared / "evalfleet" / "0123abcd" / "ifeval"
     assert json.loads(written.read_text()) == job.spec
-    assert calls.read_text().splitlines() == [
-        f"pip install --quiet --no-cache-dir evalfleet=={evalfleet.__version__}",
-        f"timeout --signal=TERM --kill-after=60 3600 evalfleet eval --job {written}",
+    recorded = calls.read_text().splitlines()
+    assert recorded[0] == "python3 -m pip install --quiet --no-cache-dir"
+    assert recorded[1].startswith("python3 -c import sys, importlib.metadata")
+    assert recorded[2:] == ["timeout --signal=TERM --kill-after=60 3600 python3 -m"]
+
+    calls.unlink()
+    body["spec"]["envs"] = [
+        {**e, "value": "////" + e["value"][4:]} if e["name"] == "EVALFLEET_WHEEL_1" else e
+        for e in body["spec"]["envs"]
     ]
+    broken = _run_job(body, bin_dir, tmp_path)
+    assert broken.returncode != 0 and "FAILED" in broken.stderr + broken.stdout
+    assert not calls.exists()  # nothing installed or run from a damaged wheel
 
 
 def test_no_secret_value_reaches_the_plan(
@@ -582,6 +669,11 @@ def test_plan_layout(plan_case: Callable[[str], Invocation]) -> None:
         "jobs": [{"job_id": "0123abcd.0", "task": "ifeval", "method": "POST", "path": "/jobs",
                   "body": jobs[0]}],
         "teardown": ["DELETE /deployments/nim-0123abcd"],
+        "evalfleet_wheel": {
+            "file": FAKE_WHEEL.filename, "version": FAKE_WHEEL.version,
+            "sha256": FAKE_WHEEL.sha256, "bytes": FAKE_WHEEL.size,
+            "envs": ["EVALFLEET_WHEEL_0", "EVALFLEET_WHEEL_1", "EVALFLEET_WHEEL_2"],
+        },
     }  # fmt: skip
     json.dumps(plan)  # JSON-able
 

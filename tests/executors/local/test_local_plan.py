@@ -30,7 +30,7 @@ evaluation: {tasks: [{name: ifeval}]}
     "endpoint_only": """\
 target: {api_endpoint: {url: "https://api.example.com/v1", model_id: m, api_key_name: MY_KEY}}
 execution: {type: local, output_dir: /data/results, mode: parallel}
-evaluation: {params: {parallelism: 8}, tasks: [{name: gsm8k_cot_llama}, {name: mbpp, endpoint_type: completions}]}
+evaluation: {params: {parallelism: 8}, tasks: [{name: gsm8k_cot_llama}, {name: evalfleet.mbpp, endpoint_type: completions}]}
 """,
 }
 

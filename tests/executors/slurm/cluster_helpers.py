@@ -41,7 +41,8 @@ def slurm_config(
     params: str = "{parallelism: 2}",
     command_prefix: str = "",
 ) -> Path:
-    """A run config: the endpoint simulator as a `generic` deployment, custom tasks.
+    """A run config: the endpoint simulator as a `generic` deployment, custom tasks. The
+    job runs the planner's own wheel, installed by the script's bootstrap on the "cluster".
 
     `missing` names tasks whose dataset file is not created (their `evalfleet eval` fails).
     """
@@ -64,8 +65,9 @@ execution:
   walltime: "{walltime}"
   max_walltime: "{max_walltime}"
   output_dir: {tmp_path / "results"}
-  evalfleet_command: {PY} -m evalfleet
   endpoint_readiness_timeout: 60
+  gres: null                        # the test cluster has no GPUs (the default asks gpu:8)
+  sbatch_extra_flags: {{exclusive: false}}  # several jobs share its one node
 {execution}
 deployment:
   type: generic

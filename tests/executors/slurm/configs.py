@@ -25,9 +25,8 @@ execution:
     HF_HOME: /lustre/hf-cache
 deployment:
   type: vllm
-  checkpoint_path: /models/llama-3.1-8b-instruct
+  checkpoint_path: /lustre/models/llama-3.1-8b-instruct
   served_model_name: llama-3.1-8b
-  tensor_parallel_size: 8
   env_vars:
     VLLM_LOGGING_LEVEL: INFO
 evaluation:
@@ -125,14 +124,14 @@ execution:
   endpoint_readiness_timeout: 900
 deployment:
   type: vllm
-  checkpoint_path: /models/llama-3.1-8b-instruct
+  checkpoint_path: /lustre/models/llama-3.1-8b-instruct
   served_model_name: llama-3.1-8b
   tensor_parallel_size: 4
   env_vars:
     CUDA_VISIBLE_DEVICES: "0,1,2,3"
 judge_deployment:
   type: vllm
-  checkpoint_path: /models/llama-3.3-70b-instruct
+  checkpoint_path: /lustre/models/llama-3.3-70b-instruct
   served_model_name: judge-70b
   port: 8001
   tensor_parallel_size: 4

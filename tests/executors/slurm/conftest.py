@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import socket
 from collections.abc import Callable
@@ -11,6 +12,8 @@ import pytest
 
 from evalfleet.config import load_config
 from evalfleet.contract import Invocation
+from evalfleet.executors import wheel as wheel_module
+from evalfleet.executors.wheel import Wheel
 from evalfleet.planner import plan_invocation
 from tests.helpers import assert_matches_golden
 
@@ -18,6 +21,23 @@ from .helpers import override, write_executable
 
 GOLDEN = Path(__file__).parent / "golden"
 INVOCATION_ID = "0123abcd"
+
+# A stand-in for evalfleet's own wheel, so rendered scripts do not change with every edit
+# of the source; the tests that run the bootstrap ship the real one.
+FAKE_WHEEL_DATA = b"not a wheel, a stand-in for one"
+FAKE_WHEEL = Wheel(
+    filename="evalfleet-0.1.0+sha0123456789ab-py3-none-any.whl",
+    version="0.1.0+sha0123456789ab",
+    sha256=hashlib.sha256(FAKE_WHEEL_DATA).hexdigest(),
+    data=FAKE_WHEEL_DATA,
+)
+
+
+@pytest.fixture(autouse=True)
+def fixed_wheel(monkeypatch: pytest.MonkeyPatch) -> Wheel:
+    """Plans ship FAKE_WHEEL (a module that runs the bootstrap overrides this fixture)."""
+    monkeypatch.setattr(wheel_module, "own_wheel", lambda: FAKE_WHEEL)
+    return FAKE_WHEEL
 
 
 @pytest.fixture

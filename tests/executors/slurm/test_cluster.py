@@ -35,6 +35,11 @@ from .cluster_helpers import (
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
 
+@pytest.fixture
+def fixed_wheel() -> None:
+    """The jobs install this evalfleet's real wheel (the bootstrap runs on the cluster)."""
+
+
 def _run(cli, config: Path) -> str:
     result = cli("run", "--config", str(config))
     assert result.code == 0, result.err

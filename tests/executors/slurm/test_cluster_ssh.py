@@ -20,6 +20,11 @@ from .cluster_helpers import (
 )
 
 
+@pytest.fixture
+def fixed_wheel() -> None:
+    """The jobs install this evalfleet's real wheel (the bootstrap runs on the cluster)."""
+
+
 def _ssh_execution(login, ssh_config=None, host=None, local_dir=None) -> str:
     lines = [
         f"  hostname: {host or login.hostname}",

@@ -8,8 +8,9 @@ import pytest
 
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors import get_executor
+from evalfleet.executors.slurm.bootstrap import wheel_plan
 from evalfleet.executors.slurm.executor import SlurmExecutor
-from evalfleet.executors.slurm.render import render_scripts
+from evalfleet.executors.slurm.render import launcher_differences, render_scripts
 
 from .configs import GENERIC_PER_TASK, JUDGE, NO_DEPLOYMENT, VLLM
 
@@ -41,6 +42,8 @@ def test_plan_local_submission(plan_config) -> None:
                 "text": script.text,
             }
         ],
+        "launcher_differences": launcher_differences(inv.config),
+        "evalfleet_wheel": wheel_plan(inv),  # copied next to the script (test_bootstrap.py)
     }
     json.dumps(plan)  # JSON-able, as --dry-run --json prints it
 
@@ -96,6 +99,8 @@ def test_dry_run_shows_the_judge_server(cli, tmp_path) -> None:
         "run", "--config", str(config), "-o", "execution.output_dir=/lustre/evals", "--dry-run"
     )
     assert result.code == 0, result.err
-    assert "# Judge server (vllm), in its own process group." in result.out
-    assert "vllm serve /models/llama-3.3-70b-instruct --host 127.0.0.1 --port 8001" in result.out
+    assert "# Judge server (vllm), each srun leading its own process group." in result.out
+    assert "vllm serve /checkpoint --tensor-parallel-size=4" in result.out
+    assert "/lustre/models/llama-3.3-70b-instruct:/checkpoint:ro" in result.out
+    assert "# differs from NeMo Evaluator Launcher: judge_deployment: " in result.out
     assert "evalfleet_wait_for_judge_server || exit 1" in result.out

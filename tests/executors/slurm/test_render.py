@@ -54,7 +54,7 @@ def test_one_script_runs_every_task_by_default(plan_config) -> None:
     assert script.job_ids == ["0123abcd.0", "0123abcd.1"]
     assert script.text.count("evalfleet_run_task gsm8k ") == 1
     assert script.text.count("evalfleet_run_task ifeval ") == 1
-    assert script.text.count(" srun ") == 1  # one server for both tasks
+    assert script.text.count("exec setsid srun ") == 1  # one server for both tasks
 
 
 def test_job_per_task_gives_each_task_its_script_and_server(plan_config) -> None:
@@ -96,8 +96,8 @@ def test_llamacpp_server_follows_path(plan_config, tmp_path, monkeypatch) -> Non
     (bin_dir / "llama-server").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     (script,) = render_scripts(plan_config(LLAMACPP))
-    assert "  llama-server --model /lustre/models/gemma-3-270m-it-Q8_0.gguf" in script.text
-    assert "server_url=http://127.0.0.1:8000/health\n" in script.text
+    assert "--overlap llama-server --model /lustre/models/gemma-3-270m-it-Q8_0.gguf" in script.text
+    assert 'url="http://$head:8000"/health\n' in script.text
 
 
 # --------------------------------------------------------------------------- judge
@@ -111,24 +111,27 @@ def test_the_judge_starts_beside_the_model_where_the_jobs_reach_it(plan_config) 
     inv = plan_config(JUDGE)
     (script,) = render_scripts(inv)
     text = script.text
-    assert text.count(" srun ") == 2  # the model server and the judge, in one allocation
+    assert text.count("exec setsid srun ") == 2  # the model server and the judge, one allocation
     # The jobs reach the judge at the address the script starts it on (the node's loopback).
     assert _judge_url(inv.jobs[0].spec) == "http://127.0.0.1:8001/v1"
-    assert "judge_server_url=http://127.0.0.1:8001/health\n" in text
-    assert "--host 127.0.0.1 --port 8001 --served-model-name judge-70b" in text
+    assert 'url="http://$head:8001"/health\n' in text
+    assert "--port 8001 --trust-remote-code --served-model-name judge-70b" in text
     assert "judge" not in inv.jobs[1].spec.get("params", {})  # gsm8k asks no judge
     assert "judge_server_log=/lustre/evals/0123abcd/logs/judge_server.log\n" in text
     # Both start before either is awaited (they load at the same time); the tasks come
     # after both are ready; the EXIT trap stops the judge too.
     order = [
-        text.index("\nserver_pid=$!"),
-        text.index("\njudge_server_pid=$!"),
+        text.index("\nserver_pid=${server_pids[0]}"),
+        text.index("\njudge_server_pid=${judge_server_pids[0]}"),
         text.index("\nevalfleet_wait_for_server || exit 1"),
         text.index("\nevalfleet_wait_for_judge_server || exit 1"),
         text.index("\nevalfleet_run_task simple_evals.AIME_2025 "),
     ]
     assert order == sorted(order)
-    assert 'evalfleet_stop "$judge_server_pid" "the judge server"' in text
+    assert (
+        'for pid in "${judge_server_pids[@]}"; do\n    evalfleet_stop "$pid" "the judge server"'
+        in text
+    )
 
 
 def test_a_judge_without_a_model_deployment(plan_config) -> None:
@@ -142,7 +145,7 @@ def test_a_judge_without_a_model_deployment(plan_config) -> None:
     )
     text = script.text
     assert "\nserver_pid" not in text and "the model server" not in text
-    assert text.count(" srun ") == 1
+    assert text.count("exec setsid srun ") == 1
     assert "mkdir -p /lustre/evals/0123abcd/logs\n" in text
     assert "\nevalfleet_wait_for_judge_server || exit 1\n" in text
 
@@ -159,7 +162,7 @@ def test_job_per_task_gives_each_task_its_judge_beside_its_server(plan_config) -
     for script, task in zip(scripts, ("gsm8k", "hellaswag"), strict=True):
         log = f"judge_server_log=/lustre/evals/0123abcd/{task}/logs/judge_server.log\n"
         assert log in script.text
-        assert script.text.count(" srun ") == 2
+        assert script.text.count("exec setsid srun ") == 2
 
 
 def test_a_judges_secret_is_checked_not_written(plan_config) -> None:
@@ -168,27 +171,41 @@ def test_a_judges_secret_is_checked_not_written(plan_config) -> None:
     )
     assert "hf_judge_secret" not in script.text
     assert ': "${HF_TOKEN:?is not set' in script.text
-    assert "--container-env=CUDA_VISIBLE_DEVICES,HF_TOKEN" in script.text
+    assert "--container-env=ALL_NODE_IPS,CUDA_VISIBLE_DEVICES,HF_TOKEN,MASTER_IP" in script.text
 
 
-def test_a_nim_judge_is_refused(plan_config) -> None:
-    with pytest.raises(ConfigError, match=r"judge_deployment\.type: nim cannot run on slurm"):
-        render_scripts(
-            plan_config(
-                JUDGE,
-                "judge_deployment.type=nim",
-                "+judge_deployment.image=nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.6",
-                "~judge_deployment.checkpoint_path",
-                "~judge_deployment.tensor_parallel_size",
-            )
+def test_a_nim_judge_runs_its_image_entrypoint(plan_config) -> None:
+    (script,) = render_scripts(
+        plan_config(
+            JUDGE,
+            "judge_deployment.type=nim",
+            "+judge_deployment.image=nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.6",
+            "~judge_deployment.checkpoint_path",
+            "~judge_deployment.tensor_parallel_size",
+            "~judge_deployment.served_model_name",
         )
+    )
+    judge = script.text.split("# Judge server (nim)")[1]
+    assert "--container-image=nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.6" in judge
+    assert "/opt/nvidia/nvidia_entrypoint.sh /opt/nim/start_server.sh" in judge
+    assert "export NIM_SERVER_PORT=8001" in judge
+    assert 'url="http://$head:8001"/v1/health/ready' in judge
 
 
 # --------------------------------------------------------------------------- header
 
 
-def test_header_options_only_when_set(plan_config) -> None:
+def test_header_has_the_launchers_gpu_defaults(plan_config) -> None:
     (script,) = render_scripts(plan_config(NO_DEPLOYMENT))
+    header = [line for line in script.text.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --gres=gpu:8" in header  # NEL slurm/default: gres gpu:8, exclusive
+    assert header[-1] == "#SBATCH --exclusive"
+
+
+def test_header_options_only_when_set(plan_config) -> None:
+    (script,) = render_scripts(
+        plan_config(NO_DEPLOYMENT, "execution.gres=null", "execution.sbatch_extra_flags={}")
+    )
     header = [line for line in script.text.splitlines() if line.startswith("#SBATCH")]
     assert header == [
         "#SBATCH --job-name=evalfleet-0123abcd",
@@ -284,9 +301,9 @@ evaluation:
 """
 
 
-def test_nim_is_refused_with_a_way_out(plan_config) -> None:
-    with pytest.raises(ConfigError, match=r"deployment\.type: nim cannot run on slurm"):
-        render_scripts(plan_config(NIM))
+def test_nim_without_a_proxy_is_reached_directly(plan_config) -> None:
+    inv = plan_config(NIM)
+    assert inv.jobs[0].spec["endpoint"]["url"] == "http://127.0.0.1:8000/v1/completions"
 
 
 def test_empty_evalfleet_command_is_refused(plan_config) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from evalfleet.config.schema import EnvName, EnvValue, ExecutionBase, PositiveInt, Strict
+from evalfleet.config.schema import (
+    ApiTokenRef,
+    EnvName,
+    EnvValue,
+    ExecutionBase,
+    PositiveInt,
+    Strict,
+)
 
 if TYPE_CHECKING:
     from evalfleet.config.schema import RunConfig
@@ -28,8 +35,9 @@ class LeptonEvaluationTasks(Strict):
     timeout: PositiveInt = Field(3600, description="seconds a task's job may run")
     image: str = "python:3.12-slim"
     install_command: str = Field(
-        "pip install --quiet --no-cache-dir evalfleet=={version}",
-        description="run before `evalfleet eval` in the job container ({version} is ours)",
+        "python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check {wheel}",
+        description="run before `evalfleet eval` in the job container: {wheel} is the "
+        "planner's own evalfleet wheel, shipped in the job spec ('' : the image has evalfleet)",
     )
     use_shared_storage: bool = True
 
@@ -49,6 +57,19 @@ class LeptonPlatformTasks(Strict):
     api_key_secret: str = Field(
         "ENDPOINT_API_KEY", description="Lepton secret the jobs use to call the endpoint"
     )
+    api_tokens: list[ApiTokenRef] = Field(
+        default_factory=list,
+        description="the launcher's examples' spelling: the first names api_key_secret",
+    )
+
+    @model_validator(mode="after")
+    def _token_is_the_key_secret(self) -> LeptonPlatformTasks:
+        # The launcher ignores this list; its examples repeat the endpoint's token here,
+        # which is what api_key_secret names.
+        default = type(self).model_fields["api_key_secret"].default
+        if self.api_tokens and self.api_key_secret == default:
+            self.api_key_secret = self.api_tokens[0].value_from.token_name_ref
+        return self
 
 
 class LeptonPlatform(Strict):

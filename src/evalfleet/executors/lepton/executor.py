@@ -38,8 +38,12 @@ from evalfleet.executors.lepton.spec import (
     _slug,
     all_bodies,
     endpoint_name,
+    fill_wheel,
     judge_endpoint_name,
     judge_token_secret,
+    shipped_wheel,
+    ships_wheel,
+    wheel_env_names,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +118,7 @@ class LeptonExecutor(Executor):
                 for job, body in zip(invocation.jobs, jobs, strict=True)
             ],
             "teardown": teardown,
+            "evalfleet_wheel": _wheel_plan(invocation),
         }
 
     @staticmethod
@@ -140,6 +145,13 @@ class LeptonExecutor(Executor):
             )
             lines.append(_indent(json.dumps(job["body"], indent=2)))
             step += 1
+        wheel = plan.get("evalfleet_wheel")
+        if wheel:
+            lines.append(
+                f"\nevalfleet {wheel['version']} ({wheel['file']}, {wheel['bytes']:,} bytes, "
+                f"sha256 {wheel['sha256'][:12]}…) ships in each job's spec: envs "
+                f"{', '.join(wheel['envs'])} (base64, filled in at launch)"
+            )
         for teardown in plan.get("teardown") or []:
             lines.append(f"\n{step}. when the last job ends: {teardown}")
             step += 1
@@ -266,6 +278,7 @@ class LeptonExecutor(Executor):
         for env in body["spec"]["envs"]:
             if env.get("value") in filled:
                 env["value"] = urls[filled[env["value"]]]
+        fill_wheel(body)
         created = client.create_job(body)
         lepton_id = str(created["metadata"]["id"])
         run.update(
@@ -480,6 +493,20 @@ class LeptonExecutor(Executor):
                 f"evalfleet kill {record.invocation_id} again"
             )
         return deleted
+
+
+def _wheel_plan(invocation: Invocation) -> JSON | None:
+    """Where evalfleet's wheel goes (None when the image has evalfleet)."""
+    if not ships_wheel(invocation.config):
+        return None
+    built = shipped_wheel()
+    return {
+        "file": built.filename,
+        "version": built.version,
+        "sha256": built.sha256,
+        "bytes": built.size,
+        "envs": wheel_env_names(built),
+    }
 
 
 def _health_path(deployment: Any) -> str:

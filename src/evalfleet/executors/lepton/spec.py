@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import evalfleet
 from evalfleet.contract import Invocation, Job
-from evalfleet.deployments.servers import server_spec
+from evalfleet.deployments.servers import lepton_server_argv, server_spec
 from evalfleet.exceptions import ConfigError
+from evalfleet.executors import wheel as wheels
 from evalfleet.executors.lepton._settings import settings
 from evalfleet.executors.lepton.results import emit_lines
+from evalfleet.executors.wheel import VERSION_CHECK
 
 if TYPE_CHECKING:
     from evalfleet.config.schema import RunConfig
@@ -76,6 +78,14 @@ JOB_TTL_SECONDS = 86400
 KILL_AFTER_SECONDS = 60
 
 _PLATFORM_DEFAULTS = "execution.lepton_platform.deployment.platform_defaults"
+
+# evalfleet's wheel travels in the job's envs, in base64 parts: Linux refuses an env string
+# over 128 KiB (MAX_ARG_STRLEN), and all of them together must stay well under the 2 MiB a
+# process's arguments and environment may take (and under the API's request size).
+WHEEL_ENV_PREFIX = "EVALFLEET_WHEEL_"
+WHEEL_CHUNK_CHARS = 96 * 1024
+MAX_WHEEL_CHUNKS = 12
+WHEEL_PLACEHOLDER = "<filled at launch: part {part}/{parts} of {file} ({size:,} bytes), base64>"
 
 
 # --------------------------------------------------------------------------- names
@@ -250,7 +260,7 @@ def _server_body(
         problems.append(f"{key}.image: required on lepton (the endpoint's container image)")
     container: dict[str, Any] = {"image": server.image, "ports": [{"container_port": server.port}]}
     if server.argv and deployment.type != "nim":  # NIM: the image's entrypoint starts the server
-        container["command"] = list(server.argv)
+        container["command"] = lepton_server_argv(deployment) or list(server.argv)
 
     resources: dict[str, Any] = {
         "resource_shape": (lepton.resource_shape or "").lower(),
@@ -365,17 +375,67 @@ def _platform_default_problems(defaults: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- jobs
 
 
+def ships_wheel(config: RunConfig) -> bool:
+    """Whether the jobs get the planner's own wheel (`{wheel}` in the install command); else
+    the image has evalfleet."""
+    return "{wheel}" in settings(config).evaluation_tasks.install_command
+
+
+def shipped_wheel() -> wheels.Wheel:
+    """The wheel the jobs install (the running evalfleet's); ConfigError if too big to ship."""
+
+    try:
+        built = wheels.own_wheel()
+    except wheels.WheelError as exc:
+        raise ConfigError(f"execution.evaluation_tasks.install_command: {exc}") from None
+    if built.chunk_count(WHEEL_CHUNK_CHARS) > MAX_WHEEL_CHUNKS:
+        raise ConfigError(
+            f"execution.evaluation_tasks.install_command: evalfleet's wheel ({built.size:,} "
+            "bytes) is too big to ship in a job spec; use an image with evalfleet installed "
+            "(evaluation_tasks.image) and install_command ''"
+        )
+    return built
+
+
+def wheel_env_names(built: wheels.Wheel) -> list[str]:
+    return [f"{WHEEL_ENV_PREFIX}{i}" for i in range(built.chunk_count(WHEEL_CHUNK_CHARS))]
+
+
+def _wheel_envs(built: wheels.Wheel) -> list[dict[str, Any]]:
+    """The job's wheel envs, each valued with a placeholder until `fill_wheel` (at launch)."""
+    names = wheel_env_names(built)
+    return [
+        {"name": name, "value": WHEEL_PLACEHOLDER.format(
+            part=i + 1, parts=len(names), file=built.filename, size=built.size)}
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+
+
+def fill_wheel(body: dict[str, Any]) -> None:
+    """Put the wheel's base64 parts into a job body's wheel envs (in place)."""
+    envs = [e for e in body["spec"]["envs"] if e.get("name", "").startswith(WHEEL_ENV_PREFIX)]
+    if not envs:
+        return
+    chunks = shipped_wheel().base64_chunks(WHEEL_CHUNK_CHARS)
+    by_name = dict(zip(wheel_env_names(shipped_wheel()), chunks, strict=True))
+    for env in envs:
+        env["value"] = by_name[env["name"]]
+
+
 def job_script(inv: Invocation, job: Job) -> str:
-    """The bash script a job container runs: write job.json, install, run under timeout,
-    then print the results into the job's log for the launcher (see `results.py`)."""
+    """The bash script a job container runs: write job.json, install evalfleet (the wheel
+    shipped in the job's envs, checked), run under timeout, then print the results into the
+    job's log for the launcher (see `results.py`)."""
     tasks = settings(inv.config).evaluation_tasks
     payload = base64.b64encode(json.dumps(job.spec, sort_keys=True).encode()).decode("ascii")
     try:
-        install = tasks.install_command.format(version=evalfleet.__version__)
+        install = tasks.install_command.format(
+            version=evalfleet.__version__, wheel='"$evalfleet_wheel"'
+        )
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
-            f"execution.evaluation_tasks.install_command: cannot fill in {{version}}: {exc!r} "
-            "(write literal braces as {{ and }})"
+            f"execution.evaluation_tasks.install_command: cannot fill in {{version}} or "
+            f"{{wheel}}: {exc!r} (write literal braces as {{{{ and }}}})"
         ) from None
     lines = ["set -euo pipefail"]
     if not job.output_dir.startswith("/"):
@@ -384,10 +444,28 @@ def job_script(inv: Invocation, job: Job) -> str:
     lines += [
         f"mkdir -p {shlex.quote(job.output_dir)}",
         f"printf '%s' {shlex.quote(payload)} | base64 -d > {shlex.quote(job.job_file)}",
-        *([install] if install.strip() else []),
+    ]
+    evalfleet_command = "evalfleet"
+    if ships_wheel(inv.config):
+        built = shipped_wheel()
+        names = wheel_env_names(built)
+        parts = " ".join(f'"${name}"' for name in names)
+        lines += [
+            f"# evalfleet {built.version}, the planner's own wheel: in the envs {names[0]}..",
+            f'evalfleet_wheel="$(mktemp -d)"/{shlex.quote(built.filename)}',
+            f"printf '%s' {parts} | base64 -d > \"$evalfleet_wheel\"",
+            f"unset {' '.join(names)}",
+            f'echo "{built.sha256}  $evalfleet_wheel" | sha256sum --check --quiet -',
+            install,
+            f"python3 -c {shlex.quote(VERSION_CHECK)} {shlex.quote(built.version)}",
+        ]
+        evalfleet_command = "python3 -m evalfleet"  # the interpreter just checked
+    elif install.strip():
+        lines.append(install)
+    lines += [
         "status=0",
         f"timeout --signal=TERM --kill-after={KILL_AFTER_SECONDS} {tasks.timeout} "
-        f"evalfleet eval --job {shlex.quote(job.job_file)} || status=$?",
+        f"{evalfleet_command} eval --job {shlex.quote(job.job_file)} || status=$?",
         *emit_lines(job.output_dir),
         'exit "$status"',
     ]
@@ -397,7 +475,11 @@ def job_script(inv: Invocation, job: Job) -> str:
 def _job_env_sources(inv: Invocation, job: Job) -> Iterable[tuple[str, dict[str, Any]]]:
     """(config key, items) for every source of a job's env, weakest first."""
     config = inv.config
-    yield "execution.env_vars", settings(config).env_vars
+    execution_env = settings(config).env_vars
+    if isinstance(execution_env, dict):
+        yield "execution.env_vars", execution_env
+    else:  # the launcher's nested form: the tasks' part
+        yield "execution.env_vars.evaluation", execution_env.evaluation
     yield "env_vars", config.env_vars
     yield "evaluation.env_vars", config.evaluation.env_vars
     yield f"evaluation.tasks[{job.index}].env_vars", config.evaluation.tasks[job.index].env_vars
@@ -425,6 +507,8 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
             problems.append(f"{key}: set by evalfleet on Lepton (the endpoint's URL and token)")
         elif has_judge and entry["name"] in (LEPTON_JUDGE_URL_ENV, LEPTON_JUDGE_TOKEN_ENV):
             problems.append(f"{key}: set by evalfleet on Lepton (the judge's URL and token)")
+        elif entry["name"].startswith(WHEEL_ENV_PREFIX):
+            problems.append(f"{key}: {WHEEL_ENV_PREFIX}* carry evalfleet's wheel on Lepton")
         else:
             problems.extend(_env_problems(entry["name"], key))
     envs = [entry for _, entry in chosen.values()]
@@ -448,6 +532,8 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
             {"name": LEPTON_JUDGE_TOKEN_ENV,
              "value_from": {"secret_name_ref": judge_token_secret(config)}}
         )  # fmt: skip
+    if ships_wheel(config):
+        envs += _wheel_envs(shipped_wheel())
     judge_field = "api_key"
     judge_key = (job.spec.get("params", {}).get("judge") or {}).get("api_key")
     harness = job.spec.get("harness")

@@ -9,15 +9,17 @@ Ctrl-C and on `evalfleet kill` (the flow in `executors/base.py` does the rest).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalfleet.config.env import EnvRef, host_value, job_env, server_env
 from evalfleet.contract import JSON, Invocation, Job, JobState
 from evalfleet.deployments.servers import ServerSpec, server_spec
-from evalfleet.exceptions import DeploymentError, UsageError
+from evalfleet.exceptions import ConfigError, DeploymentError, UsageError
 from evalfleet.executors._process import process_alive
 from evalfleet.executors.base import Executor, Observation, Run
 from evalfleet.executors.local._settings import settings
@@ -46,10 +48,21 @@ def server_argv(inv: Invocation, server: ServerSpec, role: str = "server") -> li
         "--publish", f"127.0.0.1:{server.port}:{server.port}",
         *(["--gpus", f'"device={gpus}"'] if gpus else ["--gpus", "all"]),
         *[arg for name in sorted(server.env) for arg in ("--env", name)],
+        *[arg for host, inside in execution.mounts.deployment.items()
+          for arg in ("--volume", f"{host}:{inside}")],
         *shlex.split(execution.extra_docker_args),
         # The image's own entrypoint is replaced so that the same server argv works everywhere.
-        *(["--entrypoint", server.argv[0], server.image, *server.argv[1:]] if server.argv else [server.image]),
+        *(["--entrypoint", server.argv[0], server.image, *server.argv[1:]] if server.argv
+          else [server.image, *_image_command(inv, role)]),
     ]  # fmt: skip
+
+
+def _image_command(inv: Invocation, role: str) -> list[str]:
+    """A NIM's `command` after its image, as the launcher runs it (its entrypoint then
+    execs it): the image's own CMD where the config names none."""
+    deployment = inv.config.deployment if role == "server" else inv.config.judge_deployment
+    command = getattr(deployment, "command", None)
+    return shlex.split(command) if command else []
 
 
 class LocalExecutor(Executor):
@@ -57,6 +70,7 @@ class LocalExecutor(Executor):
 
     def __init__(self) -> None:
         self._servers: list[LocalServer] = []  # the ones a run started (model, judge)
+        self._job_envs: dict[str, dict[str, str]] = {}  # resolved when the run starts
 
     def plan(self, inv: Invocation) -> JSON:
         execution = settings(inv.config)
@@ -72,6 +86,11 @@ class LocalExecutor(Executor):
                     "task": job.task,
                     "job_file": job.job_file,
                     "command": shlex.join(eval_command(job)),
+                    # As configured: a host variable's value is read when the run starts.
+                    "env": {
+                        name: ref.shown()
+                        for name, (_, ref) in job_env(inv.config, job.index).items()
+                    },
                 }
                 for job in inv.jobs
             ],
@@ -96,7 +115,9 @@ class LocalExecutor(Executor):
                 )
                 step += 2
         lines.append(f"\n{step}. run the tasks ({plan['mode']}):")
-        lines += [f"   [{task['job_id']}] {task['command']}" for task in plan["tasks"]]
+        for task in plan["tasks"]:
+            lines.append(f"   [{task['job_id']}] {task['command']}")
+            lines += [f"     env {name}={value}" for name, value in task.get("env", {}).items()]
         for server, what in servers:
             if server:
                 step += 1
@@ -125,12 +146,22 @@ class LocalExecutor(Executor):
             _check_model_file(inv.config.deployment, "deployment")
         if plan.get("judge_server") is not None:
             _check_model_file(inv.config.judge_deployment, "judge_deployment")
+        # Every host variable is read before anything starts: a missing one stops the run.
+        self._job_envs = {job.job_id: _resolved(job_env(inv.config, job.index))
+                          for job in run.jobs}  # fmt: skip
+        server_envs = {
+            key: _resolved(server_env(inv.config, section))
+            for key, section in (("server", "deployment"), ("judge_server", "judge_deployment"))
+            if plan.get(key) is not None
+        }
         started = []
         for key in ("server", "judge_server"):
             if plan.get(key) is None:
                 continue
             log = Path(inv.output_dir) / "logs" / f"{key}.log"
-            server = LocalServer(plan[key], log)
+            server = LocalServer(
+                {**plan[key], "env": {**plan[key]["env"], **server_envs[key]}}, log
+            )
             self._servers.append(server)  # stopped by finish, however the run ends
             server.start()
             run.set_handle({f"{key}_pid": server.pid})  # before waiting: kill finds it
@@ -150,9 +181,11 @@ class LocalExecutor(Executor):
             self._servers.pop().stop()
 
     def _start(self, run: Run, job: Job) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self._job_envs.get(job.job_id, {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "evalfleet", "eval", "--job", job.job_file],
             start_new_session=True,  # Ctrl-C reaches us; we stop the task's whole group
+            env=env,
         )
         run.update(job, JobState.RUNNING, "", handle={"pid": process.pid})
         return process
@@ -212,7 +245,12 @@ def _server_plan(inv: Invocation, deployment: Any, name: str) -> JSON | None:
     server = server_spec(deployment, host=host)
     if server is None:
         return None
-    env = dict(server.env)
+    # The config's env as written (a host variable's value is read when the run starts);
+    # what the server type adds, as it is.
+    configured = server_env(inv.config, "deployment" if name == "server" else "judge_deployment")
+    env = {k: v for k, v in server.env.items() if k not in configured}
+    env.update({k: ref.shown() if ref.kind != "literal" else ref.text
+                for k, (_, ref) in configured.items()})  # fmt: skip
     if execution.cuda_visible_devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices
     argv = server_argv(inv, server, name)
@@ -228,6 +266,23 @@ def _server_plan(inv: Invocation, deployment: Any, name: str) -> JSON | None:
         "stop": "SIGTERM to the server's process group, SIGKILL after 30 s",
         "model_package": getattr(deployment, "model_package", None),
     }
+
+
+def _resolved(env: dict[str, tuple[str, EnvRef]]) -> dict[str, str]:
+    """Values for a process started here: literals and host variables now; a runtime
+    variable is the job's own environment, which here is this process's."""
+    out = {}
+    for name, (key, ref) in env.items():
+        if ref.kind == "runtime":
+            if ref.text in os.environ:
+                out[name] = os.environ[ref.text]
+        elif ref.kind == "secret":
+            raise ConfigError(f"{key}: a Lepton secret reference cannot run locally")
+        else:
+            value = host_value(ref, key)
+            assert value is not None
+            out[name] = value
+    return out
 
 
 def _check_model_file(deployment: Any, key: str) -> None:

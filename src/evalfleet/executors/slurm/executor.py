@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING
 from evalfleet.contract import JSON, Invocation, JobState
 from evalfleet.exceptions import BackendUnreachable, ConfigError, DeploymentError, UsageError
 from evalfleet.executors.base import Executor, LogSource, Observation, Run, complete_lines
+from evalfleet.executors.slurm._servers import JUDGE_HOST_VAR
 from evalfleet.executors.slurm._settings import settings
+from evalfleet.executors.slurm.bootstrap import shipped_wheel, wheel_plan
 from evalfleet.executors.slurm.host import HostUnreachable, SlurmHost
 from evalfleet.executors.slurm.render import (
     chain_file_name,
     job_name,
+    launcher_differences,
     render_scripts,
     secret_env,
     walltime_seconds,
@@ -101,11 +104,24 @@ class SlurmExecutor(Executor):
             "output_dir": inv.output_dir,
             "submit": {"host": submit_host(execution), "command": prefix},
             "scripts": scripts,
+            "launcher_differences": launcher_differences(inv.config),
+            # The planner's own evalfleet, copied next to the scripts (None: the cluster's).
+            "evalfleet_wheel": None if execution.evalfleet_command else wheel_plan(inv),
         }
 
     @staticmethod
     def render_plan(plan: JSON) -> list[str]:
-        lines = []
+        lines = [
+            f"# differs from NeMo Evaluator Launcher: {line}"
+            for line in plan.get("launcher_differences", [])
+        ]
+        wheel = plan.get("evalfleet_wheel")
+        if wheel:
+            lines.append(
+                f"# evalfleet {wheel['version']} ({wheel['bytes']:,} bytes, sha256 "
+                f"{wheel['sha256'][:12]}…) is copied to {wheel['copied_to']} and installed "
+                f"once in {wheel['installed_in']}"
+            )
         for script in plan["scripts"]:
             command = shlex.join(script["command"])
             lines.append(
@@ -113,6 +129,21 @@ class SlurmExecutor(Executor):
             )
             lines.append(script["text"].rstrip())
         return lines
+
+    def endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        """Several instances (`execution.num_instances`): the tasks call their proxy."""
+        execution = settings(config)
+        if execution.num_instances > 1:
+            return f"http://127.0.0.1:{execution.proxy.config.haproxy_port}", None
+        return super().endpoint_base(config, port)
+
+    def judge_endpoint_base(self, config: RunConfig, port: int) -> tuple[str, str | None]:
+        judge = config.judge_deployment
+        if judge is not None and judge.num_nodes:
+            # On nodes of its own: the batch script exports the judge node's address and
+            # `evalfleet eval` expands it in job.json (contract.spec.read_job).
+            return f"http://${{{JUDGE_HOST_VAR}}}:{port}", None
+        return f"http://127.0.0.1:{port}", None
 
     def invocation_dir(self, config: RunConfig, invocation_id: str) -> str:
         execution = settings(config)
@@ -170,10 +201,13 @@ class SlurmExecutor(Executor):
                 paths = {name: f"{inv.output_dir}/{name}" for name in _chains_of(run, chain_of_job)}
             else:
                 plan = self.plan(inv)
-                files = {
+                files: dict[str, str | bytes] = {
                     "config.yaml": (Path(self.local_root(inv)) / "config.yaml").read_text(),
                     **{script["name"]: script["text"] for script in plan["scripts"]},
                 }
+                if plan["evalfleet_wheel"]:  # the scripts install it: it travels with them
+                    built = shipped_wheel()
+                    files[built.filename] = built.data
                 _write_files(host, inv.output_dir, files)
                 secrets = secret_env(inv.config)
                 paths = {script["name"]: script["path"] for script in plan["scripts"]}
@@ -339,12 +373,13 @@ def _job_name(inv: Invocation, script_name: str) -> str:
     return job_name(settings(inv.config).job_name_prefix, inv.invocation_id, task or None)
 
 
-def _write_files(host: SlurmHost, directory: str, files: dict[str, str]) -> None:
-    """Write `files` into `directory` on the host, in one call (a tar stream)."""
+def _write_files(host: SlurmHost, directory: str, files: dict[str, str | bytes]) -> None:
+    """Write `files` into `directory` on the host, in one call (a tar stream, over ssh for
+    a remote host)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, text in files.items():
-            data = text.encode("utf-8")
+            data = text.encode("utf-8") if isinstance(text, str) else text
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755 if name.endswith(".sbatch") else 0o644

@@ -18,14 +18,24 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from evalfleet.config.env import EnvRef, host_value, job_env, server_env
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import ConfigError, UsageError
 from evalfleet.executors.base import Invocation, Job
+from evalfleet.executors.slurm._servers import (
+    describe,
+    image_of,
+    judge_placement,
+    launch_lines,
+    model_placement,
+    proxy_lines,
+    server_mounts,
+)
 from evalfleet.executors.slurm._settings import settings
+from evalfleet.executors.slurm.bootstrap import bootstrap_script
 
 if TYPE_CHECKING:
     from evalfleet.config.schema import RunConfig
-    from evalfleet.executors.slurm.config import SlurmExecution
 
 TEMPLATE = "batch.sh.j2"
 JOB_JSON_DELIMITER = "EVALFLEET_JOB_JSON"
@@ -88,16 +98,33 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
         if config.judge_deployment is None
         else _server(config.judge_deployment, "judge_deployment")
     )
-    deployed = [(spec, role) for spec, role in ((server, "model"), (judge, "judge")) if spec]
-    secrets = secret_env(config)
-    env = {k: v for k, v in _global_env(config).items() if k not in secrets}
+    deployed = [
+        (spec, key, role)
+        for spec, key, role in (
+            (server, "deployment", "model"),
+            (judge, "judge_deployment", "judge"),
+        )
+        if spec
+    ]
     extra_flags = sbatch_extra_flags(execution.sbatch_extra_flags)
-    command = _evalfleet_command(execution.evalfleet_command)
+    if execution.sbatch_comment is not None and "comment" in execution.sbatch_extra_flags:
+        raise ConfigError(
+            "execution.sbatch_extra_flags.comment: execution.sbatch_comment sets --comment already"
+        )
+    # No command named: the bootstrap installs the planner's own wheel (bootstrap.py).
+    command = (
+        _evalfleet_command(execution.evalfleet_command)
+        if execution.evalfleet_command is not None
+        else None
+    )
     groups: list[tuple[str | None, list[Job]]] = (
         [(job.task, [job]) for job in inv.jobs]
         if execution.job_per_task
         else [(None, list(inv.jobs))]
     )
+    job_words = {job.job_id: _shell_env(job_env(config, job.index)) for job in inv.jobs}
+    secret_names = sorted(secret_env(config))
+    max_walltime = execution.max_walltime
     scripts = []
     for task, jobs in groups:
         suffix = f"-{task}" if task else ""
@@ -105,28 +132,31 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
         log_dir = f"{(jobs[0].output_dir if task else inv.output_dir)}/logs"
         servers = [
             # The task's logs dir exists already; the invocation's is made once.
-            _server_context(execution, spec, role, log_dir, not task and i == 0, secrets)
-            for i, (spec, role) in enumerate(deployed)
+            _server_context(config, spec, key, role, log_dir, not task and i == 0)
+            for i, (spec, key, role) in enumerate(deployed)
         ]
+        common_env, own_env = _split_env([job_words[job.job_id] for job in jobs])
         context = {
             "title": f"invocation {inv.invocation_id}" + (f", task {task}" if task else ""),
             "invocation_id": inv.invocation_id,
             "output_dir": inv.output_dir,
             "sbatch": sbatch_header(inv, task, extra_flags),
-            "evalfleet_command": command,
-            "env": list(env.items()),
-            "secret_names": sorted(secrets),
-            "jobs": [_job_context(config, job, secrets) for job in jobs],
+            "evalfleet_command": command or [],
+            "bootstrap": None if command else bootstrap_script(inv),
+            "env": common_env,
+            "secret_names": secret_names,
+            "jobs": [_job_context(job, env) for job, env in zip(jobs, own_env, strict=True)],
             # The model server, then the judge (`judge_deployment`), those deployed.
             "servers": servers,
             "server": next((s for s in servers if s["role"] == "model server"), None),
+            "needs_nodes": any(s["needs_nodes"] for s in servers),
         }
         name = f"evalfleet-{inv.invocation_id}{suffix}.sbatch"
         context["chain"] = {
             "script": f"{inv.output_dir}/{name}",
             "file": f"{inv.output_dir}/{chain_file_name(name)}",
             "walltime_s": walltime_seconds(execution.walltime),
-            "max_walltime_s": walltime_seconds(execution.max_walltime or execution.walltime),
+            "max_walltime_s": walltime_seconds(max_walltime) if max_walltime else 0,
         }
         scripts.append(
             SbatchScript(
@@ -138,13 +168,61 @@ def render_scripts(inv: Invocation) -> list[SbatchScript]:
     return scripts
 
 
+def launcher_differences(config: RunConfig) -> list[str]:
+    """Where this run's Slurm defaults or layout differ from NeMo Evaluator Launcher's, and
+    why: the dry run prints them (`key: evalfleet X, launcher Y — why`)."""
+    execution = settings(config)
+    out = []
+    if execution.partition is None:
+        out.append(
+            "execution.partition: evalfleet null (the cluster's default partition), launcher "
+            "batch — not every cluster has a partition named batch"
+        )
+    if execution.account is None:
+        out.append(
+            "execution.account: evalfleet optional, launcher required — sbatch then uses "
+            "your default account"
+        )
+    out.append(
+        f"execution.subproject: not in job names — evalfleet names jobs "
+        f"{execution.job_name_prefix}-<invocation id>[-<task>] so status and kill find them"
+    )
+    if config.deployment.type in ("vllm", "sglang", "trtllm", "nim"):
+        out.append(
+            "deployment.served_model_name: evalfleet defaults to hf_model_handle or "
+            "checkpoint_path (nim: the image's model), launcher requires it — one less "
+            "required key, same name when set"
+        )
+    out.append(
+        "evaluation client: evalfleet runs the tasks in the batch shell on the first node, "
+        "launcher in the task's container — evalfleet's engine needs no image"
+    )
+    if execution.mounts.evaluation:
+        out.append(
+            "execution.mounts.evaluation: not applied — the tasks run on the node, where the "
+            "host paths are visible as they are"
+        )
+    if execution.cpu_partition:
+        out.append(
+            "execution.cpu_partition: unused — evalfleet exports from the machine that runs "
+            "the export, not in a Slurm job"
+        )
+    if config.judge_deployment is not None and not config.judge_deployment.num_nodes:
+        out.append(
+            "judge_deployment: runs on the model's first node beside it (set "
+            "judge_deployment.num_nodes for nodes of its own, as the launcher's "
+            "auxiliary_deployments always have)"
+        )
+    return out
+
+
 def chain_file_name(script_name: str) -> str:
     """The file where each job of a script's chain appends its Slurm job id."""
     return script_name.removesuffix(".sbatch") + ".slurm-jobs"
 
 
 def walltime_seconds(text: str) -> int:
-    """`[D-]HH:MM:SS` in seconds."""
+    """`[D-]H:MM:SS` in seconds."""
     days, _, clock = text.rpartition("-")
     hours, minutes, seconds = (int(part) for part in clock.split(":"))
     return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
@@ -165,11 +243,15 @@ def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[s
     for key in ("account", "partition", "qos"):
         if getattr(execution, key):
             flags.append((key, getattr(execution, key)))
-    flags += [("nodes", execution.num_nodes), ("ntasks-per-node", execution.ntasks_per_node)]
+    judge = inv.config.judge_deployment
+    nodes = execution.num_nodes + ((judge.num_nodes or 0) if judge is not None else 0)
+    flags += [("nodes", nodes), ("ntasks-per-node", execution.ntasks_per_node)]
     if execution.gres:
         flags.append(("gres", execution.gres))
-    if execution.gpus_per_node:
+    if execution.gpus_per_node is not None:
         flags.append(("gpus-per-node", execution.gpus_per_node))
+    if execution.sbatch_comment is not None:
+        flags.append(("comment", execution.sbatch_comment))
     # '%' starts a Slurm filename pattern; a literal one in the directory is written '%%'.
     output = inv.output_dir.replace("%", "%%") + "/slurm-%j.out"
     flags += [
@@ -177,7 +259,11 @@ def sbatch_header(inv: Invocation, task: str | None, extra: list[str]) -> list[s
         ("output", output),
         ("signal", f"B:USR1@{LIMIT_SIGNAL_S}"),
     ]
-    where = {"output": "execution.output_dir", "job-name": "execution.job_name_prefix"}
+    where = {
+        "output": "execution.output_dir",
+        "job-name": "execution.job_name_prefix",
+        "comment": "execution.sbatch_comment",
+    }
     return [
         _flag(name, value, where.get(name, f"execution.{name}")) for name, value in flags
     ] + extra
@@ -230,48 +316,61 @@ def _flag(name: str, value: Any, where: str) -> str:
 
 
 def secret_env(config: RunConfig) -> dict[str, str]:
-    """Env vars with secret-looking names (HF_TOKEN, *_API_KEY…), from every section.
+    """Env vars with secret-looking names (HF_TOKEN, *_API_KEY…), from every section, with
+    the values the jobs get (a `host:` value read from this machine's environment).
 
     Their values never go into a script (which sits on the cluster's disk): the script only
     checks they are set; the executor hands them to `sbatch` on its stdin, and Slurm passes
     the submitting environment on to the job.
     """
-    from evalfleet.config.redact import is_secret_key
-
-    sections = [
-        settings(config).env_vars,
-        config.env_vars,
-        config.evaluation.env_vars,
-        *(task.env_vars for task in config.evaluation.tasks),
-        getattr(config.deployment, "env_vars", {}),
-        getattr(config.judge_deployment, "env_vars", {}),
-    ]
     found: dict[str, str] = {}
-    for env in sections:
-        found.update({name: value for name, value in env.items() if is_secret_key(name)})
+    for env in _all_env(config):
+        for name, (where, ref) in env.items():
+            if _is_secret(name) and ref.kind in ("literal", "host"):
+                value = host_value(ref, where)
+                if value is not None:
+                    found[name] = value
     return found
 
 
-def _global_env(config: RunConfig) -> dict[str, str]:
-    """Exported for the whole script; later sections win."""
-    sections = [
-        ("execution.env_vars", settings(config).env_vars),
-        ("env_vars", config.env_vars),
-        ("evaluation.env_vars", config.evaluation.env_vars),
-    ]
+def _all_env(config: RunConfig) -> list[dict[str, tuple[str, EnvRef]]]:
+    envs = [job_env(config, i) for i in range(len(config.evaluation.tasks))]
+    for key in ("deployment", "judge_deployment"):
+        section = getattr(config, key, None)
+        if section is not None and section.type != "none":
+            envs.append(server_env(config, key))
+    return envs
+
+
+def _is_secret(name: str) -> bool:
+    from evalfleet.config.redact import is_secret_key
+
+    return bool(is_secret_key(name))
+
+
+def _shell_env(env: dict[str, tuple[str, EnvRef]]) -> list[tuple[str, str]]:
+    """(name, shell word) to export: a value quoted, a `runtime:` variable expanded by the
+    job; secrets are left out (they are in the job's environment already)."""
     problems = [
-        f"{where}.{name}: not a shell variable name, so a batch script cannot export it "
+        f"{where}: not a shell variable name, so a batch script cannot export it "
         "(use letters, digits and '_')"
-        for where, env in sections
-        for name in env
+        for name, (where, _) in env.items()
         if not _SHELL_NAME.match(name)
+    ]
+    problems += [
+        f"{where}: a Lepton secret ({ref.text}) has no meaning on Slurm; use host:NAME"
+        for _, (where, ref) in env.items()
+        if ref.kind == "secret"
     ]
     if problems:
         raise ConfigError(problems)
-    merged: dict[str, str] = {}
-    for _, env in sections:
-        merged.update(env)
-    return merged
+    words = []
+    for name, (where, ref) in env.items():
+        if ref.kind == "runtime":
+            words.append((name, f'"${{{ref.text}}}"'))
+        elif not _is_secret(name):
+            words.append((name, shlex.quote(host_value(ref, where) or "")))
+    return words
 
 
 def _evalfleet_command(text: str) -> list[str]:
@@ -284,78 +383,93 @@ def _evalfleet_command(text: str) -> list[str]:
     return words
 
 
-def _job_context(config: RunConfig, job: Job, secrets: dict[str, str]) -> dict[str, Any]:
+def _job_context(job: Job, task_env: list[tuple[str, str]]) -> dict[str, Any]:
     text = json.dumps(job.spec, indent=2, sort_keys=True)
     if JOB_JSON_DELIMITER in text.splitlines():  # pragma: no cover - indent=2 prevents it
         raise ValueError(f"job {job.job_id}: job.json contains the heredoc delimiter")
-    task_env = {
-        k: v for k, v in config.evaluation.tasks[job.index].env_vars.items() if k not in secrets
-    }
-    run_args = [job.task, job.job_id, job.job_file, *(f"{k}={v}" for k, v in task_env.items())]
+    fixed = [shlex.quote(arg) for arg in (job.task, job.job_id, job.job_file)]
     return {
         "job_id": job.job_id,
         "task": job.task,
         "file": job.job_file,
         "logs_dir": f"{job.output_dir}/logs",
         "json": text,
-        "run_args": " ".join(shlex.quote(arg) for arg in run_args),
+        # `NAME=word` words: the shell expands a runtime variable when the task starts.
+        "run_args": " ".join([*fixed, *(f"{name}={word}" for name, word in task_env)]),
     }
 
 
+def _split_env(
+    per_job: list[list[tuple[str, str]]],
+) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
+    """What every job of a script shares (exported once) and what is each job's own."""
+    common = [item for item in per_job[0] if all(item in env for env in per_job[1:])]
+    return common, [[item for item in env if item not in common] for env in per_job]
+
+
 def _server(deployment: Any, key: str) -> ServerSpec | None:
-    """The server a deployment section (`key`) starts. Loopback only: the tasks run in the
-    batch shell, on the node where srun starts the server, and nothing else on the cluster
-    needs to reach it (the executor's endpoint_base gives the jobs the same 127.0.0.1)."""
-    server = server_spec(deployment, host="127.0.0.1")
-    if server is not None and not server.argv:
-        raise ConfigError(
-            f"{key}.type: {server.type} starts through its image's entrypoint, which "
-            f"the Slurm executor cannot run yet; use {key}.type generic with the server "
-            "command and execution.container_image"
-        )
-    return server
+    """The server a deployment section (`key`) starts. The tasks run in the batch shell,
+    on the allocation's first node, where the (first instance of the) server listens too."""
+    return server_spec(deployment, host="127.0.0.1", key=key)
 
 
 def _server_context(
-    execution: SlurmExecution,
+    config: RunConfig,
     server: ServerSpec,
+    key: str,
     role: str,
     log_dir: str,
     make_log_dir: bool,
-    secrets: dict[str, str],
 ) -> dict[str, Any]:
     """How the script starts, awaits and stops one server: `role` model or judge (its
-    shell names get a `judge_` prefix). Both run the same way, in the same container image."""
-    q = shlex.quote
-    srun = "srun --ntasks=1 --nodes=1 --overlap"
-    # A secret is in the job's environment already (srun passes it on): not on a command line.
-    assignments = [
-        f"{name}={q(value)}" for name, value in server.env.items() if name not in secrets
-    ]
-    launch = ["setsid env", *assignments, srun] if assignments else [f"setsid {srun}"]
-    if execution.container_image:
-        launch.append(f"--container-image={q(execution.container_image)}")
-        if execution.mounts:
-            mounts = [f"{src}:{dst}" for src, dst in execution.mounts.items()]
-            bad = [m for m in mounts if "," in m]
-            if bad:
-                raise ConfigError(f"execution.mounts: a path contains ',' ({bad[0]!r})")
-            launch.append(f"--container-mounts={q(','.join(mounts))}")
-        if server.env:
-            # pyxis keeps an image's own value of a variable unless it is named here.
-            launch.append(f"--container-env={q(','.join(server.env))}")
-    launch.append(shlex.join(server.argv))
+    shell names get a `judge_` prefix)."""
+    execution = settings(config)
     var = "server" if role == "model" else f"{role}_server"
+    if role == "model":
+        placement = model_placement(execution)
+        extra_mounts = dict(execution.mounts.deployment)
+    else:
+        placement = judge_placement(execution, config.judge_deployment)
+        extra_mounts = dict(execution.mounts.auxiliary.get("judge", {}))
+    in_container = image_of(execution, server) is not None
+    if server.image is None and not server.argv and not in_container:
+        raise ConfigError(f"{key}.image: {server.type} starts through its image, so it needs one")
+    env = server_env(config, key)
+    env_words = _shell_env(env)
+    # The server's own defaults (NIM's port and name) unless the config sets them.
+    env_words += [(n, shlex.quote(v)) for n, v in server.env.items() if n not in env]
+    secret_names = sorted(name for name in env if _is_secret(name))
+    mounts = server_mounts(execution, server, extra_mounts) if in_container else {}
+    log = f"{log_dir}/{var}.log"
     return {
         "type": server.type,
         "role": f"{role} server",
         "var": var,
         "log_dir": log_dir,
         "make_log_dir": make_log_dir,
-        "log": f"{log_dir}/{var}.log",
-        "url": server.base_url("127.0.0.1") + server.health_path,
-        "timeout": int(execution.endpoint_readiness_timeout),
-        "launch": launch,
+        "log": log,
+        "health_path": server.health_path,
+        "port": server.port,
+        "timeout": execution.readiness_timeout_s(),
+        "launch": launch_lines(execution, server, var, placement, env_words, secret_names, mounts),
+        "needs_nodes": not placement.simple or in_container,
+        "placement": describe(execution, server, placement),
+        "proxy": (
+            proxy_lines(
+                execution,
+                var,
+                server.port,
+                server.health_path,
+                f"{log_dir}/{var}-haproxy.cfg",
+                f"{log_dir}/proxy.log",
+            )
+            if placement.instances > 1
+            else None
+        ),
+        "proxy_url": (
+            f"http://127.0.0.1:{execution.proxy.config.haproxy_port}"
+            f"{execution.proxy.config.health_check_path}"
+        ),
     }
 
 

@@ -7,8 +7,10 @@ Run it as a process::
 It prints ``READY <workspace API base URL>`` once it listens. It serves the legacy
 `/deployments` routes, `/jobs`, `/usersecrets`, `/dedicated-node-groups`, `/logs` and
 `/workspace` of `reference/lepton-api.md` (§2, §5), with their state machines; runs each job's
-`container.command` as a local process in its own working dir, with the job's envs (secret
-references resolved) and nothing else of the host's environment but PATH; and serves each
+`container.command` as a local process in its own working dir and its own Python environment
+over the job image (`--job-python`; default: evalfleet's dependencies without evalfleet, so a
+job runs the evalfleet its spec ships), with the job's envs (secret references resolved) and
+nothing else of the host's environment but PATH; and serves each
 deployment's external endpoint (`/ep/<name>/...`) by proxying to an endpoint simulator it
 starts (or to `--model-server`), enforcing the deployment's tokens. A deployment's envs
 `EMULATOR_DEFAULT_ANSWER` (what its simulator answers) and `EMULATOR_DEPLOYMENT_STATE`

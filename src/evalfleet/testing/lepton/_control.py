@@ -98,12 +98,19 @@ def _read_ready(process: subprocess.Popen[bytes], timeout: float, stderr: Any) -
 def run_emulator(
     token: str = "workspace-token", *, ready_timeout: float = 30.0,
     secrets: Mapping[str, str] | None = None, extra_args: list[str] | None = None,
+    job_python: str | None = None,
 ) -> Iterator[Emulator]:  # fmt: skip
-    """Start the emulator in a subprocess; stop it on exit (its jobs and model servers too)."""
+    """Start the emulator in a subprocess; stop it on exit (its jobs and model servers too).
+
+    Jobs run over `job_python`'s environment (default: the image `_image.job_image` builds,
+    evalfleet's dependencies without evalfleet), each in a fresh environment of its own."""
+    from evalfleet.testing.lepton._image import job_image
+
+    python = job_python or str(job_image())  # built here: its time is not the emulator's start
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "evalfleet.testing.lepton", "--port", "0", "--token", token,
-             *(extra_args or [])],
+             "--job-python", python, *(extra_args or [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
         emulator = Emulator(_read_ready(process, ready_timeout, stderr), token, process)

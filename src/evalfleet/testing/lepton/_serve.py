@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from evalfleet.testing.lepton._app import build_app
+from evalfleet.testing.lepton._image import job_image
 from evalfleet.testing.lepton._workspace import Workspace
 
 
@@ -34,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-after", type=float, default=0.5, metavar="SECONDS")
     p.add_argument("--archive-after", type=float, default=None, metavar="SECONDS",
                    help="archive finished jobs after this long (default: their ttl)")  # fmt: skip
+    p.add_argument(
+        "--job-python", metavar="PYTHON",
+        help="the jobs' image: an interpreter whose environment has evalfleet's dependencies "
+        "(default: one built once from this environment's versions, without evalfleet)",
+    )  # fmt: skip
     return p
 
 
@@ -42,7 +48,8 @@ async def _serve(args: argparse.Namespace, root: Path) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    workspace = Workspace(args.workspace, root, "", args.model_server)
+    job_python = Path(args.job_python) if args.job_python else job_image()
+    workspace = Workspace(args.workspace, root, "", args.model_server, job_python)
     workspace.faults.ready_after = args.ready_after
     workspace.faults.archive_after = args.archive_after
     runner = web.AppRunner(build_app(workspace, args.token), access_log=None,

@@ -21,11 +21,14 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from evalfleet.testing.lepton._image import job_container
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_.-][A-Za-z0-9._-]*$")
@@ -189,8 +192,12 @@ class Workspace:
     """Everything one emulated workspace holds; methods raise ApiError like the server."""
 
     def __init__(self, workspace_id: str, root: Path, external_base: str,
-                 model_server: str | None = None) -> None:  # fmt: skip
+                 model_server: str | None = None,
+                 job_python: Path | None = None) -> None:  # fmt: skip
         self.workspace_id = workspace_id
+        # The job image's interpreter (`_image.job_image`): each job runs in a fresh
+        # environment over it; None: jobs run with this interpreter's environment.
+        self.job_python = job_python
         self.root = root
         self.external_base = external_base  # http://host:port, deployments get /ep/<name>
         self.model_server = model_server
@@ -403,10 +410,17 @@ class Workspace:
         if job.runner is not None and job.process is None:
             job.runner.cancel()
 
-    def _job_env(self, job: Job) -> dict[str, str]:
+    def _job_env(self, job: Job, container_bin: Path | None) -> dict[str, str]:
         env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
-        # The image has evalfleet installed: put this interpreter's bin dir first.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if container_bin is None:  # this interpreter's environment is the image
+            env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        else:  # the job's own environment first; no evalfleet of the host's reachable
+            env.pop("PYTHONPATH", None)
+            env.pop("VIRTUAL_ENV", None)
+            kept = [d for d in env.get("PATH", "").split(os.pathsep)
+                    if d and not (Path(d) / "evalfleet").exists()]  # fmt: skip
+            env["PATH"] = os.pathsep.join([str(container_bin), *kept])
+            env["PIP_NO_INDEX"] = "1"  # what the job installs must come with the job
         env.update(
             {
                 "HOME": str(job.workdir),
@@ -430,8 +444,18 @@ class Workspace:
             await asyncio.sleep(float(self.faults.queue_after))
             job.state = "Starting"
             job.workdir.mkdir(parents=True, exist_ok=True)
+            container = None
+            if self.job_python is not None:
+                try:
+                    container = await asyncio.to_thread(
+                        job_container, self.job_python, job.workdir / ".container"
+                    )
+                except (OSError, subprocess.CalledProcessError) as exc:
+                    job.logs.add(f"cannot start the job's container: {exc}")
+                    self._finish(job, "Failed")
+                    return
             try:
-                env = self._job_env(job)
+                env = self._job_env(job, container)
             except ApiError as exc:
                 job.logs.add(f"cannot start the job: {exc.message}")
                 self._finish(job, "Failed")

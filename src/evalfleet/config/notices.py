@@ -1,0 +1,59 @@
+"""Keys NeMo Evaluator Launcher accepts that a run here does not use: one line each.
+
+A launcher config runs unchanged, so such a key is no error; but the user is told, once,
+that it changes nothing (the CLI prints these lines to stderr before the plan).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evalfleet.config.schema import RunConfig
+
+
+def ignored_keys(config: RunConfig) -> list[str]:
+    """`warning: <key>: ignored (<why>)` for every launcher key set that means nothing here."""
+    found: list[tuple[str, str]] = []
+    for index, task in enumerate(config.evaluation.tasks):
+        if task.dataset_mount_path is not None:
+            found.append(
+                (
+                    f"evaluation.tasks[{index}].dataset_mount_path",
+                    "tasks run outside a container here; NEMO_EVALUATOR_DATASET_DIR is "
+                    "dataset_dir itself",
+                )
+            )
+    export = config.export
+    if export.gsheets is not None:
+        found.append(("export.gsheets", "evalfleet cannot export to Google Sheets"))
+    for name in ("mlflow", "wandb", "local"):
+        settings = getattr(export, name)
+        if settings.job_dirs:
+            found.append(
+                (f"export.{name}.job_dirs", "evalfleet exports invocations by id, from its store")
+            )
+    if export.mlflow.log_config_params:
+        found.append(
+            ("export.mlflow.log_config_params", "the resolved config is uploaded as config.yaml")
+        )
+    if export.wandb.run_id is not None:
+        found.append(("export.wandb.run_id", "W&B run ids derive from the job ids"))
+    if export.wandb.log_mode == "multi_task":
+        found.append(("export.wandb.log_mode", "multi_task: evalfleet writes one run per task"))
+    execution = config.execution
+    nested = getattr(execution.env_vars, "export", None)
+    if nested:
+        found.append(
+            (
+                "execution.env_vars.export",
+                "exports run in evalfleet's own process, with its environment",
+            )
+        )
+    mounts = getattr(execution, "mounts", None)
+    if mounts is not None and execution.type == "local":
+        if mounts.evaluation:
+            found.append(("execution.mounts.evaluation", "local tasks run on the host"))
+        if "mount_home" in mounts.model_fields_set:
+            found.append(("execution.mounts.mount_home", "Slurm only, as in the launcher"))
+    return [f"warning: {key}: ignored ({why})" for key, why in found]
