@@ -1,4 +1,6 @@
-"""Keys NeMo Evaluator Launcher accepts that a run here does not use: one line each.
+"""What a dry run says about a launcher config: keys NeMo Evaluator Launcher accepts that a
+run here does not use (one warning line each), and where evalfleet's defaults or layout
+differ from the launcher's, with why (each backend's plan adds its own to these).
 
 A launcher config runs unchanged, so such a key is no error; but the user is told, once,
 that it changes nothing (the CLI prints these lines to stderr before the plan).
@@ -57,3 +59,26 @@ def ignored_keys(config: RunConfig) -> list[str]:
         if "mount_home" in mounts.model_fields_set:
             found.append(("execution.mounts.mount_home", "Slurm only, as in the launcher"))
     return [f"warning: {key}: ignored ({why})" for key, why in found]
+
+
+def launcher_differences(config: RunConfig) -> list[str]:
+    """`key: evalfleet X, launcher Y — why`, for what differs on every backend."""
+    out = []
+    for key in ("deployment", "judge_deployment"):
+        section = getattr(config, key)
+        if (
+            section is not None
+            and section.type in ("vllm", "sglang", "trtllm", "nim")
+            and not section.served_model_name
+        ):
+            out.append(
+                f"{key}.served_model_name: evalfleet defaults to hf_model_handle or "
+                "checkpoint_path (nim: the image's model), launcher requires it — one less "
+                "required key, the same name when set"
+            )
+    out.append(
+        "evaluation client: evalfleet runs each task as `evalfleet eval` (its own engine, or "
+        "the task's framework package in a virtualenv), launcher in the task's container "
+        "image — no image to pull, the same commands and scores"
+    )
+    return out

@@ -146,3 +146,17 @@ def test_docker_server_listens_on_all_interfaces_behind_a_loopback_port(write_ya
     ]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     assert argv[argv.index("--gpus") + 1] == '"device=0,1"'
+
+
+def test_the_dry_run_says_where_the_local_run_differs_from_the_launcher(write_yaml):
+    # The launcher runs every server in docker; here a vLLM runs as a host process unless
+    # use_docker says otherwise, and the dry run says so (a NIM is always its image).
+    host = LocalExecutor.render_plan(_plan(write_yaml, "vllm_gpu")["plan"])
+    docker = LocalExecutor.render_plan(_plan(write_yaml, "nim_docker")["plan"])
+    assert any(
+        line.startswith("# differs from NeMo Evaluator Launcher: execution.use_docker")
+        and "127.0.0.1" in line
+        for line in host
+    )
+    assert not any("execution.use_docker" in line for line in docker)
+    assert any("served_model_name" in line for line in host + docker)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from evalfleet.config.notices import launcher_differences
 from evalfleet.contract import JSON, OPEN_STATES, Invocation, Job, JobState
 from evalfleet.exceptions import BackendUnreachable, DeploymentError, EvalFleetError, UsageError
 from evalfleet.executors.base import Executor, LogSource, Observation, Run
@@ -100,6 +101,7 @@ class LeptonExecutor(Executor):
             ),
             "readiness": readiness,
         }
+        plan["launcher_differences"] = launcher_differences(config)
         if judge is not None:  # created right after the model's, both then waited for
             name = judge["metadata"]["name"]
             plan["judge_deployment"] = {"method": "POST", "path": "/deployments", "body": judge}
@@ -123,7 +125,10 @@ class LeptonExecutor(Executor):
 
     @staticmethod
     def render_plan(plan: JSON) -> list[str]:
-        lines = []
+        lines = [
+            f"# differs from NeMo Evaluator Launcher: {line}"
+            for line in plan.get("launcher_differences", [])
+        ]
         step = 1
         for key, what in (("deployment", ""), ("judge_deployment", "  (the judge)")):
             deployment = plan.get(key)

@@ -57,6 +57,23 @@ def server_argv(inv: Invocation, server: ServerSpec, role: str = "server") -> li
     ]  # fmt: skip
 
 
+def _launcher_differences(inv: Invocation) -> list[str]:
+    from evalfleet.config.notices import launcher_differences
+
+    out = []
+    execution = settings(inv.config)
+    for key in ("deployment", "judge_deployment"):
+        section = getattr(inv.config, key)
+        if section is not None and section.type != "none" and not execution.use_docker:
+            out.append(
+                f"execution.use_docker: evalfleet runs the {key.replace('_', ' ')}'s server "
+                "as a process on this machine, bound to 127.0.0.1; launcher runs "
+                f"{key}.image in docker — no docker needed (set execution.use_docker: true "
+                "for the launcher's way)"
+            )
+    return out + launcher_differences(inv.config)
+
+
 def _image_command(inv: Invocation, role: str) -> list[str]:
     """A NIM's `command` after its image, as the launcher runs it (its entrypoint then
     execs it): the image's own CMD where the config names none."""
@@ -97,11 +114,15 @@ class LocalExecutor(Executor):
         }
         if inv.config.judge_deployment is not None:
             plan["judge_server"] = _server_plan(inv, inv.config.judge_deployment, "judge_server")
+        plan["launcher_differences"] = _launcher_differences(inv)
         return plan
 
     @staticmethod
     def render_plan(plan: JSON) -> list[str]:
-        lines = []
+        lines = [
+            f"# differs from NeMo Evaluator Launcher: {line}"
+            for line in plan.get("launcher_differences", [])
+        ]
         step = 1
         servers = [(plan.get("server"), "server"), (plan.get("judge_server"), "judge server")]
         for server, what in servers:

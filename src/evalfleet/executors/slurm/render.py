@@ -19,6 +19,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from evalfleet.config.env import EnvRef, host_value, job_env, server_env
+from evalfleet.config.notices import launcher_differences as common_differences
 from evalfleet.deployments.servers import ServerSpec, server_spec
 from evalfleet.exceptions import ConfigError, UsageError
 from evalfleet.executors.base import Invocation, Job
@@ -187,16 +188,8 @@ def launcher_differences(config: RunConfig) -> list[str]:
         f"execution.subproject: not in job names — evalfleet names jobs "
         f"{execution.job_name_prefix}-<invocation id>[-<task>] so status and kill find them"
     )
-    if config.deployment.type in ("vllm", "sglang", "trtllm", "nim"):
-        out.append(
-            "deployment.served_model_name: evalfleet defaults to hf_model_handle or "
-            "checkpoint_path (nim: the image's model), launcher requires it — one less "
-            "required key, same name when set"
-        )
-    out.append(
-        "evaluation client: evalfleet runs the tasks in the batch shell on the first node, "
-        "launcher in the task's container — evalfleet's engine needs no image"
-    )
+    out += common_differences(config)
+    out.append("evaluation client: on Slurm the tasks run in the batch shell on the first node")
     if execution.mounts.evaluation:
         out.append(
             "execution.mounts.evaluation: not applied — the tasks run on the node, where the "
