@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +49,16 @@ def cache_rows(cache: Path) -> int:
             if "no such table" in str(exc):
                 return 0
             raise
+
+
+def stand_in_wheel(data: bytes) -> Any:
+    """A stand-in for evalfleet's own wheel (`executors.wheel.Wheel`), so plans and scripts
+    do not change with every edit of the source; the tests that install it use the real one."""
+    from evalfleet.executors.wheel import Wheel
+
+    return Wheel(
+        filename="evalfleet-0.1.0+sha0123456789ab-py3-none-any.whl",
+        version="0.1.0+sha0123456789ab",
+        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
+    )

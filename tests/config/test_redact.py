@@ -68,3 +68,13 @@ evaluation: {{env_vars: {{OPENAI_API_KEY: "{SECRET}"}}, tasks: [{{name: gsm8k}}]
     for output in (text.out, text.err, as_json.out, plan_out.read_text()):
         assert SECRET not in output
     assert "***" in json.dumps(json.loads(as_json.out)["config"])
+
+
+def test_a_reference_to_a_variable_is_shown_a_literal_is_not():
+    config = {
+        "env_vars": {"HF_TOKEN": "host:HF_TOKEN", "API_KEY": "runtime:KEY", "PASSWORD": "lit:x"}
+    }
+    assert redact(config) == {
+        "env_vars": {"HF_TOKEN": "host:HF_TOKEN", "API_KEY": "runtime:KEY", "PASSWORD": "***"}
+    }
+    assert redact({"HF_TOKEN": "host:not a name"}) == {"HF_TOKEN": "***"}

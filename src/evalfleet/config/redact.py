@@ -31,9 +31,16 @@ def redact(node: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in node.items()}
     if isinstance(node, list):
         return [redact(v, key) for v in node]
-    if isinstance(node, str) and node and is_secret_key(key):
+    if isinstance(node, str) and node and is_secret_key(key) and not is_reference(node):
         return REDACTED
     return node
+
+
+def is_reference(value: str) -> bool:
+    """A launcher env value that names a variable (`host:NAME`, `runtime:NAME`): no secret
+    itself, and the plan shows which variable a secret comes from."""
+    kind, _, name = value.partition(":")
+    return kind in ("host", "runtime") and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name))
 
 
 def secret_values(node: Any, key: str = "") -> set[str]:
@@ -48,7 +55,13 @@ def secret_values(node: Any, key: str = "") -> set[str]:
     elif isinstance(node, list):
         for v in node:
             found |= secret_values(v, key)
-    elif isinstance(node, str) and node and node != REDACTED and is_secret_key(key):
+    elif (
+        isinstance(node, str)
+        and node
+        and node != REDACTED
+        and is_secret_key(key)
+        and not is_reference(node)
+    ):
         found.add(node)
     return found
 

@@ -24,6 +24,7 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import evalfleet
 from evalfleet.exceptions import EvalFleetError
@@ -61,6 +62,15 @@ class Wheel:
     @property
     def size(self) -> int:
         return len(self.data)
+
+    def describe(self) -> dict[str, Any]:
+        """What a dry run shows of it."""
+        return {
+            "file": self.filename,
+            "version": self.version,
+            "sha256": self.sha256,
+            "bytes": self.size,
+        }
 
     def base64_chunks(self, chunk_chars: int) -> list[str]:
         """The wheel in base64, cut into strings of at most `chunk_chars` characters."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import textwrap
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from evalfleet.contract import Invocation
 from evalfleet.executors import wheel as wheel_module
 from evalfleet.executors.wheel import Wheel
 from evalfleet.planner import plan_invocation
-from tests.helpers import assert_matches_golden
+from tests.helpers import assert_matches_golden, stand_in_wheel
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 INVOCATION_ID = "0123abcd"
@@ -25,12 +24,7 @@ OUTPUT_DIR = "/data/results"
 # A stand-in for evalfleet's own wheel, so plans do not change with every edit of the
 # source: 150,000 bytes, three base64 parts. The end-to-end tests ship the real one.
 FAKE_WHEEL_DATA = bytes(range(256)) * 585 + bytes(240)
-FAKE_WHEEL = Wheel(
-    filename="evalfleet-0.1.0+sha0123456789ab-py3-none-any.whl",
-    version="0.1.0+sha0123456789ab",
-    sha256=hashlib.sha256(FAKE_WHEEL_DATA).hexdigest(),
-    data=FAKE_WHEEL_DATA,
-)
+FAKE_WHEEL = stand_in_wheel(FAKE_WHEEL_DATA)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import socket
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from evalfleet.contract import Invocation
 from evalfleet.executors import wheel as wheel_module
 from evalfleet.executors.wheel import Wheel
 from evalfleet.planner import plan_invocation
-from tests.helpers import assert_matches_golden
+from tests.helpers import assert_matches_golden, stand_in_wheel
 
 from .helpers import override, write_executable
 
@@ -25,12 +24,7 @@ INVOCATION_ID = "0123abcd"
 # A stand-in for evalfleet's own wheel, so rendered scripts do not change with every edit
 # of the source; the tests that run the bootstrap ship the real one.
 FAKE_WHEEL_DATA = b"not a wheel, a stand-in for one"
-FAKE_WHEEL = Wheel(
-    filename="evalfleet-0.1.0+sha0123456789ab-py3-none-any.whl",
-    version="0.1.0+sha0123456789ab",
-    sha256=hashlib.sha256(FAKE_WHEEL_DATA).hexdigest(),
-    data=FAKE_WHEEL_DATA,
-)
+FAKE_WHEEL = stand_in_wheel(FAKE_WHEEL_DATA)
 
 
 @pytest.fixture(autouse=True)

@@ -505,13 +505,7 @@ def _wheel_plan(invocation: Invocation) -> JSON | None:
     if not ships_wheel(invocation.config):
         return None
     built = shipped_wheel()
-    return {
-        "file": built.filename,
-        "version": built.version,
-        "sha256": built.sha256,
-        "bytes": built.size,
-        "envs": wheel_env_names(built),
-    }
+    return {**built.describe(), "envs": wheel_env_names(built)}
 
 
 def _health_path(deployment: Any) -> str:

@@ -44,10 +44,7 @@ def wheel_plan(inv: Invocation) -> dict[str, Any]:
     """What the dry run shows: which wheel, where it is copied, where it is installed."""
     built = shipped_wheel()
     return {
-        "file": built.filename,
-        "version": built.version,
-        "sha256": built.sha256,
-        "bytes": built.size,
+        **built.describe(),
         "copied_to": wheel_destination(inv, built),
         "installed_in": f"{CACHE_DIR}/venvs/{built.version}-py<python3 version> (on the node)",
     }
