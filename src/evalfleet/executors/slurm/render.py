@@ -188,8 +188,7 @@ def launcher_differences(config: RunConfig) -> list[str]:
         f"execution.subproject: not in job names — evalfleet names jobs "
         f"{execution.job_name_prefix}-<invocation id>[-<task>] so status and kill find them"
     )
-    out += common_differences(config)
-    out.append("evaluation client: on Slurm the tasks run in the batch shell on the first node")
+    out += common_differences(config)  # the tasks: in the batch shell on the first node
     if execution.mounts.evaluation:
         out.append(
             "execution.mounts.evaluation: not applied — the tasks run on the node, where the "
