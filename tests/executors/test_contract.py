@@ -87,7 +87,9 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
         request.getfixturevalue("slurm_cluster")
         execution = (
             f"execution: {{type: slurm, output_dir: {out}, walltime: '00:05:00', "
-            f"max_walltime: '00:10:00', evalfleet_command: {sys.executable} -m evalfleet}}"
+            f"max_walltime: '00:10:00', evalfleet_command: {sys.executable} -m evalfleet, "
+            # The test cluster has no GPUs and one shared node.
+            "gres: null, sbatch_extra_flags: {exclusive: false}}"
         )
         return Backend(name, execution, {})
     emulator = request.getfixturevalue("lepton_emulator")

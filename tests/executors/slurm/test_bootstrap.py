@@ -67,15 +67,23 @@ def test_a_named_evalfleet_command_ships_nothing(plan_config) -> None:
     assert "evalfleet_bootstrap" not in script["text"] and "/opt/ef/bin/ef" in script["text"]
 
 
-def _run(script: Path, cache: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+def _node_environment() -> dict[str, str]:
+    """The "cluster's" environment: its python3 is the system's, without the test
+    interpreter's virtualenv (CI runs the tests with it activated)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
     }
-    # The "cluster's" python3 is the system's: the test interpreter's bin dir is not on PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d != venv_bin)
+    venv_bin = Path(sys.executable).parent
+    env["PATH"] = os.pathsep.join(
+        d for d in env["PATH"].split(os.pathsep) if not d or Path(d) != venv_bin
+    )
+    return env
+
+
+def _run(script: Path, cache: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = _node_environment()
     env["EVALFLEET_CACHE_DIR"] = str(cache)
     start = time.monotonic()
     result = subprocess.run(
@@ -98,15 +106,19 @@ def test_the_script_installs_and_runs_the_planners_wheel(
     path.write_text(script.text)
     (path.parent / built.filename).write_bytes(built.data)  # what the executor copies
     check = subprocess.run(["python3", "-c", "import evalfleet"], capture_output=True,
-                           env={"PATH": os.environ["PATH"]}, cwd=tmp_path)  # fmt: skip
+                           env=_node_environment(), cwd=tmp_path)  # fmt: skip
     assert check.returncode != 0  # the node's python3 has no evalfleet of its own
 
     cache = tmp_path / "cluster-cache"
     first, cold = _run(path, cache)
-    venv = cache / "venvs" / f"{built.version}-py3.11"
+    node_python = subprocess.run(
+        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        env=_node_environment(), capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    venv = cache / "venvs" / f"{built.version}-py{node_python}"
     ran = re.findall(r"evalfleet: running evalfleet (\S+) from (\S+)", first.stderr)
     assert ran == [
-        (built.version, str(venv / "lib/python3.11/site-packages/evalfleet/__init__.py"))
+        (built.version, str(venv / f"lib/python{node_python}/site-packages/evalfleet/__init__.py"))
     ], first.stderr
     assert "installing" in first.stderr and not Path(ran[0][1]).is_relative_to(REPO)
     job_logs = out / inv.invocation_id / "gsm8k" / "logs"
