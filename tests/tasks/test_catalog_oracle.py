@@ -128,7 +128,7 @@ ORACLES: dict[str, tuple[Callable[[str, bool], str], int]] = {
     "evalfleet.mmlu_pro_cot": (mmlu_pro_cot, len(fx.MMLU_PRO_TEST)),
     "gpqa_diamond": (gpqa_diamond, len(fx.GPQA)),
     "evalfleet.arc_challenge_cot": (arc_challenge, len(fx.ARC)),
-    "mbpp": (mbpp, 2),  # task 10 is not in the test split
+    "evalfleet.mbpp": (mbpp, 2),  # task 10 is not in the test split
 }
 
 
