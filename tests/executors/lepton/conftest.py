@@ -220,13 +220,13 @@ env_vars:
 
 evaluation:
   env_vars:
-    EVAL_ONLY: eval
+    EVAL_ONLY: lit:eval
   tasks:
     - name: ifeval
     - name: gsm8k
       env_vars:
         SHARED: from-task
-        TASK_ONLY: gsm8k
+        TASK_ONLY: lit:gsm8k
 """
 
 # The vLLM guide's model, and a judge deployed beside it for the tasks that ask one: a

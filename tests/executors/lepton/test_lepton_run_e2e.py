@@ -684,3 +684,35 @@ def test_a_judge_that_never_gets_ready_fails_the_launch_and_deletes_both(
     assert record.handle["endpoint_deleted"] and record.handle["judge_endpoint_deleted"]
     assert [job.state for job in record.jobs] == ["FAILED"]
     assert record.jobs[0].detail.startswith("not run: Lepton judge endpoint")
+
+
+def test_a_host_value_reaches_the_job_and_nothing_else(
+    cli, lepton, tmp_path, isolated, monkeypatch
+):
+    """`host:NAME` (the launcher's meaning): read on this machine, sent in the job's spec
+    only; unset, the launch stops before anything is created or recorded."""
+    out = tmp_path / "out"
+    host_key = "hostkey-0123456789"
+    with run_simulator(model="llama-3.1-8b-instruct", require_api_key=host_key) as sim:
+        args = _run_args(
+            "lepton_none_llama_3_1_8b_instruct", out,
+            "-o", f"target.api_endpoint.url={sim.base_url}/v1/chat/completions",
+            "-o", "~execution.lepton_platform.tasks.env_vars.API_KEY",
+            "-o", "+evaluation.env_vars.API_KEY=host:EVALFLEET_TEST_HOST_KEY",
+        )  # fmt: skip
+        monkeypatch.delenv("EVALFLEET_TEST_HOST_KEY", raising=False)
+        missing = cli(*args)
+        assert missing.code == 2
+        assert _errors(missing.err) == [
+            "error: env API_KEY: host:EVALFLEET_TEST_HOST_KEY is not set in this environment "
+            "(export EVALFLEET_TEST_HOST_KEY=..., or write lit:<value> for a literal value)"
+        ]
+        assert not isolated.exists() or not InvocationStore().list_invocations()
+        monkeypatch.setenv("EVALFLEET_TEST_HOST_KEY", host_key)
+        result = cli(*args)
+        assert sim.stats()["by_status"].get("200", 0) >= 2  # the job sent the host's key
+    assert result.code == 0, result.err
+    _assert_nothing_left(lepton)
+    for root in (isolated, out):
+        for path in root.rglob("*"):
+            assert not path.is_file() or host_key.encode() not in path.read_bytes(), path

@@ -736,3 +736,46 @@ def test_a_framework_packages_judge_key_must_reach_the_job(plan_yaml: PlanYaml) 
         "set execution.lepton_platform.tasks.env_vars.MT_JUDGE_KEY: "
         "{value_from: {secret_name_ref: <Lepton secret>}}"
     ]
+
+
+def test_host_values_reach_the_job_only_when_it_is_submitted(
+    plan_yaml: PlanYaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher reads `host:NAME` (and a bare name in a task's env_vars, launcher 0.1)
+    on the launching machine; the plan and the store keep a placeholder, the value goes
+    only into what is sent, and a missing one stops the launch before anything exists."""
+    from evalfleet.executors.lepton.spec import fill_host_values, host_values_missing
+
+    text = (
+        "deployment:\n  type: none\ntarget:\n  api_endpoint:\n    url: https://x.lepton.ai/v1\n"
+        "    model_id: m\nexecution:\n  type: lepton\n"
+        "evaluation:\n  env_vars: {HF_TOKEN: 'host:MY_HF', NOTE: 'lit:a b'}\n"
+        "  tasks:\n    - name: ifeval\n      env_vars: {OLD_STYLE: MY_OTHER}\n"
+    )
+    (job,) = job_bodies(plan_yaml(text))
+    envs = _envs(job)
+    assert envs["HF_TOKEN"]["value"] == "<filled at launch: the launching host's $MY_HF>"
+    assert envs["OLD_STYLE"]["value"] == "<filled at launch: the launching host's $MY_OTHER>"
+    assert envs["NOTE"]["value"] == "a b"
+    monkeypatch.delenv("MY_HF", raising=False)
+    monkeypatch.setenv("MY_OTHER", "x")
+    assert host_values_missing(job) == ["env HF_TOKEN: host:MY_HF is not set in this environment "
+                                        "(export MY_HF=..., or write lit:<value> for a literal value)"]  # fmt: skip
+    monkeypatch.setenv("MY_HF", "hf_value")
+    assert host_values_missing(job) == []
+    sent = json.loads(json.dumps(job))
+    fill_host_values(sent)
+    assert (
+        _envs(sent)["HF_TOKEN"]["value"] == "hf_value" and _envs(sent)["OLD_STYLE"]["value"] == "x"
+    )
+    assert "hf_value" not in json.dumps(job)  # the planned body is untouched
+
+
+def test_a_runtime_value_is_refused_on_lepton(plan_yaml: PlanYaml) -> None:
+    text = (
+        "deployment:\n  type: none\ntarget:\n  api_endpoint:\n    url: https://x.lepton.ai/v1\n"
+        "    model_id: m\nexecution:\n  type: lepton\n"
+        "evaluation:\n  env_vars: {SCRATCH: 'runtime:TMPDIR'}\n  tasks:\n    - name: ifeval\n"
+    )
+    with pytest.raises(ConfigError, match=r"^evaluation.env_vars.SCRATCH: runtime:TMPDIR cannot"):
+        job_bodies(plan_yaml(text))

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from evalfleet.config.notices import launcher_differences
 from evalfleet.contract import JSON, OPEN_STATES, Invocation, Job, JobState
-from evalfleet.exceptions import BackendUnreachable, DeploymentError, EvalFleetError, UsageError
+from evalfleet.exceptions import (
+    BackendUnreachable,
+    ConfigError,
+    DeploymentError,
+    EvalFleetError,
+    UsageError,
+)
 from evalfleet.executors.base import Executor, LogSource, Observation, Run
 from evalfleet.executors.lepton import _remote as remote
 from evalfleet.executors.lepton._settings import settings
@@ -39,7 +45,9 @@ from evalfleet.executors.lepton.spec import (
     _slug,
     all_bodies,
     endpoint_name,
+    fill_host_values,
     fill_wheel,
+    host_values_missing,
     judge_endpoint_name,
     judge_token_secret,
     shipped_wheel,
@@ -179,7 +187,13 @@ class LeptonExecutor(Executor):
     # ------------------------------------------------------------------ running
 
     def prepare(self, invocation: Invocation) -> None:
-        all_bodies(invocation)  # refuse what Lepton would refuse before contacting anything
+        # Refuse what Lepton would refuse, and host variables this machine lacks, before
+        # contacting anything.
+        deployment, judge, jobs = all_bodies(invocation)
+        bodies = [body for body in (deployment, judge, *jobs) if body is not None]
+        missing = [problem for body in bodies for problem in host_values_missing(body)]
+        if missing:
+            raise ConfigError(list(dict.fromkeys(missing)))
         self._client().workspace()  # credentials and route family, before anything is recorded
 
     def launch_handles(self, inv: Invocation) -> tuple[JSON, list[JSON]]:
@@ -241,6 +255,8 @@ class LeptonExecutor(Executor):
             self._wait_gone(client, name)
             existing = None
         if existing is None:
+            body = json.loads(json.dumps(body))  # the host's values only in what is sent
+            fill_host_values(body)
             client.create_deployment(body)
             remote.note(f"Lepton {kind} {name} created; waiting for Ready (up to {timeout} s)")
         return time.monotonic()
@@ -284,6 +300,7 @@ class LeptonExecutor(Executor):
             if env.get("value") in filled:
                 env["value"] = urls[filled[env["value"]]]
         fill_wheel(body)
+        fill_host_values(body)
         created = client.create_job(body)
         lepton_id = str(created["metadata"]["id"])
         run.update(

@@ -16,10 +16,10 @@ import json
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import evalfleet
+from evalfleet.config.env import EnvRef, host_value, job_env, parse_env
 from evalfleet.contract import Invocation, Job
 from evalfleet.deployments.servers import lepton_server_argv, server_spec
 from evalfleet.exceptions import ConfigError
@@ -185,6 +185,48 @@ def _name_problems(name: str, key: str) -> list[str]:
 # --------------------------------------------------------------------------- env entries
 
 
+# A `host:NAME` value travels in the spec only when the job is submitted: the plan, the
+# store and the dry run keep this placeholder, so a host secret never lands on disk here.
+HOST_VALUE_PLACEHOLDER = "<filled at launch: the launching host's ${name}>"
+_HOST_VALUE = re.compile(r"^<filled at launch: the launching host's \$([A-Za-z_][A-Za-z0-9_]*)>$")
+
+
+def _ref_entry(name: str, ref: EnvRef, where: str, problems: list[str]) -> dict[str, Any]:
+    """A Lepton env entry for a configured value with the launcher's meaning."""
+    if ref.kind == "secret":
+        return {"name": name, "value_from": {"secret_name_ref": ref.text}}
+    if ref.kind == "host":
+        return {"name": name, "value": HOST_VALUE_PLACEHOLDER.format(name=ref.text)}
+    if ref.kind == "runtime":
+        problems.append(
+            f"{where}: runtime:{ref.text} cannot be read in a Lepton job (its container has "
+            "no such variable of its own); use lit:<value>, host:NAME or "
+            "value_from.secret_name_ref"
+        )
+    return {"name": name, "value": ref.text}
+
+
+def host_values_missing(body: dict[str, Any]) -> list[str]:
+    """The host variables a body needs that this environment does not have."""
+    problems = []
+    for env in body["spec"].get("envs") or []:
+        match = _HOST_VALUE.match(str(env.get("value")))
+        if match:
+            try:
+                host_value(EnvRef("host", match.group(1)), f"env {env['name']}")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    return problems
+
+
+def fill_host_values(body: dict[str, Any]) -> None:
+    """Put the launching host's values in place of their placeholders (at submission)."""
+    for env in body["spec"].get("envs") or []:
+        match = _HOST_VALUE.match(str(env.get("value")))
+        if match:
+            env["value"] = host_value(EnvRef("host", match.group(1)), f"env {env['name']}")
+
+
 def _env_entry(name: str, value: Any) -> dict[str, Any]:
     """`{name, value}` for a literal, `{name, value_from: {secret_name_ref}}` for a secret."""
     if hasattr(value, "value_from"):
@@ -315,7 +357,8 @@ def _server_body(
     for env, value in lepton.envs.items():
         add_env(_env_entry(env, value), f"{key}.lepton_config.envs.{env}")
     for env, value in deployment.env_vars.items():
-        add_env(_env_entry(env, value), f"{key}.env_vars.{env}")
+        where = f"{key}.env_vars.{env}"
+        add_env(_ref_entry(env, parse_env(value, where, "literal"), where, problems), where)
     for env, value in server.env.items():
         add_env(_env_entry(env, value), None)
     add_env({"name": "SERVED_MODEL_NAME", "value": server.served_model_name}, None)
@@ -472,23 +515,6 @@ def job_script(inv: Invocation, job: Job) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _job_env_sources(inv: Invocation, job: Job) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(config key, items) for every source of a job's env, weakest first."""
-    config = inv.config
-    execution_env = settings(config).env_vars
-    if isinstance(execution_env, dict):
-        yield "execution.env_vars", execution_env
-    else:  # the launcher's nested form: the tasks' part
-        yield "execution.env_vars.evaluation", execution_env.evaluation
-    yield "env_vars", config.env_vars
-    yield "evaluation.env_vars", config.evaluation.env_vars
-    yield f"evaluation.tasks[{job.index}].env_vars", config.evaluation.tasks[job.index].env_vars
-    yield (
-        "execution.lepton_platform.tasks.env_vars",
-        settings(config).lepton_platform.tasks.env_vars,
-    )
-
-
 def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     config = inv.config
     execution = settings(config)
@@ -499,9 +525,11 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     problems.extend(_name_problems(name, f"evaluation.tasks[{job.index}]"))
 
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
-    for where, items in _job_env_sources(inv, job):
-        for env, value in items.items():
-            chosen[env] = (f"{where}.{env}", _env_entry(env, value))  # later wins
+    for env, (key, ref) in job_env(config, job.index).items():  # weakest first
+        chosen[env] = (key, _ref_entry(env, ref, key, problems))
+    for env, value in tasks.env_vars.items():  # the Lepton-only layer wins
+        key = f"execution.lepton_platform.tasks.env_vars.{env}"
+        chosen[env] = (key, _ref_entry(env, parse_env(value, key, "literal"), key, problems))
     for key, entry in chosen.values():
         if has_deployment and entry["name"] in (LEPTON_ENDPOINT_URL_ENV, LEPTON_ENDPOINT_TOKEN_ENV):
             problems.append(f"{key}: set by evalfleet on Lepton (the endpoint's URL and token)")
