@@ -160,3 +160,22 @@ def test_the_dry_run_says_where_the_local_run_differs_from_the_launcher(write_ya
     )
     assert not any("execution.use_docker" in line for line in docker)
     assert any("served_model_name" in line for line in host + docker)
+
+
+def test_docker_passes_every_configured_server_variable_by_name(write_yaml):
+    # The launcher gives a server container the top-level, execution and deployment env;
+    # values stay out of the command line (a secret would show in `ps`).
+    text = (
+        "env_vars: {SHARED_NOTE: 'lit:x'}\n"
+        "deployment: {type: nim, image: 'nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.6',"
+        " env_vars: {NGC_API_KEY: 'host:MY_NGC_KEY'}}\n"
+        "execution: {type: local, output_dir: /data/results}\n"
+        "evaluation: {tasks: [{name: ifeval}]}\n"
+    )
+    config = load_config(write_yaml(text)).model
+    server = LocalExecutor().plan(plan_invocation(config, invocation_id="0123abcd"))["server"]
+    argv = server["argv"]
+    passed = {argv[i + 1] for i, word in enumerate(argv) if word == "--env"}
+    assert {"SHARED_NOTE", "NGC_API_KEY", "NIM_SERVED_MODEL_NAME"} <= passed
+    assert not any("MY_NGC_KEY" in word or word.endswith("=x") for word in argv)
+    assert server["env"]["NGC_API_KEY"] == "host:MY_NGC_KEY"

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,11 @@ def eval_command(job: Job) -> list[str]:
     return ["evalfleet", "eval", "--job", job.job_file]
 
 
-def server_argv(inv: Invocation, server: ServerSpec, role: str = "server") -> list[str]:
+def server_argv(
+    inv: Invocation, server: ServerSpec, role: str = "server", env_names: Iterable[str] = ()
+) -> list[str]:
+    """The server's command line; in docker, `env_names` (besides the server type's own)
+    are passed into the container by name, their values from the server's environment."""
     execution = settings(inv.config)
     if not (execution.use_docker and server.image):
         return [
@@ -47,7 +52,7 @@ def server_argv(inv: Invocation, server: ServerSpec, role: str = "server") -> li
         "--name", f"evalfleet-{inv.invocation_id}" + ("-judge" if role != "server" else ""),
         "--publish", f"127.0.0.1:{server.port}:{server.port}",
         *(["--gpus", f'"device={gpus}"'] if gpus else ["--gpus", "all"]),
-        *[arg for name in sorted(server.env) for arg in ("--env", name)],
+        *[arg for name in sorted({*server.env, *env_names}) for arg in ("--env", name)],
         *[arg for host, inside in execution.mounts.deployment.items()
           for arg in ("--volume", f"{host}:{inside}")],
         *shlex.split(execution.extra_docker_args),
@@ -272,9 +277,9 @@ def _server_plan(inv: Invocation, deployment: Any, name: str) -> JSON | None:
     env = {k: v for k, v in server.env.items() if k not in configured}
     env.update({k: ref.shown() if ref.kind != "literal" else ref.text
                 for k, (_, ref) in configured.items()})  # fmt: skip
-    if execution.cuda_visible_devices is not None:
+    argv = server_argv(inv, server, name, env_names=configured)
+    if execution.cuda_visible_devices is not None:  # docker: `--gpus device=` instead
         env["CUDA_VISIBLE_DEVICES"] = execution.cuda_visible_devices
-    argv = server_argv(inv, server, name)
     return {
         "type": server.type,
         "argv": argv,
