@@ -214,3 +214,33 @@ def test_an_export_cut_short_is_not_reported_done_and_exporting_again_completes_
     assert [(c.data.tags["task"], c.info.status) for c in children] == [
         ("adds", "FINISHED"), ("adds_exact", "FINISHED"),
     ]  # fmt: skip
+
+
+def test_the_launchers_export_keys_name_skip_and_choose_files(
+    cli, run_invocation, mlflow_server, mlflow_client
+):
+    # export.mlflow as launcher configs write it: run_name, log_logs (copy the task's
+    # logs/), only_required: false (every file of the task but its response cache), and
+    # skip_existing (an exported task's run is left as it is).
+    settings = (
+        "export: {mlflow: {run_name: nightly-42, log_logs: true, only_required: false,"
+        " skip_existing: true, experiment_name: launcher-keys}}\n"
+    )
+    inv = run_invocation(extra=settings).invocation_id
+    args = ["export", inv, "--dest", "mlflow", "--tracking-uri", mlflow_server.url]
+    first = cli(*args)
+    assert first.code == 0, first.err
+    _, children = _runs(mlflow_client, "launcher-keys", inv)
+    for child in children:
+        assert child.info.run_name == "nightly-42"
+        paths = {a.path for a in mlflow_client.list_artifacts(child.info.run_id)}
+        assert {"results.json", "samples.jsonl", "job.json", "logs", "config.yaml"} <= paths
+        assert not any(path.startswith("cache.sqlite") for path in paths)
+        logs = {a.path for a in mlflow_client.list_artifacts(child.info.run_id, "logs")}
+        assert "logs/eval.log" in logs
+    again = cli(*args)
+    assert again.code == 0, again.err
+    _, after = _runs(mlflow_client, "launcher-keys", inv)
+    assert [c.info.run_id for c in after] == [c.info.run_id for c in children]
+    for before, child in zip(children, after, strict=True):
+        assert child.info.end_time == before.info.end_time  # not reopened, not rewritten
