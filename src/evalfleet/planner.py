@@ -183,8 +183,12 @@ def _endpoint(config: RunConfig, endpoint_type: str, executor: Executor) -> dict
 
 
 def endpoint_url(url: str, endpoint_type: str) -> str:
-    """The full URL for `endpoint_type`, from a base URL or a full endpoint URL."""
-    base = url.rstrip("/")
+    """The full URL for `endpoint_type`, from a base URL or a full endpoint URL; a query
+    (Azure's `?api-version=...`) stays a query."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = parts.path.rstrip("/")
     for suffix in ("/chat/completions", "/completions"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
@@ -192,7 +196,8 @@ def endpoint_url(url: str, endpoint_type: str) -> str:
     else:
         if not base.endswith("/v1"):
             base += "/v1"
-    return base + ("/chat/completions" if endpoint_type == "chat" else "/completions")
+    path = base + ("/chat/completions" if endpoint_type == "chat" else "/completions")
+    return urlunsplit(parts._replace(path=path))
 
 
 def _judge_endpoint(config: RunConfig, executor: Executor) -> dict[str, Any] | None:

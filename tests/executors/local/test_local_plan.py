@@ -123,6 +123,13 @@ evaluation: {tasks: [{name: gsm8k}, {name: hellaswag, endpoint_type: chat}]}
         ("https://h/v1/chat/completions", "completions", "https://h/v1/completions"),
         ("https://h/v1/", "chat", "https://h/v1/chat/completions"),
         ("http://127.0.0.1:8000", "completions", "http://127.0.0.1:8000/v1/completions"),
+        # Azure-style: the query stays after the path (it was appended to the query).
+        (
+            "https://r.openai.azure.com/openai/deployments/gpt/chat/completions?api-version=2024-06-01",
+            "completions",
+            "https://r.openai.azure.com/openai/deployments/gpt/completions?api-version=2024-06-01",
+        ),
+        ("https://h/v1?api-version=1", "chat", "https://h/v1/chat/completions?api-version=1"),
     ],
 )
 def test_endpoint_url_from_base_or_full_url(given, kind, expected):
