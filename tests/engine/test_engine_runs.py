@@ -138,6 +138,25 @@ def test_malformed_and_empty_answers_are_sample_errors(make_job):
     assert cache_rows(job.parent / "cache.sqlite") == 0, "errors are never cached"
 
 
+def test_a_reply_with_no_text_is_a_sample_error_not_a_wrong_answer(make_job):
+    # content: null with finish_reason stop (a reasoning parser kept it all): no answer to
+    # score, said in the sample's error; it was scored as a wrong answer with errors 0.
+    with run_simulator(fault_rate=1.0, faults="null_content", seed=1) as sim:
+        job = make_job(sim.base_url, max_retries=1, limit_samples=6)
+        result = run_eval(job)
+        assert sim.stats()["requests"] == 6  # not retried: the same request gets the same reply
+    assert result.returncode == 3, result.stderr
+    results = results_of(job)
+    assert results["counts"]["errors"] == 6 and results["metrics"] == {}
+    records = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
+    assert all(r["score"] is None for r in records)
+    assert all(
+        r["error"].startswith("the reply has no text: message.content is null and "
+                              "reasoning_content holds all 30 characters (finish_reason stop)")
+        for r in records
+    )  # fmt: skip
+
+
 def test_wrong_api_key_stops_at_once_with_the_endpoints_message(make_job, monkeypatch):
     with run_simulator(require_api_key="right-key") as sim:
         job = make_job(sim.base_url)

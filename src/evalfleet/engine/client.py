@@ -38,7 +38,7 @@ class RequestFailed(Exception):
     def __init__(self, reason: str, *, kind: str, status: int | None = None, fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # http | connection | timeout | malformed
+        self.kind = kind  # http | connection | timeout | malformed | no_text
         self.status = status
         self.fatal = fatal
 
@@ -333,8 +333,10 @@ def _parse_reply(raw: bytes, latency: float) -> Reply:
     try:
         message = choice.get("message")
         if message is not None:
-            text = message.get("content") or ""
             reasoning = message.get("reasoning_content") or message.get("reasoning")
+            if message.get("content") is None and choice.get("finish_reason") != "length":
+                raise RequestFailed(_no_text(message, choice, reasoning), kind="no_text")
+            text = message.get("content") or ""
         else:
             text, reasoning = choice["text"], None
         if not isinstance(text, str):
@@ -350,6 +352,21 @@ def _parse_reply(raw: bytes, latency: float) -> Reply:
         reasoning=reasoning if isinstance(reasoning, str) else None,
         logprobs=choice.get("logprobs"),
     )
+
+
+def _no_text(message: dict[str, Any], choice: dict[str, Any], reasoning: Any) -> str:
+    """Why a finished chat reply without `content` is no answer to score (a wrong answer it
+    is not): what the message holds instead, in the server's own terms."""
+    finish = choice.get("finish_reason")
+    if message.get("tool_calls"):
+        return f"the reply has no text: message.content is null and it makes tool_calls (finish_reason {finish})"
+    if isinstance(reasoning, str) and reasoning:
+        return (
+            f"the reply has no text: message.content is null and reasoning_content holds all "
+            f"{len(reasoning)} characters (finish_reason {finish}); the server's reasoning "
+            "parser did not find the end of the thinking"
+        )
+    return f"the reply has no text: message.content is null (finish_reason {finish})"
 
 
 def _error_message(raw: bytes) -> str:

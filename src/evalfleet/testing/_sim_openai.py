@@ -260,3 +260,12 @@ def envelope_head(object_: str, model: str) -> str:
 
 MALFORMED_BODY = b'{"id":"chatcmpl-malformed","object":"chat.completion","choices":[{"index":0,'
 """A 200 body that is not JSON: the response was cut off mid-object."""
+
+NULL_CONTENT_BODY = (
+    b'{"id":"chatcmpl-null","object":"chat.completion","created":0,"model":"sim-model",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":null,'
+    b'"reasoning_content":"Let me think. The answer is 4."},"logprobs":null,'
+    b'"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":8,'
+    b'"total_tokens":13}}'
+)
+"""A 200 chat reply with no text: all of it in `reasoning_content`, `finish_reason: stop`."""

@@ -365,6 +365,8 @@ class Endpoint:
             return self._send(200, oa.MALFORMED_BODY)
         if fault == "empty":
             return self._send(200, render(True))
+        if fault == "null_content":
+            return self._send(200, oa.NULL_CONTENT_BODY)
         if fault == "timeout":
             await asyncio.sleep(self.settings.hang_seconds)
             return self._send(200, render(False))

@@ -25,8 +25,10 @@ What one completion request goes through, in order:
 4. the fault draw: a ``429`` answers at once, without queueing;
 5. a capacity slot (FIFO queue while all are taken), then ``latency`` (± jitter) inside it;
 6. the answer, or the fault: ``500``, ``malformed`` (200, body cut mid-JSON), ``empty``
-   (200, ``choices: []``), ``drop`` (connection aborted, nothing sent) or ``timeout`` (waits
-   ``hang_seconds`` still holding its slot, then answers normally).
+   (200, ``choices: []``), ``drop`` (connection aborted, nothing sent), ``timeout`` (waits
+   ``hang_seconds`` still holding its slot, then answers normally) or, only when named,
+   ``null_content`` (200, ``content: null``, the reply all in ``reasoning_content``, as a
+   reasoning parser that never saw the end of the thinking leaves it).
 
 A client that disconnects cancels its request and frees its slot (counted as ``cancelled``).
 """
@@ -67,7 +69,10 @@ __all__ = [
     "serve",
 ]
 
-FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty", "drop")
+FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty", "drop", "null_content")
+# The mix a fault rate draws from unless `faults` names others: the transient ones a client
+# retries (`null_content`, a reasoning-only reply, is asked for by name).
+DEFAULT_FAULTS = ("429", "500", "timeout", "malformed", "empty", "drop")
 """Every fault the simulator can inject; `--faults` picks a subset (default: all)."""
 
 ENDPOINT_KEY = web.AppKey("evalfleet_simulator", Endpoint)
@@ -95,7 +100,7 @@ class SimulatorSettings:
     """At most this many requests are served at once, the rest queue (None or 0: unlimited)."""
     fault_rate: float = 0.0
     """Probability that a request gets a fault, chosen uniformly from `faults`."""
-    faults: tuple[str, ...] = FAULT_KINDS
+    faults: tuple[str, ...] = DEFAULT_FAULTS
     """Fault kinds to choose from (a subset of `FAULT_KINDS`; a comma string is accepted)."""
     retry_after: float = 1.0
     """The `Retry-After` header (seconds) of a 429 fault."""
