@@ -60,9 +60,9 @@ def open_transport(request: pytest.FixtureRequest) -> OpenTransport:
 
     @contextlib.asynccontextmanager
     async def opened(
-        url: str, *, limit: int = 4, timeout_s: float = 5.0
+        url: str, *, limit: int = 4, timeout_s: float = 5.0, headers: dict[str, str] | None = None
     ) -> AsyncIterator[Transport]:
-        transport = factory(url, dict(HEADERS), limit, timeout_s)
+        transport = factory(url, dict(HEADERS if headers is None else headers), limit, timeout_s)
         assert transport.name == request.param
         try:
             yield transport
@@ -180,6 +180,35 @@ def test_a_json_answer_with_content_length(open_transport: OpenTransport) -> Non
     assert headers["content-type"] == "application/json"
     assert headers["authorization"] == "Bearer k3y"
     assert headers["content-length"] == str(len(payload(3))) and body == payload(3)
+
+
+def _request_headers(request: bytes) -> dict[str, str]:
+    lines = request.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")[1:]
+    return {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
+
+
+@pytest.mark.parametrize("api_key", [None, "Bearer k3y"])
+def test_credentials_in_the_url_are_basic_auth_unless_a_key_is_given(
+    open_transport: OpenTransport, api_key: str | None
+) -> None:
+    # `user:password@` as aiohttp reads it (percent-decoded); the endpoint's API key wins.
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = api_key
+
+    async def scenario():
+        async with Server(keep_alive_echo) as server:
+            url = server.url.replace("http://", "http://us%40er:p%3Ass@")
+            async with open_transport(url, headers=headers) as transport:
+                response = await transport.post(payload(1))
+        return response, server.requests
+
+    response, requests = run(scenario())
+    assert response.status == 200
+    seen = _request_headers(requests[0])
+    expected = api_key or "Basic dXNAZXI6cDpzcw=="  # base64 of "us@er:p:ss"
+    assert seen["authorization"] == expected
+    assert seen["host"].startswith("127.0.0.1:")  # the credentials go nowhere else
 
 
 def test_a_chunked_answer_arriving_in_pieces(open_transport: OpenTransport) -> None:

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from evalfleet.engine.transport import Response, TransportError
+from evalfleet.engine.transport import Response, TransportError, with_url_credentials
 
 
 class AiohttpTransport:
@@ -21,6 +21,8 @@ class AiohttpTransport:
     name = "aiohttp"
 
     def __init__(self, url: str, headers: dict[str, str], limit: int, timeout_s: float) -> None:
+        # aiohttp refuses URL credentials beside an Authorization header: one rule for both.
+        url, headers = with_url_credentials(url, headers)
         self.url = url
         # The proxy from HTTP(S)_PROXY / NO_PROXY (and its credentials from the URL or
         # .netrc), looked up once the way aiohttp's trust_env would: trust_env looks it up

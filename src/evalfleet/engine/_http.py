@@ -21,7 +21,7 @@ from urllib.request import getproxies, proxy_bypass
 from evalfleet.engine.limits import AdaptiveLimit
 
 # Defined once in transport.py; still importable from here.
-from evalfleet.engine.transport import Response, TransportError
+from evalfleet.engine.transport import Response, TransportError, with_url_credentials
 
 __all__ = ["FastTransport", "Response", "TransportError", "proxy_applies"]
 
@@ -169,6 +169,7 @@ class FastTransport:
     name = "evalfleet"
 
     def __init__(self, url: str, headers: dict[str, str], limit: int, timeout_s: float) -> None:
+        url, headers = with_url_credentials(url, headers)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"unsupported URL {url!r}")

@@ -25,8 +25,10 @@ The contract of `post(payload)`:
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 
 class TransportError(Exception):
@@ -55,3 +57,18 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Close every connection; the transport is not used afterwards."""
         ...
+
+
+def with_url_credentials(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`user:password@` in the URL as HTTP Basic auth, as aiohttp reads it, unless the
+    headers already authorize (the endpoint's API key wins); and the URL without them, so
+    that no transport sends them anywhere else (Host, logs)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, headers
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    if any(name.lower() == "authorization" for name in headers):
+        return bare, headers
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    token = base64.b64encode(pair.encode()).decode("ascii")
+    return bare, {**headers, "Authorization": f"Basic {token}"}
