@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -440,18 +441,25 @@ def _select_not_null(key: str, default: Any, *, _root_: Any, _parent_: Any) -> A
     return default if value is None else value
 
 
-def _missing_keys(node: Any, prefix: str = "") -> list[str]:
+def _keys_where(node: Any, found: Callable[[Any], bool], prefix: str = "") -> list[str]:
+    """The dotted keys (`a.b[2].c`) of every leaf of `node` for which `found` holds."""
     if isinstance(node, dict):
         return [
             key
             for name, value in node.items()
-            for key in _missing_keys(value, f"{prefix}.{name}" if prefix else str(name))
+            for key in _keys_where(value, found, f"{prefix}.{name}" if prefix else str(name))
         ]
     if isinstance(node, list):
         return [
-            key for i, value in enumerate(node) for key in _missing_keys(value, f"{prefix}[{i}]")
+            key
+            for i, value in enumerate(node)
+            for key in _keys_where(value, found, f"{prefix}[{i}]")
         ]
-    return [prefix] if node == MISSING else []
+    return [prefix] if found(node) else []
+
+
+def _missing_keys(node: Any) -> list[str]:
+    return _keys_where(node, lambda value: value == MISSING)
 
 
 def _validate(resolved: dict[str, Any], problems: list[str]) -> Any:
@@ -476,21 +484,11 @@ def _validate(resolved: dict[str, Any], problems: list[str]) -> Any:
     return model
 
 
-def _derived_from_missing(node: Any, prefix: str = "") -> list[str]:
+def _derived_from_missing(node: Any) -> list[str]:
     """Keys whose value was made from a missing one (reported as that one)."""
-    if isinstance(node, dict):
-        return [
-            key
-            for name, value in node.items()
-            for key in _derived_from_missing(value, f"{prefix}.{name}" if prefix else str(name))
-        ]
-    if isinstance(node, list):
-        return [
-            key
-            for i, value in enumerate(node)
-            for key in _derived_from_missing(value, f"{prefix}[{i}]")
-        ]
-    return [prefix] if isinstance(node, str) and _UNSET in node and node != MISSING else []
+    return _keys_where(
+        node, lambda value: isinstance(value, str) and _UNSET in value and value != MISSING
+    )
 
 
 def _unique(lines: list[str]) -> list[str]:

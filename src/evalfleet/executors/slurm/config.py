@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from evalfleet.config.schema import ExecutionBase, PositiveInt, Strict
+from evalfleet.config.schema import ExecutionBase, ExecutionMounts, PositiveInt, Strict
 
 if TYPE_CHECKING:
     from evalfleet.config.schema import RunConfig
@@ -26,19 +26,9 @@ def walltime_text(value: Any) -> Any:
     return value
 
 
-class SlurmMounts(Strict):
+class SlurmMounts(ExecutionMounts):
     """`execution.mounts`: host path → container path, per container (the launcher's shape);
     a flat mapping is the deployment's mounts (evalfleet's earlier shape)."""
-
-    deployment: dict[str, str] = Field(default_factory=dict, description="the server's container")
-    evaluation: dict[str, str] = Field(
-        default_factory=dict,
-        description="the launcher's evaluation container; evalfleet runs tasks on the node itself",
-    )
-    auxiliary: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="per auxiliary deployment name (judge): its mounts"
-    )
-    mount_home: bool = Field(True, description="mount $HOME in the containers")
 
     @model_validator(mode="before")
     @classmethod
