@@ -7,7 +7,7 @@ import io
 import re
 import time
 
-from evalfleet.cli import progress as display
+from evalfleet import progress as display
 from evalfleet.engine.runner import RunProgress
 
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalfleet.exceptions import EngineError, EvalFleetError, NotAvailableError, UsageError
+from evalfleet.exceptions import (
+    ConfigError,
+    EngineError,
+    EvalFleetError,
+    NotAvailableError,
+    UsageError,
+)
 
 
 @dataclass(frozen=True)
@@ -99,16 +105,15 @@ def write_plan(run_plan: RunPlan, path: str | Path | None = None) -> Path:
     """Write `plan.json` (config + plan) atomically; by default in the invocation's
     directory on this machine (a remote cluster's output dir is not on this machine: a
     dry run writes nothing there)."""
+    from evalfleet.contract.files import make_private_dirs, write_private
     from evalfleet.executors import get_executor
 
     executor = get_executor(run_plan.plan["executor"])
     default = Path(executor.local_root(run_plan.invocation)) / "plan.json"
     target = Path(path).expanduser() if path else default
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(run_plan.as_dict(), indent=2) + "\n", encoding="utf-8")
-        temporary.replace(target)
+        make_private_dirs(target.parent)
+        write_private(target, json.dumps(run_plan.as_dict(), indent=2) + "\n")
     except OSError as exc:
         raise UsageError(
             f"cannot write the plan to {target}: {exc.strerror}; choose a place with --plan-out FILE"
@@ -145,12 +150,61 @@ def launch(run_plan: RunPlan, *, keep_endpoint: bool = False) -> int:
 
     executor = get_executor(run_plan.plan["executor"])
     _check_trusted_commands(run_plan)
+    check_before_launch(run_plan)
     if keep_endpoint and not executor.creates_endpoints:
         raise UsageError(
             f"--keep-endpoint: execution.type {executor.name} creates no endpoint to keep"
         )
     options = LaunchOptions(keep_endpoint=keep_endpoint)
     return executor.launch(run_plan.invocation, run_plan.config, options)
+
+
+def check_before_launch(run_plan: RunPlan) -> None:
+    """What a run would otherwise find only once the invocation is recorded (a traceback
+    writing its first file, or FAILED jobs): an output directory that cannot be made or
+    written, and, where the jobs run here (local), an environment variable they need
+    that is not set. Raises ConfigError, one line naming the key."""
+    from evalfleet.executors import get_executor
+
+    executor = get_executor(run_plan.plan["executor"])
+    _check_output_dir(Path(executor.local_root(run_plan.invocation)))
+    if executor.name == "local":
+        _check_local_env(run_plan.invocation)
+
+
+def _check_output_dir(root: Path) -> None:
+    existing = root
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"execution.output_dir: {existing} is not a directory (cannot create {root})"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"execution.output_dir: {existing} is not writable (cannot create {root})"
+        )
+
+
+def _check_local_env(invocation: Any) -> None:
+    """The variables each local job reads: host values the config names (as the local
+    executor resolves them when it starts the jobs) and the endpoint's API key."""
+    from evalfleet.config.env import host_value, job_env
+
+    config = invocation.config
+    for job in invocation.jobs:
+        provided = set(os.environ)
+        for name, (key, ref) in job_env(config, job.index).items():
+            if ref.kind == "secret":
+                raise ConfigError(f"{key}: a Lepton secret reference cannot run locally")
+            if ref.kind != "runtime" and host_value(ref, key) is not None:
+                provided.add(name)
+        name = job.spec["endpoint"].get("api_key_name")
+        if config.deployment.type == "none" and name and name not in provided:
+            raise ConfigError(
+                f"target.api_endpoint.api_key_name: the env var {name} is not set "
+                f"(export {name}=<the key> before the run)"
+            )
 
 
 def _check_trusted_commands(run_plan: RunPlan) -> None:
@@ -210,13 +264,15 @@ def detach(run_plan: RunPlan, argv: list[str], wait_s: float = 30.0) -> str:
     import sys
     import time
 
+    from evalfleet.contract.files import make_private_dirs, open_private
     from evalfleet.store import InvocationStore
 
+    check_before_launch(run_plan)  # here, not only in the background run: one line now
     invocation_id = run_plan.invocation.invocation_id
     log = Path(run_plan.invocation.output_dir) / "logs" / "run.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(log.parent)
     command = [sys.executable, "-m", "evalfleet", *argv, "--invocation-id", invocation_id]
-    with log.open("ab") as handle, open(os.devnull, "rb") as nothing:
+    with open_private(log, "ab") as handle, open(os.devnull, "rb") as nothing:
         # posix_spawn, not Popen: the run outlives this process, nobody here waits for it.
         pid = os.posix_spawn(
             sys.executable, command, dict(os.environ), setsid=True,
@@ -261,7 +317,11 @@ def list_runs(
         records = store.list_invocations(limit=limit, executor=executor, since=since)
     finally:
         store.close()
-    return [invocation_summary(record) for record in records]
+    # A damaged row is listed with what is wrong with it (commands on it refuse it).
+    return [
+        {**invocation_summary(record), **({"damaged": record.damaged} if record.damaged else {})}
+        for record in records
+    ]
 
 
 def invocation_summary(record: Any) -> dict[str, Any]:
@@ -420,75 +480,8 @@ def evaluate_job(
     rescore: bool = False,
     display: Callable[[Any], Awaitable[None]] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Run one job file (`evalfleet eval`). Returns (results, exit code).
+    """Run one job file (`evalfleet eval`). Returns (results, exit code); a failure raises
+    its EvalFleetError, its one line kept in the job's `logs/failure.txt` and `eval.log`."""
+    from evalfleet.jobs import evaluate_job as run_job_file
 
-    A failure is kept where every backend finds it: its one line goes to the job's
-    `logs/failure.txt` and, as an ERROR line, to `logs/eval.log`."""
-    import asyncio
-
-    from evalfleet.contract import clear_failure
-    from evalfleet.contract.spec import read_job
-
-    job_dir = Path(job_file).parent
-    try:
-        job = read_job(job_file)
-        job_dir = Path(job.output_dir)
-        clear_failure(job_dir)
-        from evalfleet.engine.runner import RunProgress, evaluate
-
-        progress = RunProgress(task=job.task)
-
-        async def main() -> tuple[dict[str, Any], int]:
-            shown = asyncio.ensure_future(display(progress)) if display else None
-            try:
-                if job.harness is not None:
-                    if rescore:
-                        raise UsageError(
-                            f"{job.task}: --rescore re-scores built-in tasks; a framework "
-                            "package scores its own output (run the job again: its answers "
-                            "are cached)"
-                        )
-                    from evalfleet.harness.run import run_harness_job
-
-                    return await run_harness_job(job, progress)
-                return await evaluate(job, rescore=rescore, progress=progress)
-            finally:
-                if shown is not None:
-                    shown.cancel()
-                    await asyncio.gather(shown, return_exceptions=True)
-
-        from evalfleet.engine.loop import run
-
-        if not (job.pre_cmd or job.post_cmd):
-            return run(main())
-        from evalfleet.engine.job_commands import run_post_cmd, run_pre_cmd
-
-        job_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            if job.pre_cmd:
-                run_pre_cmd(job.pre_cmd, job_dir)
-            return run(main())
-        finally:
-            if job.post_cmd:
-                run_post_cmd(job.post_cmd, job_dir)
-    except EvalFleetError as exc:
-        _keep_failure(job_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise
-    except Exception as exc:  # a bug: its traceback is printed, its one line kept
-        _keep_failure(job_dir, f"{type(exc).__name__}: {exc}".splitlines()[0])
-        raise
-
-
-def _keep_failure(job_dir: Path, reason: str) -> None:
-    import time
-
-    from evalfleet.contract import write_failure
-
-    write_failure(job_dir, reason)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
-    try:
-        (job_dir / "logs").mkdir(parents=True, exist_ok=True)
-        with (job_dir / "logs" / "eval.log").open("a", encoding="utf-8") as log:
-            log.write(f"{stamp} ERROR {reason}\n")
-    except OSError:
-        pass  # the failure file (or the exit code) still says it
+    return run_job_file(job_file, rescore=rescore, display=display)

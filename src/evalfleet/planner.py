@@ -5,6 +5,7 @@ The job file names the env var holding the API key, never the key itself.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,8 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             spec["dataset"] = {"path": str(Path(os.path.expanduser(task.dataset.path)).absolute())}
             assert task.scorer is not None  # the schema requires one beside dataset.path
             spec["scorer"] = task.scorer.model_dump(exclude_none=True)
+            if executor.name == "local":  # its jobs read the file here, in this process
+                check_dataset(spec, index)
         jobs.append(
             Job(
                 index=index,
@@ -122,6 +125,33 @@ def plan_invocation(config: RunConfig, invocation_id: str | None = None) -> Invo
             "each task writes to its own directory: merge their params instead)"
         )
     return Invocation(invocation_id, config, output_dir, tuple(jobs))
+
+
+def check_dataset(spec: dict[str, Any], index: int) -> None:
+    """Read a custom task's data now, as its job will read it (the same reader, up to
+    the same `limit_samples`), so that a missing, empty or malformed file stops the run
+    before anything is recorded, with the line the job would have failed on."""
+    from evalfleet.tasks.registry import create_task
+
+    key = f"evaluation.tasks[{index}].dataset.path"
+    path = Path(spec["dataset"]["path"])
+    if path.is_dir():
+        raise ConfigError(f"{key}: {path} is a directory, not a JSONL file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{key}: {path} is not a regular file")  # a FIFO would block here
+    scorer = spec["scorer"]
+    task = create_task(
+        spec["task"],
+        dataset_path=path,
+        scorer=scorer["name"],
+        pattern=scorer.get("pattern"),
+        ignore_case=scorer.get("ignore_case", True),
+        endpoint_type=spec["endpoint"]["type"],
+    )
+    try:
+        task.samples(spec["params"].get("limit_samples"))
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {str(exc).removeprefix('dataset.path: ')}") from None
 
 
 def with_derived_defaults(config: RunConfig) -> RunConfig:
@@ -164,12 +194,23 @@ def _endpoint(config: RunConfig, endpoint_type: str, executor: Executor) -> dict
     if deployment.type == "none":
         target = config.target.api_endpoint
         assert target.url is not None  # the schema requires it when deployment.type is none
-        return {
-            "url": endpoint_url(target.url, endpoint_type),
+        from evalfleet.config.env import ENDPOINT_URL_ENV
+        from evalfleet.config.redact import redact_url, url_secrets
+
+        endpoint: dict[str, Any] = {
+            "url": redact_url(endpoint_url(target.url, endpoint_type)),
             "model_id": target.model_id,
             "api_key_name": target.api_key_name,
             "type": endpoint_type,
         }
+        if url_secrets(target.url):
+            # job.json shows them as ***; the job gets the URL itself in its environment.
+            endpoint["url_env"] = ENDPOINT_URL_ENV
+        if target.ca_bundle:
+            endpoint["ca_bundle"] = target.ca_bundle
+        if not target.verify_tls:
+            endpoint["verify_tls"] = False
+        return endpoint
     server = server_spec(deployment)
     assert server is not None
     path = server.chat_path if endpoint_type == "chat" else server.completions_path
@@ -264,7 +305,7 @@ def effective_params(
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(
-            f"evaluation.tasks[{index}] params.{key}: {first['msg']} (got {first.get('input')!r})"
+            f"evaluation.tasks[{index}] params.{key}: {_validation_message(first)}"
         ) from None
     missing = spec.missing_judge(defaults, effective)
     if missing:
@@ -337,15 +378,37 @@ def _harness(
     params = merged.get("config", {}).get("params") or {}
     ours: dict[str, Any] = {}
     for key in ("parallelism", "limit_samples", "request_timeout", "max_retries"):
-        if isinstance(params.get(key), (int, float)) and params[key] > 0:
-            ours[key] = int(params[key]) if key != "request_timeout" else float(params[key])
+        value = params.get(key)
+        # A boolean or an infinite number is refused by ParamsSpec below, not made 1 or
+        # an OverflowError by int().
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+            ours[key] = value
+        elif isinstance(value, (int, float)) and value > 0:
+            ours[key] = int(value) if key != "request_timeout" else float(value)
     for key in ("temperature", "top_p", "max_new_tokens"):
         if params.get(key) is not None:
             ours[key] = params[key]
     # Only what the proxy uses and the package's settings say: the engine's other
     # parameters (n_samples, seed…) would misstate what the package does.
-    params_spec = contract_spec.ParamsSpec.model_validate(ours)
+    from pydantic import ValidationError
+
+    try:
+        params_spec = contract_spec.ParamsSpec.model_validate(ours)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"evaluation.tasks[{index}] ({info.name}): config.params.{key}: "
+            f"{_validation_message(first)}"
+        ) from None
     return params_spec.model_dump(exclude_unset=True), spec
+
+
+def _validation_message(error: Any) -> str:
+    """One pydantic error as the rest of the config's messages read."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
+    return f"{message[:1].lower()}{message[1:]}{shown}"
 
 
 def _with_deployed_judge(

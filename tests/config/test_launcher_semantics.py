@@ -236,22 +236,21 @@ def test_the_local_executor_hands_evaluation_and_task_env_to_the_task(
     monkeypatch.setenv("LATE_SOURCE", "late")
     seen = {}
 
-    class FakePopen:
-        def __init__(self, argv, **kwargs):
-            seen.update(kwargs.get("env") or {})
-            self.pid = os.getpid()
+    def record_env(jobs, **kwargs):  # the jobs run in the runner, each with its own env
+        seen.update(jobs[0].env)
 
-    monkeypatch.setattr(local.subprocess, "Popen", FakePopen)
+    import evalfleet.jobs
+
+    monkeypatch.setattr(evalfleet.jobs, "evaluate_jobs", record_env)
     executor = local.LocalExecutor()
     executor._job_envs = {
         job.job_id: local._resolved(job_env(config, job.index)) for job in inv.jobs
     }
 
     class FakeRun:
-        def update(self, *args, **kwargs):
-            pass
+        jobs = inv.jobs[:1]
 
-    executor._start(FakeRun(), inv.jobs[0])
+    executor._run_jobs(FakeRun(), parallel=False)
     assert seen["FROM_EVAL"] == "e"
     assert seen["SECRET_TOKEN"] == "s3cr3t-value"
     assert seen["FROM_TASK"] == "task-host-value"
@@ -306,9 +305,11 @@ def test_pre_cmd_exports_reach_the_task_and_post_cmd_runs(write_yaml, tmp_path, 
     assert spec["pre_cmd"] == "export FROM_PRE=task"  # the task's own wins
     assert spec["post_cmd"] == "touch done"
     monkeypatch.delenv("FROM_PRE", raising=False)
-    run_pre_cmd(spec["pre_cmd"], tmp_path)
-    assert os.environ["FROM_PRE"] == "task"
-    assert run_post_cmd(spec["post_cmd"], tmp_path) == 0
-    assert (tmp_path / "done").is_file()
+    job_env = run_pre_cmd(spec["pre_cmd"], tmp_path, {**os.environ, "GIVEN": "g"})
+    assert job_env["FROM_PRE"] == "task" and job_env["GIVEN"] == "g"
+    # The job's own environment, not the process's: jobs running side by side share that.
+    assert "FROM_PRE" not in os.environ
+    assert run_post_cmd(spec["post_cmd"] + ' && echo "$FROM_PRE" > seen', tmp_path, job_env) == 0
+    assert (tmp_path / "done").is_file() and (tmp_path / "seen").read_text() == "task\n"
     with pytest.raises(JobCommandError, match="pre_cmd exited with 3"):
-        run_pre_cmd("exit 3", tmp_path)
+        run_pre_cmd("exit 3", tmp_path, os.environ)

@@ -127,15 +127,33 @@ def test_endpoint_going_down_stops_with_a_clear_error_and_keeps_answers(make_job
 
 
 def test_malformed_and_empty_answers_are_sample_errors(make_job):
-    with run_simulator(fault_rate=1.0, faults="malformed,empty", seed=1) as sim:
-        job = make_job(sim.base_url, max_retries=1, limit_samples=10)
+    # One request at a time, so that the seeded faults fall on the same samples every run.
+    with run_simulator(answers=oracle(), fault_rate=0.3, faults="malformed,empty", seed=1) as sim:
+        job = make_job(sim.base_url, max_retries=0, limit_samples=20, parallelism=1)
         result = run_eval(job)
     assert result.returncode == 3, result.stderr
     results = results_of(job)
-    assert results["counts"]["errors"] == 10 and results["metrics"] == {}
     records = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
-    assert all(r["score"] is None and r["error"].startswith("malformed response") for r in records)
-    assert cache_rows(job.parent / "cache.sqlite") == 0, "errors are never cached"
+    failed = [r for r in records if r["error"]]
+    assert 0 < len(failed) == results["counts"]["errors"] < 20
+    assert all(r["score"] is None and r["error"].startswith("malformed response") for r in failed)
+    assert cache_rows(job.parent / "cache.sqlite") == 20 - len(failed), "errors are never cached"
+
+
+def test_an_endpoint_that_answers_only_garbage_ends_the_run_early(make_job):
+    """A 200 that is never an answer (a login page, `{"error": …}`) is a broken endpoint,
+    not 200 sample errors: the run stops after a few requests, in one line."""
+    with run_simulator(fault_rate=1.0, faults="malformed,empty", seed=1) as sim:
+        job = make_job(sim.base_url, max_retries=1, limit_samples=200, parallelism=2)
+        result = run_eval(job)
+        sent = sim.stats()["requests"]
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: endpoint {sim.base_url}/v1/chat/completions gives no usable")
+    assert "malformed response" in line and "Traceback" not in result.stderr
+    # Three requests in a row failed (two attempts each), plus what was in flight.
+    assert sent <= 3 * 2 + 2 * 2, sent
+    assert "gives no usable answers" in (job.parent / "logs" / "failure.txt").read_text()
 
 
 def test_a_reply_with_no_text_is_a_sample_error_not_a_wrong_answer(make_job):

@@ -1,13 +1,24 @@
-"""The lean HTTP/1.1 transport against servers that answer in every legal way."""
+"""The lean HTTP/1.1 transport against servers that answer in every legal way; HTTPS with a
+private CA from the config to the request, end to end."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import re
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from evalfleet.engine._http import FastTransport, TransportError, proxy_applies
 from evalfleet.engine.client import EndpointClient, RetryPolicy
+from evalfleet.exceptions import ConfigError
+from tests.engine.conftest import results_of, run_eval
+from tests.engine.test_transport_conformance import make_certs
 
 BODY = b'{"choices":[{"message":{"content":"hi"}}]}'
 
@@ -151,3 +162,114 @@ def test_an_endpoint_behind_a_proxy_is_reached_through_the_proxy(monkeypatch):
     reply, name, seen = asyncio.run(scenario())
     assert name == "aiohttp" and reply.text == "via proxy"
     assert seen[0].startswith(b"POST http://endpoint.invalid:8000/v1/chat/completions HTTP/1.1")
+
+
+# --------------------------------------------------------------------------- HTTPS, end to end
+
+
+@contextlib.contextmanager
+def https_oracle(certs: Path) -> Iterator[str]:
+    """An HTTPS chat endpoint on its own thread (the eval runs in another process) that
+    answers the conftest's arithmetic prompts correctly; yields its base URL."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / "server.pem", certs / "server.key")
+    loop = asyncio.new_event_loop()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                request = json.loads(await reader.readexactly(length))
+                number = re.search(r"What is (\d+) plus one", json.dumps(request))
+                text = f"It is {int(number.group(1)) + 1}." if number else "?"
+                body = json.dumps(
+                    {"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}
+                ).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        writer.close()
+
+    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0, ssl=context))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        server.close()
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.mark.parametrize("trust", ["ca_bundle", "verify_tls false", "none"])
+def test_an_https_endpoint_with_a_private_ca_end_to_end(
+    make_job, certs: Path, monkeypatch: pytest.MonkeyPatch, trust: str
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs / "other_ca.pem"))  # the system trusts no one
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("EVALFLEET_HTTP", "auto")
+    with https_oracle(certs) as base_url:
+        job = make_job(base_url, limit_samples=8)
+        spec = json.loads(job.read_text())
+        if trust == "ca_bundle":
+            spec["endpoint"]["ca_bundle"] = str(certs / "ca.pem")
+        elif trust == "verify_tls false":
+            spec["endpoint"]["verify_tls"] = False
+        job.write_text(json.dumps(spec))
+        done = run_eval(job, timeout=120)
+    warning = "TLS certificate verification is off for https://127.0.0.1:"
+    assert (warning in done.stderr) == (trust == "verify_tls false")
+    assert "Traceback" not in done.stderr
+    if trust == "none":  # fatal at once: one line, not every sample's retries
+        assert done.returncode != 0
+        assert "TLS certificate verification failed for 127.0.0.1:" in done.stderr
+        assert "ca_bundle" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    assert results_of(job)["counts"]["errors"] == 0
+
+
+CONFIG = """\
+deployment: {{type: none}}
+execution: {{type: local, output_dir: {out}}}
+target:
+  api_endpoint:
+    url: https://gateway.example:8443/v1
+    model_id: m
+    {tls}
+evaluation:
+  tasks: [{{name: gsm8k}}]
+"""
+
+
+def test_ca_bundle_and_verify_tls_reach_job_json(write_yaml, tmp_path: Path) -> None:
+    from evalfleet.config import load_config
+    from evalfleet.planner import plan_invocation
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    out = tmp_path / "out"
+    path = write_yaml(CONFIG.format(out=out, tls=f"ca_bundle: {bundle}\n    verify_tls: false"))
+    endpoint = plan_invocation(load_config(path).model, "abcd0123").jobs[0].spec["endpoint"]
+    assert (endpoint["ca_bundle"], endpoint["verify_tls"]) == (str(bundle), False)
+    # Unset, job.json is as it was: the system's trust, verified.
+    path = write_yaml(CONFIG.format(out=out, tls=""), "plain.yaml")
+    endpoint = plan_invocation(load_config(path).model, "abcd0124").jobs[0].spec["endpoint"]
+    assert "ca_bundle" not in endpoint and "verify_tls" not in endpoint
+
+
+def test_a_missing_ca_bundle_is_one_line_naming_the_key(write_yaml, tmp_path: Path) -> None:
+    from evalfleet.config import load_config
+
+    path = write_yaml(CONFIG.format(out=tmp_path, tls=f"ca_bundle: {tmp_path}/nope.pem"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("target.api_endpoint.ca_bundle")
+    assert "nope.pem" in caught.value.problems[0] and "no such file" in caught.value.problems[0]

@@ -124,3 +124,58 @@ def test_a_cache_made_with_a_primary_key_on_the_hash_still_reads_and_writes(tmp_
     cache.put("b", answer("b"))
     cache.close()
     assert ResponseCache(path).load() == {"a": answer("again"), "b": answer("b")}
+
+
+def _damage_reply(path: Path, key: str, reply: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE responses SET reply = ? WHERE key = ?", (reply, key))
+
+
+@pytest.mark.parametrize("reply", ['{"text": "cut sho', "not json", "null", "[1, 2]", ""])
+def test_a_row_that_is_not_a_json_object_counts_as_not_cached_with_a_warning(tmp_path, reply):
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    for key in ("a", "b", "c"):
+        cache.put(key, answer(key))
+    cache.close()
+    _damage_reply(path, "b", reply)
+    warnings: list[str] = []
+    assert ResponseCache(path).load(warn=warnings.append) == {"a": answer("a"), "c": answer("c")}
+    (warning,) = warnings
+    assert str(path) in warning and "1 cached answer" in warning and "sent again" in warning
+
+
+def test_a_damaged_later_row_leaves_the_earlier_answer_of_its_key(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    cache.put("k", answer("old"))
+    cache.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO responses VALUES ('k', '{oops', 0)")
+    warnings: list[str] = []
+    assert ResponseCache(path).load(warn=warnings.append) == {"k": answer("old")}
+    assert warnings == []
+
+
+def test_a_run_over_a_damaged_row_resends_only_that_request_and_says_so(make_job):
+    from evalfleet.testing import run_simulator
+    from tests.engine.conftest import N_SAMPLES, oracle, results_of, run_eval
+
+    with run_simulator(answers=oracle()) as sim:
+        job = make_job(sim.base_url)
+        assert run_eval(job).returncode == 0
+        expected = results_of(job)["metrics"]
+        cache = job.parent / "cache.sqlite"
+        with sqlite3.connect(cache) as conn:
+            (key,) = conn.execute("SELECT key FROM responses LIMIT 1").fetchone()
+        _damage_reply(cache, key, '{"text": "It is')
+        sim.reset_stats()
+
+        again = run_eval(job)
+        assert again.returncode == 0, again.stderr
+        assert "Traceback" not in again.stderr
+        assert sim.stats()["requests"] == 1, "only the unreadable answer is sent again"
+        assert results_of(job)["metrics"] == expected
+        assert results_of(job)["counts"]["responses"] == N_SAMPLES
+        log = (job.parent / "logs" / "eval.log").read_text()
+        assert "WARNING" in log and "1 cached answer(s) are not valid JSON objects" in log

@@ -148,3 +148,29 @@ def test_store_is_reusable_after_close(store: InvocationStore, create) -> None:
     store.close()
     store.close()
     assert store.get(inv.invocation_id) == inv
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_new_store_is_private_whatever_the_umask(home: Path, create, store) -> None:
+    previous = os.umask(0o002)
+    try:
+        create()
+        assert store.list_invocations()
+        files = [store.path, *(store.path.with_name(f"store.sqlite-{s}") for s in ("wal", "shm"))]
+        assert all(path.exists() for path in files)  # WAL: both exist while it is open
+        assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+        assert _mode(home) == 0o700
+    finally:
+        os.umask(previous)
+
+
+def test_a_store_an_older_evalfleet_left_readable_is_made_private(home: Path) -> None:
+    with InvocationStore(home) as old:
+        _create_minimal(old)
+    (home / "store.sqlite").chmod(0o644)  # as the umask made it before
+    with InvocationStore(home) as store:
+        _create_minimal(store)
+        assert _mode(store.path) == 0o600

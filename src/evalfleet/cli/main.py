@@ -153,6 +153,7 @@ def run(
     for line in run_plan.warnings:  # launcher keys this run ignores, each said once
         click.echo(line, err=True)
     if not dry_run:
+        api.check_before_launch(run_plan)  # before saying anything runs
         invocation_id = run_plan.invocation.invocation_id
         click.echo(
             f"invocation {invocation_id}: {len(run_plan.invocation.jobs)} task(s), "
@@ -331,22 +332,14 @@ def eval_(job_file: str, rescore: bool, quiet: bool) -> None:
     their retries (run again to retry only those); 1: stopped early, answers so far cached.
     """
     from evalfleet import api
-    from evalfleet.cli.progress import show_progress
+    from evalfleet.progress import show_progress
 
     results, code = api.evaluate_job(
         job_file, rescore=rescore, display=None if quiet else show_progress
     )
-    headline = results["metrics"].get(results["headline_metric"])
-    counts = results["counts"]
-    value = f"{headline['value']:.4f}" if headline else "n/a"
-    if headline and headline.get("stderr") is not None:
-        value += f" ± {headline['stderr']:.4f}"
-    # A framework package's run counts responses; it does not tell evalfleet its samples.
-    n = counts.get("scored_samples", counts.get("responses"))
-    click.echo(
-        f"{results['task']}: {results['headline_metric']} {value} "
-        f"(n={n}, errors {counts['errors']}) -> {results['output_dir']}"
-    )
+    from evalfleet.jobs import summary_line
+
+    click.echo(summary_line(results))
     if code:
         raise SystemExit(code)
 
@@ -484,7 +477,13 @@ def ls_runs(as_json: bool, limit: int | None, executor: str | None, since: str |
         return
     from evalfleet.cli.render import print_runs
 
-    print_runs(rows)
+    # A damaged row keeps its line: its id, with what is wrong in place of its tasks.
+    print_runs(
+        [
+            {**row, "tasks": [f"DAMAGED: {row['damaged']}"]} if "damaged" in row else row
+            for row in rows
+        ]
+    )
 
 
 def _parse_since(text: str | None) -> float | None:

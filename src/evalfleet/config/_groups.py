@@ -121,16 +121,14 @@ def builtin_options(group: str) -> list[str]:
 
 def read_group_file(file: File) -> tuple[dict[str, Any], str | None]:
     """A group file's keys and its `# @package` header, if any."""
-    from evalfleet.config.loader import read_yaml
+    from evalfleet.config.loader import parse_yaml, read_yaml
 
     if isinstance(file, Path):
         data = read_yaml(file)
         text = file.read_text(encoding="utf-8")
     else:
-        import yaml
-
         text = file.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
+        data = parse_yaml(text, str(file)) or {}
     package = None
     for line in text.splitlines():
         if not line.startswith("#"):

@@ -140,7 +140,37 @@ def job_env(config: RunConfig, index: int) -> dict[str, tuple[str, EnvRef]]:
         # The launcher mounts it and names the mount here; a task here reads it in place.
         key = f"evaluation.tasks[{index}].dataset_dir"
         out["NEMO_EVALUATOR_DATASET_DIR"] = (key, EnvRef("literal", dataset_dir))
+    out.update(endpoint_url_env(config))
     return out
+
+
+# Carries a URL's credentials (`user:password@`, `?api-key=…`) to the job: job.json, the
+# store and config.yaml hold the URL with them as *** (contract.spec.EndpointSpec.url_env).
+# A secret-looking name, so that Slurm hands it over as it does other secrets (sbatch's
+# stdin, never the script).
+ENDPOINT_URL_ENV = "EVALFLEET_ENDPOINT_URL_SECRET"
+
+
+def endpoint_url_env(
+    config: RunConfig, environ: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, EnvRef]]:
+    """The job env entry that carries `target.api_endpoint.url` when it holds credentials
+    (none otherwise). From a stored config, whose URL shows them as ***, the value is this
+    shell's `$EVALFLEET_ENDPOINT_URL_SECRET` when set (a resume), else the redacted URL,
+    which the job refuses with a line saying what to export."""
+    from evalfleet.config.redact import REDACTED, url_secrets
+
+    url = config.target.api_endpoint.url
+    if config.deployment.type != "none" or not url:
+        return {}
+    secrets = url_secrets(url)
+    if not secrets:
+        return {}
+    where = "target.api_endpoint.url"
+    environ = os.environ if environ is None else environ
+    if REDACTED in secrets and ENDPOINT_URL_ENV in environ:
+        return {ENDPOINT_URL_ENV: (where, EnvRef("host", ENDPOINT_URL_ENV))}
+    return {ENDPOINT_URL_ENV: (where, EnvRef("literal", url))}
 
 
 def server_env(config: RunConfig, key: str = "deployment") -> dict[str, tuple[str, EnvRef]]:

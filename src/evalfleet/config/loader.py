@@ -118,15 +118,110 @@ def find_config_file(
     raise ConfigError(f"config {config_name!r} not found in {directory}{hint}")
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+# A document that stands for more nodes than this, once its aliases are expanded, is
+# refused. A real config is at most a few thousand nodes; a "billion laughs" document
+# passes this within a few lines, and every walk over what it loads to (merging,
+# validation) would expand it in memory.
+MAX_YAML_NODES = 100_000
+
+
+class _YamlRefused(yaml.MarkedYAMLError):
+    """A document that YAML accepts and that is refused here (its problem says why)."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class StrictYamlLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses what `safe_load` either accepts silently or dies
+    on: a key given twice in one mapping (the later one silently won), an alias inside
+    the node its anchor names (a recursive structure: a RecursionError in whatever walks
+    it), and a document whose aliases expand it past `MAX_YAML_NODES`."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, int] = {}  # id(node) → nodes it stands for, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event: Any = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                mark: Any = event.start_mark
+                raise _YamlRefused(
+                    None,
+                    None,
+                    f"alias *{event.anchor} is inside the node it refers to "
+                    f"(&{event.anchor}): a recursive structure",
+                    mark,
+                )
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        node: Any = super().compose_node(parent, index)
+        if anchor is not None:
+            self._open_anchors.discard(anchor)
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        size = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        if size > MAX_YAML_NODES:
+            raise _YamlRefused(
+                None,
+                None,
+                f"the document expands to more than {MAX_YAML_NODES:,} values through its "
+                "aliases (refused: a config is far smaller)",
+                node.start_mark,
+            )
+        self._sizes[id(node)] = size
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            # Before merge keys (`<<: *base`) are flattened in: a key written beside a
+            # merge overrides the merged one, as YAML means it.
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    raise _YamlRefused(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at line {first_line[key]}; YAML would "
+                        "keep only the later value): keep one",
+                        key_node.start_mark,
+                    )
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """`text` as YAML (`StrictYamlLoader`); any problem is one ConfigError line naming
+    `where` (and the line and column, when YAML knows them)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=StrictYamlLoader)  # a SafeLoader: builds no objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
+        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+        if isinstance(exc, _YamlRefused):
+            raise ConfigError(f"{at}: {exc.problem}") from None
+        raise ConfigError(f"{at}: YAML syntax error: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{where}: YAML syntax error: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

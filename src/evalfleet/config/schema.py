@@ -243,13 +243,52 @@ class ApiEndpoint(Strict):
     )
     type: Literal["chat", "completions"] | None = None
     adapter_config: dict[str, Any] | None = None
+    ca_bundle: str | None = Field(
+        None,
+        description="PEM file of the CA(s) an https endpoint's certificate is checked against, "
+        "instead of the system's (SSL_CERT_FILE also works)",
+    )
+    verify_tls: bool = Field(
+        True, description="false: https without certificate checks (a warning at every run)"
+    )
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_file(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        from pathlib import Path
+
+        resolved = Path(path).expanduser().absolute()
+        if not resolved.is_file():
+            raise ValueError(f"expected a PEM file of CA certificates, got {path!r}: no such file")
+        return str(resolved)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not re.match(r"^https?://[^\s/]+", url):
             raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        if url is not None:
+            _check_port(url)
         return url
+
+
+def _check_port(url: str) -> None:
+    """A URL's port is a number from 1 to 65535 (the message shows the port, not the URL,
+    which may hold credentials)."""
+    from urllib.parse import urlsplit
+
+    host_port = urlsplit(url).netloc.rpartition("@")[2]
+    port = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    text = port.rpartition(":")[2] if ":" in port else ""
+    try:
+        number = urlsplit(url).port
+    except ValueError:
+        number = None
+    if text and (number is None or number == 0):
+        problem = "is out of range" if text.isdigit() else "is not a number"
+        raise ValueError(f"port {text} {problem} (expected 1 to 65535)")
 
 
 class TargetConfig(Strict):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,14 +130,11 @@ FAILURE_FILE = "logs/failure.txt"
 def write_failure(job_dir: str | Path, reason: str) -> None:
     """Keep the one line that says why a job failed (best effort: a job whose disk is
     gone still fails with its exit code)."""
+    from evalfleet.contract.files import make_private_dirs, write_private
+
     path = Path(job_dir) / FAILURE_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(reason.strip() + "\n", encoding="utf-8")
-        temporary.replace(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_private(make_private_dirs(path.parent) / path.name, reason.strip() + "\n")
 
 
 def clear_failure(job_dir: str | Path) -> None:

@@ -14,10 +14,20 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from evalfleet.exceptions import ConfigError
 
@@ -33,6 +43,39 @@ class EndpointSpec(_Strict):
     model_id: str
     api_key_name: str | None = None
     type: Literal["chat", "completions"] = "chat"
+    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust for https")
+    verify_tls: bool = Field(True, description="false: no certificate checks (warned)")
+    url_env: str | None = Field(
+        None,
+        description="env var carrying the URL's credentials (user:password@, ?api-key=…), "
+        "which `url` shows as ***",
+    )
+    # The URL the requests go to: `url` with the credentials from `url_env` (read_job).
+    # Kept out of the fields so that nothing that shows or writes the spec can hold it.
+    _request_url: str | None = PrivateAttr(None)
+
+    @property
+    def request_url(self) -> str:
+        """Where requests go (with credentials); `url` is for every message and file."""
+        return self._request_url or self.url
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML reads `true` as a boolean and pydantic would take it as 1: refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+# Numbers in params: never a boolean; floats finite (`inf` would wait forever).
+_Number = BeforeValidator(_not_bool)
+# Upper bounds where a larger value is a mistake, not a wish: more requests in flight than
+# one client can hold sockets open for; more repeats of every sample than any reference
+# asks (64) by far; a request waiting longer than a day; retries past any sane budget.
+MAX_PARALLELISM = 65_536
+MAX_N_SAMPLES = 100_000
+MAX_REQUEST_TIMEOUT_S = 86_400.0
+MAX_RETRIES = 1_000
 
 
 class JudgeSpec(_Strict):
@@ -47,29 +90,41 @@ class JudgeSpec(_Strict):
     backend: Literal["openai", "generic"] | None = Field(
         None, description="openai: the OpenAI SDK's request; generic: simple-evals' own"
     )
-    request_timeout: float | None = Field(None, gt=0, description="seconds")
-    max_retries: int | None = Field(None, ge=0)
-    temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, gt=0, description="of each judge reply")
-    max_concurrent_requests: int | None = Field(
-        None, gt=0, description="judge requests at once (at most parallelism)"
+    request_timeout: Annotated[float | None, _Number] = Field(
+        None, gt=0, le=MAX_REQUEST_TIMEOUT_S, allow_inf_nan=False, description="seconds"
+    )
+    max_retries: Annotated[int | None, _Number] = Field(None, ge=0, le=MAX_RETRIES)
+    temperature: Annotated[float | None, _Number] = Field(None, ge=0, allow_inf_nan=False)
+    top_p: Annotated[float | None, _Number] = Field(None, gt=0, le=1)
+    max_tokens: Annotated[int | None, _Number] = Field(
+        None, gt=0, description="of each judge reply"
+    )
+    max_concurrent_requests: Annotated[int | None, _Number] = Field(
+        None, gt=0, le=MAX_PARALLELISM, description="judge requests at once (at most parallelism)"
     )
 
 
 class ParamsSpec(_Strict):
     """Generation and client parameters; None means the task's own default."""
 
-    temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_new_tokens: int | None = Field(None, gt=0)
-    n_samples: int = Field(1, gt=0, description="repeats of every sample")
-    seed: int | None = None
+    temperature: Annotated[float | None, _Number] = Field(None, ge=0, allow_inf_nan=False)
+    top_p: Annotated[float | None, _Number] = Field(None, gt=0, le=1)
+    max_new_tokens: Annotated[int | None, _Number] = Field(None, gt=0)
+    n_samples: Annotated[int, _Number] = Field(
+        1, gt=0, le=MAX_N_SAMPLES, description="repeats of every sample"
+    )
+    seed: Annotated[int | None, _Number] = None
     stop: list[str] | None = None
-    parallelism: int = Field(32, gt=0, description="concurrent requests")
-    limit_samples: int | None = Field(None, gt=0, description="evaluate only the first N")
-    request_timeout: float = Field(600.0, gt=0, description="seconds")
-    max_retries: int = Field(8, ge=0)
+    parallelism: Annotated[int, _Number] = Field(
+        32, gt=0, le=MAX_PARALLELISM, description="concurrent requests"
+    )
+    limit_samples: Annotated[int | None, _Number] = Field(
+        None, gt=0, description="evaluate only the first N"
+    )
+    request_timeout: Annotated[float, _Number] = Field(
+        600.0, gt=0, le=MAX_REQUEST_TIMEOUT_S, allow_inf_nan=False, description="seconds"
+    )
+    max_retries: Annotated[int, _Number] = Field(8, ge=0, le=MAX_RETRIES)
     extra_body: dict[str, Any] | None = Field(None, description="merged into every request")
     judge: JudgeSpec | None = Field(None, description="the LLM judge of a task that asks one")
 
@@ -163,8 +218,9 @@ def missing_judge(task_defaults: dict[str, Any], params: ParamsSpec) -> str | No
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def read_job(path: str | Path) -> JobSpec:
-    """Read and validate a job file; every problem is one line naming the field."""
+def read_job(path: str | Path, environ: Mapping[str, str] | None = None) -> JobSpec:
+    """Read and validate a job file; every problem is one line naming the field.
+    `environ`: the job's environment (default: this process's)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -181,7 +237,10 @@ def read_job(path: str | Path) -> JobSpec:
     except ValidationError as exc:
         raise ConfigError([_line(path, error) for error in exc.errors(include_url=False)]) from None
     url = _expand(path, "endpoint.url", job.endpoint.url)
-    update: dict[str, Any] = {"endpoint": job.endpoint.model_copy(update={"url": url})}
+    endpoint = job.endpoint.model_copy(update={"url": url})
+    if endpoint.url_env:
+        endpoint._request_url = _with_credentials(path, endpoint, environ)
+    update: dict[str, Any] = {"endpoint": endpoint}
     # A judge evalfleet deploys is also known by an env var the backend sets (Lepton).
     if job.params.judge is not None and job.params.judge.url:
         judge = job.params.judge.model_copy(
@@ -195,6 +254,40 @@ def read_job(path: str | Path) -> JobSpec:
             where = "harness.run_config.config.params.extra.judge.url"
             judge_settings["url"] = _expand(path, where, judge_settings["url"])
     return job.model_copy(update=update)
+
+
+def _with_credentials(path: Path, endpoint: EndpointSpec, environ: Mapping[str, str] | None) -> str:
+    """`endpoint.url` with the credentials (user info, query) of the URL in the variable
+    `endpoint.url_env` names: job.json shows them as ***, the job's environment has them."""
+    name = str(endpoint.url_env)
+    environ = os.environ if environ is None else environ
+    carried = environ.get(name)
+    if not carried:
+        raise ConfigError(
+            f"{path}: endpoint.url_env: {name} is not set in the environment; it carries "
+            "the credentials of the endpoint URL, which job.json shows as ***"
+        )
+    try:
+        shown, full = urlsplit(endpoint.url), urlsplit(carried)
+        same = (full.hostname, full.port) == (shown.hostname, shown.port)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: endpoint.url_env: {name}: not a valid URL ({exc})") from None
+    if not same:
+        raise ConfigError(
+            f"{path}: endpoint.url_env: {name} holds a URL for another host "
+            f"({full.hostname}:{full.port}) than endpoint.url ({shown.hostname}:{shown.port})"
+        )
+    if _HIDDEN in full.netloc.rpartition("@")[0] or _HIDDEN in full.query:
+        # A resume from the stored config, which never held them.
+        raise ConfigError(
+            f"{path}: endpoint.url_env: {name} holds the endpoint URL with its credentials "
+            f"hidden (***), as evalfleet stores it; export {name}=<the URL with its "
+            "credentials> and resume"
+        )
+    return urlunsplit(shown._replace(netloc=full.netloc, query=full.query))
+
+
+_HIDDEN = "***"  # config.redact.REDACTED (the contract imports nothing above it)
 
 
 def _expand(path: Path, key: str, value: str) -> str:

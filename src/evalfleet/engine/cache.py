@@ -17,14 +17,19 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evalfleet.contract.files import create_private, make_private_dirs
 from evalfleet.exceptions import StoreError
 
 SCHEMA_VERSION = 1
+
+_log = logging.getLogger(__name__)
 
 
 # Built once: `json.dumps` with options builds a new encoder on every call (~3 µs each,
@@ -47,7 +52,8 @@ class ResponseCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -64,18 +70,42 @@ class ResponseCache:
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the response cache: {exc}") from None
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot open the response cache: {exc.strerror or exc}"
+            ) from None
         # Encoded only when committed: the engine's worker hands an answer over and sends
         # its next request without waiting for the JSON encoding.
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._failed: StoreError | None = None
 
-    def load(self) -> dict[str, dict[str, Any]]:
+    def load(self, warn: Callable[[str], object] | None = None) -> dict[str, dict[str, Any]]:
+        """Every cached answer by key. A row that is not a JSON object (a damaged file, a
+        hand edit) counts as not cached: its request is sent again, and `warn` (the job's
+        log) is told how many such rows there are."""
         try:
             # In insertion order, so a key stored twice reads as its latest answer.
             rows = self._conn.execute("SELECT key, reply FROM responses ORDER BY rowid").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read the response cache: {exc}") from None
-        return {key: json.loads(reply) for key, reply in rows}
+        answers: dict[str, dict[str, Any]] = {}
+        unreadable: set[str] = set()
+        for key, reply in rows:
+            try:
+                answer = json.loads(reply)
+            except (TypeError, ValueError):
+                answer = None
+            if isinstance(answer, dict):
+                answers[key] = answer
+            else:
+                unreadable.add(key)
+        lost = len(unreadable - answers.keys())  # an earlier readable answer still counts
+        if lost:
+            (warn or _log.warning)(
+                f"{self.path}: {lost} cached answer(s) are not valid JSON objects; they count "
+                "as not cached and are sent again"
+            )
+        return answers
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
         """Store one answer now, in its own transaction."""

@@ -12,18 +12,29 @@ foreign exceptions (aiohttp, asyncio, json) stop here.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import random
+import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from evalfleet.engine._http import FastTransport, proxy_applies
-from evalfleet.engine.limits import AdaptiveLimit
-from evalfleet.engine.transport import Response, Transport, TransportError
+from evalfleet.engine.budget import budget_for
+from evalfleet.engine.environ import job_environ
+from evalfleet.engine.transport import (
+    CertificateError,
+    Response,
+    TlsSettings,
+    Transport,
+    TransportError,
+)
 from evalfleet.exceptions import ConfigError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
@@ -38,7 +49,7 @@ class RequestFailed(Exception):
     def __init__(self, reason: str, *, kind: str, status: int | None = None, fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # http | connection | timeout | malformed | no_text
+        self.kind = kind  # http | connection | timeout | malformed | no_text | silent
         self.status = status
         self.fatal = fatal
 
@@ -95,25 +106,30 @@ class ClientStats:
 
 
 # Give up on a run, rather than on one request, after this many consecutive requests failed
-# to reach the endpoint at all (each already after its full retry budget).
+# the way every request to a broken endpoint fails (each already after its full retries).
 UNREACHABLE_AFTER = 3
 
 
 @dataclass
 class GiveUp:
-    """When a run's workers stop sending: at a fatal failure, or once UNREACHABLE_AFTER
-    requests in a row found no endpoint. The reason goes to `abort`, which
-    `drain_workers` watches."""
+    """When a run's workers stop sending: at a fatal failure, when the endpoint's health
+    tripped (engine/budget.py), or once UNREACHABLE_AFTER requests in a row failed as a
+    broken endpoint fails them. The reason goes to `abort`, which `drain_workers` watches."""
 
     abort: list[RequestFailed] = field(default_factory=list)
     unreachable_streak: int = 0
 
     def failed(self, exc: RequestFailed) -> bool:
         """Record a failed request; whether the worker must stop."""
-        if exc.fatal:
+        if exc.fatal or exc.kind == "silent":
             self.abort.append(exc)
             return True
-        if exc.kind in ("connection", "timeout"):
+        # What the endpoint does to every request (not what one prompt provokes, a 400 or
+        # a reply without text): no connection, no answer in time, a 5xx or 429 storm, a
+        # 200 that is not an answer (a login page, `{"error": …}`).
+        if exc.kind in ("connection", "timeout", "malformed") or (
+            exc.kind == "http" and exc.status in RETRYABLE_STATUS
+        ):
             self.unreachable_streak += 1
             if self.unreachable_streak >= UNREACHABLE_AFTER:
                 self.abort.append(exc)
@@ -124,16 +140,23 @@ class GiveUp:
         self.unreachable_streak = 0
 
 
-async def drain_workers(workers: Sequence[asyncio.Future[None]], abort: Sequence[object]) -> None:
+async def drain_workers(
+    workers: Sequence[asyncio.Future[None]],
+    abort: Sequence[object],
+    watch: asyncio.Future[None] | None = None,
+) -> None:
     """Wait for `workers` to finish; once `abort` holds a reason, cancel the rest. A bug in
-    a worker surfaces here rather than vanishing; none is left running on the way out."""
+    a worker surfaces here rather than vanishing; none is left running on the way out.
+    `watch`, when given, is a future that ends once it has put a reason in `abort` (the
+    workers may all be waiting on answers then); it is cancelled on the way out."""
     workers = list(workers)
     try:
         while workers:
-            done, running = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            waiting = [*workers, watch] if watch is not None and not watch.done() else workers
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for finished in done:
                 finished.result()
-            workers = list(running)
+            workers = [worker for worker in workers if not worker.done()]
             if abort:
                 for worker in workers:
                     worker.cancel()
@@ -142,6 +165,9 @@ async def drain_workers(workers: Sequence[asyncio.Future[None]], abort: Sequence
     finally:
         for worker in workers:
             worker.cancel()
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
 
 
 @dataclass
@@ -160,7 +186,7 @@ def endpoint_api_key(env_name: str | None) -> str | None:
     """The endpoint's API key from the env var job.json names (never the key itself)."""
     if not env_name:
         return None
-    api_key = os.environ.get(env_name)
+    api_key = job_environ().get(env_name)
     if not api_key:
         raise ConfigError(f"endpoint.api_key_name: the env var {env_name} is not set")
     return api_key
@@ -178,12 +204,17 @@ class EndpointClient:
         timeout_s: float,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tls: TlsSettings | None = None,
     ) -> None:
+        self.tls = tls
         self.url = url
         self.parallelism = parallelism
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
-        self.limit = AdaptiveLimit(parallelism)
+        # Shared with the invocation's other clients of this endpoint (engine/budget.py).
+        budget = budget_for(url, parallelism)
+        self.limit = budget.limit
+        self.health = budget.health
         self.stats = ClientStats()
         self._sleep = sleep
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -197,7 +228,9 @@ class EndpointClient:
         return self._transport.name if self._transport is not None else "none"
 
     async def __aenter__(self) -> EndpointClient:
-        self._transport = _open_transport(self.url, self._headers, self.parallelism, self.timeout_s)
+        self._transport = _open_transport(
+            self.url, self._headers, self.parallelism, self.timeout_s, self.tls
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -232,11 +265,19 @@ class EndpointClient:
         while True:
             try:
                 response, latency = await self._attempt(payload)
-                answer = accept(response, latency)
+                try:
+                    answer = accept(response, latency)
+                except RequestFailed:
+                    self.health.answered()  # an answer, if not one to score (a 400…)
+                    raise
+                self.health.answered()
                 if response.status == 200:
                     self.limit.on_success()
                 return answer, attempt + 1
             except _Retryable as exc:
+                silent = self.health.attempt_failed(exc.reason)
+                if silent is not None:
+                    raise RequestFailed(silent, kind="silent", status=exc.status) from None
                 if attempt >= self.retry.max_retries:
                     raise RequestFailed(
                         f"{exc.reason} (gave up after {attempt + 1} attempts)",
@@ -253,6 +294,8 @@ class EndpointClient:
     async def _attempt(self, payload: bytes) -> tuple[Response, float]:
         """One POST: the response and its latency, or _Retryable for what a later
         attempt may mend (no connection, a timeout, a retryable status)."""
+        if self.health.tripped is not None:  # the endpoint stopped answering: fail fast
+            raise RequestFailed(self.health.tripped, kind="silent")
         if not self.limit.try_acquire():
             await self.limit.acquire()
         started = time.perf_counter()
@@ -261,6 +304,8 @@ class EndpointClient:
         assert transport is not None, "use EndpointClient as an async context manager"
         try:
             response = await transport.post(payload)
+        except CertificateError as exc:  # every request would fail the same way
+            raise RequestFailed(_describe(exc), kind="connection", fatal=True) from None
         except TransportError as exc:
             raise _Retryable(f"connection error: {_describe(exc)}", "connection") from None
         except asyncio.TimeoutError:
@@ -275,14 +320,28 @@ class EndpointClient:
         return response, time.perf_counter() - started
 
 
-def _open_transport(url: str, headers: dict[str, str], limit: int, timeout_s: float) -> Transport:
+def _open_transport(
+    url: str, headers: dict[str, str], limit: int, timeout_s: float, tls: TlsSettings | None = None
+) -> Transport:
     """The lean transport, or aiohttp (imported only now) behind a proxy or when
     `EVALFLEET_HTTP=aiohttp` asks for it."""
-    if os.environ.get("EVALFLEET_HTTP", "auto") != "aiohttp" and not proxy_applies(url):
-        return FastTransport(url, headers, limit, timeout_s)
-    from evalfleet.engine._aiohttp import AiohttpTransport
+    if tls is not None and tls.insecure:
+        # At every run, not once at configuration: the setting must not be forgotten.
+        shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2], query="")
+        print(
+            f"warning: TLS certificate verification is off for {shown.geturl()} "
+            "(target.api_endpoint.verify_tls: false)",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        if os.environ.get("EVALFLEET_HTTP", "auto") != "aiohttp" and not proxy_applies(url):
+            return FastTransport(url, headers, limit, timeout_s, tls)
+        from evalfleet.engine._aiohttp import AiohttpTransport
 
-    return AiohttpTransport(url, headers, limit, timeout_s)
+        return AiohttpTransport(url, headers, limit, timeout_s, tls)
+    except TransportError as exc:  # the CA bundle is not a PEM file of certificates
+        raise ConfigError(f"endpoint.ca_bundle: {exc}") from None
 
 
 class _Retryable(Exception):
@@ -320,7 +379,7 @@ def _answer_json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
         data["choices"][0]
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8 (UnicodeDecodeError), too deep
         raise _Retryable(f"malformed response: not JSON ({_snippet(raw)})", "malformed") from None
     except (KeyError, IndexError, TypeError):
         raise _Retryable(f"malformed response: no choices ({_snippet(raw)})", "malformed") from None
@@ -376,14 +435,30 @@ def _error_message(raw: bytes) -> str:
         message = error.get("message") if isinstance(error, dict) else error
         if message:
             return " ".join(str(message).split())[:300]
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):  # not JSON, not UTF-8, too deep
         pass
     return _snippet(raw) or "(empty body)"
 
 
 def _snippet(raw: bytes, limit: int = 120) -> str:
-    text = raw[:limit].decode("utf-8", "replace")
-    return " ".join(text.split()) + ("…" if len(raw) > limit else "")
+    """The start of a body as words a person can read: UTF-8, else Windows-1252 (what
+    gateways' error pages are when not UTF-8); an HTML page as its text, not its markup."""
+    window = raw[: max(limit, 4096)]
+    try:
+        text = window.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Cut inside a character at the window's end, or not UTF-8 at all.
+        cut = exc.start >= len(window) - 3 and len(window) < len(raw)
+        text = window[: exc.start].decode() if cut else window.decode("cp1252", "replace")
+    if _HTML.match(text):
+        text = html.unescape(_TAG.sub(" ", _HIDDEN_HTML.sub(" ", text)))
+    words = " ".join(text.split())
+    return words[:limit] + ("…" if len(words) > limit or len(raw) > len(window) else "")
+
+
+_HTML = re.compile(r"\s*<(?:!doctype\s+html|html|head|body|title)\b", re.IGNORECASE)
+_HIDDEN_HTML = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -401,4 +476,4 @@ def _retry_after(value: str | None) -> float | None:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return " ".join(text.split())[:200]
+    return " ".join(text.split())[:300]

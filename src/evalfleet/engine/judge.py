@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +40,7 @@ from evalfleet.engine.client import (
     RetryPolicy,
     drain_workers,
 )
+from evalfleet.engine.environ import job_environ
 from evalfleet.engine.interceptors import Interceptors
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample
@@ -95,16 +95,16 @@ def judge_api_key(judge: JudgeSpec) -> str | None:
     error when unset), else OPENAI_API_KEY, else the SDK's placeholder; `generic`: the
     named env var, none when unset or unnamed."""
     if judge.backend == "generic":
-        return (os.environ.get(judge.api_key) or None) if judge.api_key else None
+        return (job_environ().get(judge.api_key) or None) if judge.api_key else None
     if judge.api_key:
-        value = os.environ.get(judge.api_key)
+        value = job_environ().get(judge.api_key)
         if not value:
             raise ConfigError(
                 f"params.judge.api_key: the env var {judge.api_key} is not set "
                 "(config.params.extra.judge.api_key names the env var holding the judge's key)"
             )
         return value
-    return os.environ.get("OPENAI_API_KEY") or "dummy_key"
+    return job_environ().get("OPENAI_API_KEY") or "dummy_key"
 
 
 def check_judge(task_name: str, task_defaults: dict[str, Any], params: ParamsSpec) -> None:

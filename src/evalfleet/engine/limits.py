@@ -52,6 +52,13 @@ class AdaptiveLimit:
             self.limit = min(self.maximum, self.limit + 1.0 / max(1.0, self.limit) * 4)
             self._wake()
 
+    def raise_maximum(self, maximum: int) -> None:
+        """Allow up to `maximum` at once from now on (never lowers it)."""
+        if maximum > self.maximum:
+            self.limit += maximum - self.maximum
+            self.maximum = maximum
+            self._wake()
+
     def on_throttle(self) -> None:
         now = self._get_time()
         if now - self._last_cut >= 1.0:  # one cut per burst of 429s, not one per request

@@ -12,13 +12,16 @@ import math
 import os
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalfleet.contract.files import write_private, write_problem
 from evalfleet.contract.spec import JobSpec, ParamsSpec
 from evalfleet.engine.interceptors import Interceptors
+from evalfleet.exceptions import EngineError
 from evalfleet.scoring.stats import summarize
 from evalfleet.tasks.base import Loglikelihood, Sample, Score, Task, is_loglikelihood
 
@@ -111,10 +114,22 @@ def _scored(
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    """results.json, written whole or not at all (a temporary file, then a rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    """results.json, written whole or not at all (see `write_output`)."""
+    write_output(path, json.dumps(results, indent=2) + "\n")
+
+
+def write_output(path: Path, content: str | Iterable[str]) -> None:
+    """One of a job's output files (results.json, samples.jsonl), private, whole or not at
+    all. A failure (a full disk) is one line naming the file, its temporary file removed;
+    every answer is in the response cache by then, so running the job again finishes it
+    without sending them."""
+    try:
+        write_private(path, content)
+    except OSError as exc:
+        raise EngineError(
+            f"{write_problem(path, exc)}; the answers are kept in the response cache: run the "
+            "job again to finish it"
+        ) from None
 
 
 def results_header(job: JobSpec) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from evalfleet.contract import EXIT_OK, EXIT_SAMPLE_ERRORS, spec
+from evalfleet.contract.files import create_private, make_private_dirs, open_private
 from evalfleet.contract.spec import JobSpec, ParamsSpec
 from evalfleet.engine import loglikelihood
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
@@ -42,8 +43,10 @@ from evalfleet.engine.results import (
     percentile,
     score_answer,
     scores_cheaply,
+    write_output,
     write_results,
 )
+from evalfleet.engine.transport import TlsSettings
 from evalfleet.exceptions import ConfigError, EndpointUnreachable, EngineError
 from evalfleet.tasks.base import Sample, Task, is_loglikelihood
 from evalfleet.tasks.registry import create_task
@@ -119,12 +122,12 @@ def build_body(
 
 def _setup_logs(output_dir: Path) -> logging.Logger:
     logs = output_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(logs)
     logger = logging.getLogger(f"evalfleet.eval.{output_dir}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     if not logger.handlers:
-        handler = logging.FileHandler(logs / "eval.log", encoding="utf-8")
+        handler = logging.FileHandler(create_private(logs / "eval.log"), encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     return logger
@@ -137,17 +140,27 @@ def _close_logs(logger: logging.Logger) -> None:
 
 
 async def evaluate(
-    job: JobSpec, *, rescore: bool = False, progress: RunProgress | None = None
+    job: JobSpec,
+    *,
+    rescore: bool = False,
+    progress: RunProgress | None = None,
+    dispatched: asyncio.Event | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Run (or, with `rescore`, only re-score) a job. Returns (results, exit code)."""
+    """Run (or, with `rescore`, only re-score) a job. Returns (results, exit code).
+
+    `dispatched` is set once every request has been handed to the endpoint (only answers
+    are awaited from then on), or when the job ends: the next task may start filling the
+    endpoint's slots."""
     progress = progress or RunProgress()
+    dispatched = dispatched or asyncio.Event()
     output_dir = Path(job.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(output_dir)
     logger = _setup_logs(output_dir)
     try:
         with _rare_garbage_collection():
-            return await _evaluate(job, rescore, progress, output_dir, logger)
+            return await _evaluate(job, rescore, progress, output_dir, logger, dispatched)
     finally:
+        dispatched.set()
         _close_logs(logger)
 
 
@@ -169,7 +182,12 @@ def _rare_garbage_collection() -> Iterator[None]:
 
 
 async def _evaluate(
-    job: JobSpec, rescore: bool, progress: RunProgress, output_dir: Path, logger: logging.Logger
+    job: JobSpec,
+    rescore: bool,
+    progress: RunProgress,
+    output_dir: Path,
+    logger: logging.Logger,
+    dispatched: asyncio.Event,
 ) -> tuple[dict[str, Any], int]:
     started = time.time()
     task = create_task(
@@ -211,7 +229,7 @@ async def _evaluate(
     prescored: dict[str, Scored] = {}
     judge_outcome: JudgeOutcome | None = None
     try:
-        answers = cache.load()
+        answers = cache.load(warn=logger.warning)
 
         def to_send(item: _Item) -> bool:
             """Record `item`; whether it still has to be sent (not cached, not a rescore)."""
@@ -288,7 +306,7 @@ async def _evaluate(
             try:
                 client_stats = await _fetch(
                     job, params, itertools.chain([first], pending), cache, answers, failures,
-                    progress, interceptors, output_dir, logger, splits, arrived,
+                    progress, interceptors, output_dir, logger, splits, arrived, dispatched,
                 )  # fmt: skip
             finally:
                 if scoring is not None:
@@ -348,6 +366,7 @@ async def _fetch(
     logger: logging.Logger,
     splits: dict[str, tuple[int, int]] | None = None,
     arrived: deque[_Item] | None = None,
+    dispatched: asyncio.Event | None = None,
 ) -> dict[str, int]:
     """Send every pending request; with `splits` (a log-likelihood task) each reply is
     reduced to its continuation's logprobs before it is cached. Each answered item is
@@ -360,7 +379,7 @@ async def _fetch(
     abort = give_up.abort
     logged = 0
     request_log = (
-        (output_dir / "logs" / "requests.jsonl").open("a", encoding="utf-8")
+        open_private(output_dir / "logs" / "requests.jsonl", "a")
         if interceptors.log_samples
         else None
     )
@@ -393,20 +412,24 @@ async def _fetch(
             if request_log is not None and logged < interceptors.log_samples:
                 logged += 1
                 request_log.write(json.dumps({"request": item.body, "response": answer}) + "\n")
+        if dispatched is not None:
+            dispatched.set()  # nothing left to send: a next task may take the free slots
 
     retry = RetryPolicy(max_retries=params.max_retries)
     try:
         async with EndpointClient(
-            job.endpoint.url,
+            job.endpoint.request_url,  # `url` (in every message) hides its credentials
             api_key=api_key,
             parallelism=params.parallelism,
             timeout_s=params.request_timeout,
             retry=retry,
+            tls=TlsSettings(job.endpoint.ca_bundle, insecure=not job.endpoint.verify_tls),
         ) as client:
             count = min(params.parallelism, progress.total - progress.done)
             progress.fetch_started = time.monotonic()
             workers = [asyncio.ensure_future(worker(client)) for _ in range(max(1, count))]
-            await drain_workers(workers, abort)
+            watch = asyncio.ensure_future(_watch_output_dir(output_dir, abort))
+            await drain_workers(workers, abort, watch)
             stats = client.stats.as_dict()
     finally:
         if request_log is not None:
@@ -420,16 +443,44 @@ async def _fetch(
                 f"task {job.task} scores answers by log-likelihood and needs "
                 f"{loglikelihood.REQUIREMENT}; {job.endpoint.url} answered: {reason.reason}"
             )
+        if reason.kind == "gone":
+            raise EngineError(reason.reason)
         if reason.fatal:
             raise EngineError(
                 f"the endpoint refused the requests: {reason.reason}; {kept} answers kept in the "
                 f"cache ({job.endpoint.url})"
+            )
+        if reason.kind not in ("connection", "timeout"):
+            raise EndpointUnreachable(
+                f"endpoint {job.endpoint.url} gives no usable answers: {reason.reason}; "
+                f"stopped early, {kept} answers are kept in the cache, run the job again to "
+                "continue"
             )
         raise EndpointUnreachable(
             f"endpoint {job.endpoint.url} is unreachable: {reason.reason}; {kept} answers are "
             "kept in the cache, run the job again to continue"
         )
     return stats
+
+
+async def _watch_output_dir(output_dir: Path, abort: list[RequestFailed]) -> None:
+    """Stop sending once the job's directory is gone (deleted under a running job): every
+    further answer would be lost with it."""
+    while True:
+        await asyncio.sleep(OUTPUT_DIR_CHECK_S)
+        if not output_dir.is_dir():
+            abort.append(
+                RequestFailed(
+                    f"the job's directory {output_dir} was deleted while the job ran; it "
+                    "stopped sending requests (the answers it held are gone with it)",
+                    kind="gone",
+                    fatal=True,
+                )
+            )
+            return
+
+
+OUTPUT_DIR_CHECK_S = 1.0
 
 
 async def _score_as_they_arrive(
@@ -518,10 +569,7 @@ def _per_sample(
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.writelines(f"{line}\n" for line in lines)
-    temporary.replace(path)
+    write_output(path, (f"{line}\n" for line in lines))
 
 
 __all__ = ["EXIT_OK", "EXIT_SAMPLE_ERRORS", "RunProgress", "evaluate", "percentile"]

@@ -41,6 +41,7 @@ from evalfleet.contract import (
     headline,
     read_failure,
 )
+from evalfleet.contract.files import make_private_dirs, write_private
 from evalfleet.exceptions import BackendUnreachable, DeploymentError, UsageError
 from evalfleet.executors._process import process_alive, stop_runner, terminate_as_interrupt
 
@@ -382,29 +383,45 @@ class Executor(ABC):
         launch (so a resume runs exactly what ran)."""
         import json
 
+        from pydantic import ValidationError
+
         from evalfleet.config.schema import RunConfig
 
-        config = RunConfig.model_validate(record.config)
+        cannot = f"cannot resume {record.invocation_id}:"
+        try:
+            config = RunConfig.model_validate(record.config)
+        except ValidationError as exc:  # a config an older evalfleet stored, or a hand edit
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise UsageError(
+                f"{cannot} its stored config is not valid for this evalfleet ({where}: "
+                f"{first['msg']}); start a new run"
+            ) from None
         jobs = []
         for stored in record.jobs:
-            path = Path(stored.output_dir) / "job.json"
+            directory = Path(stored.output_dir)
+            path = directory / "job.json"
+            # The answers were cached in that directory: without it, a resume would be a new
+            # run under an old id; the store has no copy of the job file to rebuild it from.
+            if not directory.is_dir():
+                raise UsageError(
+                    f"{cannot} the job directory {directory} was deleted (with its job.json and "
+                    "cached answers); start a new run"
+                )
             try:
                 spec = json.loads(path.read_text(encoding="utf-8"))
+                job_type, job_dir = spec["endpoint"]["type"], spec["output_dir"]
             except (OSError, ValueError) as exc:
                 raise UsageError(
-                    f"cannot resume {record.invocation_id}: its job file {path} is unreadable "
+                    f"{cannot} its job file {path} is unreadable "
                     f"({getattr(exc, 'strerror', None) or exc}); start a new run"
                 ) from None
-            jobs.append(
-                Job(
-                    stored.index,
-                    stored.job_id,
-                    stored.task,
-                    spec["endpoint"]["type"],
-                    spec["output_dir"],
-                    spec,
-                )
-            )
+            except (KeyError, TypeError):
+                raise UsageError(
+                    f"{cannot} its job file {path} is not a job spec (it has no endpoint.type "
+                    "or output_dir); start a new run"
+                ) from None
+            jobs.append(Job(stored.index, stored.job_id, stored.task, job_type, job_dir, spec))
         return Invocation(record.invocation_id, config, record.output_dir, tuple(jobs))
 
     def auto_export_once(self, invocation_id: str) -> None:
@@ -447,7 +464,10 @@ class Executor(ABC):
                     self.abandon(run, exc)
                 interrupted = isinstance(exc, KeyboardInterrupt)
                 reason = KILLED_DETAIL if interrupted else f"not run: {_first_line(exc)}"
-                for stored in run.open_jobs():
+                # A backend that lost sight of jobs still running (Lepton refusing a revoked
+                # token) leaves them open: status or kill finish them later.
+                left_running = getattr(exc, "jobs_still_running", False)
+                for stored in [] if left_running else run.open_jobs():
                     store.update_job(
                         stored.job_id,
                         state=(JobState.KILLED if interrupted else JobState.FAILED).value,
@@ -505,15 +525,11 @@ class Executor(ABC):
 
         import yaml
 
-        root = Path(self.local_root(invocation))
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(
-            yaml.safe_dump(shown_config, sort_keys=False), encoding="utf-8"
-        )
+        root = make_private_dirs(self.local_root(invocation))
+        write_private(root / "config.yaml", yaml.safe_dump(shown_config, sort_keys=False))
         for job in invocation.jobs:
-            local = Path(self.local_job_dir(invocation, job))
-            local.mkdir(parents=True, exist_ok=True)
-            (local / "job.json").write_text(json.dumps(job.spec, indent=2) + "\n", encoding="utf-8")
+            local = make_private_dirs(self.local_job_dir(invocation, job))
+            write_private(local / "job.json", json.dumps(job.spec, indent=2) + "\n")
 
     def _stored_options(self, record: InvocationRecord) -> LaunchOptions:
         return LaunchOptions(keep_endpoint=bool(record.handle.get("keep_endpoint")))

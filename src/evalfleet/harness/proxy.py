@@ -58,6 +58,7 @@ from aiohttp import web
 
 from evalfleet.engine.cache import ResponseCache, canonical_payload, request_key
 from evalfleet.engine.client import EndpointClient, RequestFailed, RetryPolicy
+from evalfleet.engine.transport import TlsSettings
 from evalfleet.exceptions import StoreError
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Upstream:
     timeout_s: float = 300.0
     max_retries: int = 8
     backoff_s: float = 0.5  # the first retry's delay (jittered), doubled for each next one
+    tls: TlsSettings | None = None  # the endpoint's CA bundle or verify_tls: false
 
 
 UpstreamSpec = Upstream  # the name the brief used
@@ -103,6 +105,7 @@ class _Route:
             parallelism=upstream.parallelism,
             timeout_s=upstream.timeout_s,
             retry=RetryPolicy(max_retries=upstream.max_retries, base_s=upstream.backoff_s),
+            tls=upstream.tls,
         )
         parts = urlsplit(upstream.url)
         self.origin = f"{parts.scheme}://{parts.netloc}"

@@ -21,15 +21,16 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from evalfleet._children import die_with_parent
 from evalfleet.config._merge import deep_merge
 from evalfleet.contract import EXIT_OK, EXIT_SAMPLE_ERRORS
 from evalfleet.contract.spec import HarnessSpec, JobSpec
+from evalfleet.engine.environ import job_environ
+from evalfleet.engine.transport import TlsSettings
 from evalfleet.exceptions import HarnessError
 
 HARNESS_DIR = "harness"
@@ -80,20 +81,21 @@ async def run_harness_job(job: JobSpec, progress: Any = None) -> tuple[dict[str,
     # call bypasses the proxy.
     judge_url, judge_key_name = _judge_settings(merged)
     stand_ins = []
-    if judge_key_name and judge_key_name not in os.environ:
+    if judge_key_name and judge_key_name not in job_environ():
         stand_ins.append(judge_key_name)  # the package's client wants one; the proxy has none
     interceptors = build_interceptors(job.interceptors, "job.interceptors")
     model = Upstream(
-        url=job.endpoint.url,
+        url=job.endpoint.request_url,  # with the credentials `url` hides
         api_key=api_key,
         parallelism=params.parallelism,
         timeout_s=params.request_timeout,
         max_retries=params.max_retries,
+        tls=TlsSettings(job.endpoint.ca_bundle, insecure=not job.endpoint.verify_tls),
     )
     judge = (
         Upstream(
             url=_chat_url(judge_url),
-            api_key=os.environ.get(judge_key_name) if judge_key_name else None,
+            api_key=job_environ().get(judge_key_name) if judge_key_name else None,
             parallelism=params.parallelism,
             timeout_s=params.request_timeout,
             max_retries=params.max_retries,
@@ -232,7 +234,7 @@ async def _run_command(
     progress: Any,
     stand_ins: list[str],
 ) -> int:
-    env = dict(os.environ)
+    env = dict(job_environ())
     for name in stand_ins:
         env.setdefault(name, "evalfleet-proxy")
     env["VIRTUAL_ENV"] = str(venv)
@@ -255,7 +257,7 @@ async def _run_command(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             limit=1 << 20,
         )
         assert process.stdout is not None
@@ -301,15 +303,6 @@ async def _pump(stream: asyncio.StreamReader, raw_log: Any, eval_log: Any) -> No
         eval_log.flush()
         if not chunk:
             return
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when evalfleet eval dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _show(progress: Any, proxy: Any) -> None:

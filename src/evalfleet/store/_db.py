@@ -9,12 +9,14 @@ can never lose another process's update.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evalfleet.contract.files import PRIVATE_FILE, create_private, make_private_dirs
 from evalfleet.exceptions import StoreError
 from evalfleet.store._schema import SchemaTooNewError, create_schema, schema_version
 
@@ -106,7 +108,9 @@ class Database:
 
     def _writer(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
+            _make_private(self.path)
             self._open()
         assert self._conn is not None
         if not self._wal_ready:
@@ -153,6 +157,16 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
                 f"cannot switch to WAL journal mode (still {mode!r}); is the file system local?"
             )
         time.sleep(0.01)
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other access away from a store an older evalfleet made with the
+    umask's mode (0644): it names every endpoint and model. Best effort: a store another
+    user owns (shared on purpose) is left as it is."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(PRIVATE_FILE)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ class JobRecord:
     handle: dict
     created_at: float
     updated_at: float
+    damaged: str = ""  # what is unreadable in its row (one line), "" when nothing is
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class InvocationRecord:
     config: dict
     handle: dict
     jobs: tuple[JobRecord, ...]
+    # What is unreadable in its row or its jobs' rows (one line), "" when nothing is: a
+    # damaged record is listed, never handed to a command (`InvocationStore.get` refuses it).
+    damaged: str = ""
 
     @property
     def tasks(self) -> list[str]:

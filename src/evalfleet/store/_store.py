@@ -133,7 +133,8 @@ class InvocationStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no job matches {job_id!r}")
-            merged = {**json.loads(row[2]), **(handle or {})}
+            # A damaged handle is replaced by what the caller knows now: it was unreadable.
+            merged = {**_json_object(row[2], "handle")[0], **(handle or {})}
             conn.execute(
                 "UPDATE jobs SET state = ?, detail = ?, handle = ?, updated_at = ?"
                 " WHERE invocation_id = ? AND idx = ?",
@@ -162,7 +163,7 @@ class InvocationStore:
             row = conn.execute("SELECT handle FROM invocations WHERE id = ?", (inv_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no invocation matches {invocation_id!r}")
-            merged = {**json.loads(row[0]), **handle}
+            merged = {**_json_object(row[0], "handle")[0], **handle}
             conn.execute(
                 "UPDATE invocations SET handle = ? WHERE id = ?",
                 (_dump_dict(merged, "invocation handle"), inv_id),
@@ -184,7 +185,9 @@ class InvocationStore:
             assert conn is not None
             if index is not None and not _job_exists(conn, inv_id, index):
                 raise NotFoundError(f"no job matches {id_or_prefix!r}")
-            return _load_invocation(conn, inv_id)
+            record = _load_invocation(conn, inv_id)
+        self._refuse_damaged(record)
+        return record
 
     def get_job(self, job_id_or_prefix: str) -> JobRecord:
         """Return the job named "<invocation id or unique prefix>.<index>"."""
@@ -198,7 +201,18 @@ class InvocationStore:
             assert conn is not None
             if not _job_exists(conn, inv_id, index):
                 raise NotFoundError(f"no job matches {job_id_or_prefix!r}")
-            return _load_job(conn, inv_id, index)
+            record = _load_invocation(conn, inv_id)
+        self._refuse_damaged(record)
+        return record.jobs[[job.index for job in record.jobs].index(index)]
+
+    def _refuse_damaged(self, record: InvocationRecord) -> None:
+        """A command on a damaged record would fail somewhere further on, with a traceback
+        or a wrong guess (a missing runner pid reads as "not running"): stop here instead."""
+        if record.damaged:
+            raise StoreError(
+                f"invocation {record.invocation_id} is damaged in the store {self.path}: "
+                f"{record.damaged}"
+            )
 
     def list_invocations(
         self,
@@ -314,6 +328,13 @@ def _load_job(conn: sqlite3.Connection, inv_id: str, index: int) -> JobRecord:
 
 def _invocation_from_row(row: tuple, jobs: Sequence[JobRecord]) -> InvocationRecord:
     inv_id, created_at, executor, deployment_type, model, output_dir, config, handle = row
+    config, config_damage = _json_object(config, "config")
+    handle, handle_damage = _json_object(handle, "handle")
+    damage = [
+        config_damage,
+        handle_damage,
+        *(f"job {j.job_id}: {j.damaged}" for j in jobs if j.damaged),
+    ]
     return InvocationRecord(
         invocation_id=inv_id,
         created_at=created_at,
@@ -321,14 +342,16 @@ def _invocation_from_row(row: tuple, jobs: Sequence[JobRecord]) -> InvocationRec
         deployment_type=deployment_type,
         model=model,
         output_dir=output_dir,
-        config=json.loads(config),
-        handle=json.loads(handle),
+        config=config,
+        handle=handle,
         jobs=tuple(jobs),
+        damaged="; ".join(what for what in damage if what),
     )
 
 
 def _job_from_row(row: tuple) -> JobRecord:
     inv_id, index, task, state, detail, output_dir, handle, created_at, updated_at = row
+    handle, damage = _json_object(handle, "handle")
     return JobRecord(
         job_id=f"{inv_id}.{index}",
         invocation_id=inv_id,
@@ -337,7 +360,27 @@ def _job_from_row(row: tuple) -> JobRecord:
         state=state,
         detail=detail,
         output_dir=output_dir,
-        handle=json.loads(handle),
+        handle=handle,
         created_at=created_at,
         updated_at=updated_at,
+        damaged=damage,
     )
+
+
+def _json_object(text: object, what: str) -> tuple[dict, str]:
+    """A stored JSON-object column, and "" or what is wrong with it (then the value is {}).
+
+    The file is shared with every evalfleet version and open to any SQLite tool, so one
+    row may hold anything; reading it must not stop `ls runs` or commands on other rows."""
+    if not isinstance(text, str):
+        return {}, f"{what} is {'NULL' if text is None else type(text).__name__}, not JSON"
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        reason = (
+            f" ({exc.msg} at character {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        )
+        return {}, f"{what} is not valid JSON{reason}"
+    if not isinstance(value, dict):
+        return {}, f"{what} is not a JSON object (it is {type(value).__name__})"
+    return value, ""

@@ -69,9 +69,17 @@ class CustomTask:
 
     def samples(self, limit: int | None) -> Iterable[Sample]:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            data = self.path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"dataset.path: cannot read {self.path}: {exc.strerror}") from None
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            at = data.count(b"\n", 0, exc.start) + 1
+            raise ConfigError(
+                f"{self.path}:{at}: not UTF-8 text (byte 0x{data[exc.start]:02x}: {exc.reason});"
+                " save the file as UTF-8"
+            ) from None
         samples = []
         for number, line in enumerate(lines, 1):
             if not line.strip():

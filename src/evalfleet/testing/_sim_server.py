@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import time
 from collections import deque
@@ -342,7 +343,9 @@ class Endpoint:
         try:
             s = self.settings
             delay = s.latency
-            if s.latency_jitter:
+            if s.latency_sigma:
+                delay = self.jitter_rng.lognormvariate(math.log(delay), s.latency_sigma) if delay else 0.0
+            elif s.latency_jitter:
                 delay = max(
                     0.0, delay + self.jitter_rng.uniform(-s.latency_jitter, s.latency_jitter)
                 )

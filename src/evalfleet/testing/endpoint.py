@@ -96,6 +96,9 @@ class SimulatorSettings:
     """Seconds each request takes (an `asyncio.sleep` while holding a capacity slot)."""
     latency_jitter: float = 0.0
     """Each request's latency is drawn uniformly from `latency ± latency_jitter` (>= 0)."""
+    latency_sigma: float = 0.0
+    """If > 0, each request's latency is log-normal instead: median `latency`, this sigma
+    (of the underlying normal), as real answer times are: most short, a long tail."""
     capacity: int | None = None
     """At most this many requests are served at once, the rest queue (None or 0: unlimited)."""
     fault_rate: float = 0.0
@@ -129,7 +132,7 @@ class SimulatorSettings:
     logprobs do (a log-likelihood benchmark cannot run against them)."""
 
     def __post_init__(self) -> None:
-        for name in ("latency", "latency_jitter", "retry_after", "hang_seconds", "fault_rate"):
+        for name in ("latency", "latency_jitter", "latency_sigma", "retry_after", "hang_seconds", "fault_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
@@ -240,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=d.model)
     p.add_argument("--latency", type=float, default=d.latency, metavar="SECONDS")
     p.add_argument("--latency-jitter", type=float, default=d.latency_jitter, metavar="SECONDS")
+    p.add_argument("--latency-sigma", type=float, default=d.latency_sigma, metavar="SIGMA")
     p.add_argument("--capacity", type=int, default=None, metavar="N", help="default: unlimited")
     p.add_argument("--fault-rate", type=float, default=d.fault_rate, metavar="P")
     p.add_argument("--faults", default=",".join(d.faults), metavar="LIST")

@@ -63,7 +63,8 @@ def emulator() -> Iterator[Emulator]:
 def lepton(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Emulator:
     """The shared emulator with default faults, and the client env pointing at it."""
     emulator.faults(server_errors=0, deployment_state=None, ready_after=0.5, delete_after=0.3,
-                    queue_after=0.2, archive_after=None, new_deployment_api=False)  # fmt: skip
+                    queue_after=0.2, archive_after=None, new_deployment_api=False,
+                    token_revoked=False)  # fmt: skip
     for name, value in emulator.client_env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "lepton-cache"))  # no real login
@@ -716,3 +717,40 @@ def test_a_host_value_reaches_the_job_and_nothing_else(
     for root in (isolated, out):
         for path in root.rglob("*"):
             assert not path.is_file() or host_key.encode() not in path.read_bytes(), path
+
+
+def test_a_token_revoked_mid_run_stops_it_and_names_what_is_left(cli, lepton, tmp_path):
+    out = tmp_path / "out"
+    run = _start_run(_run_args("lepton_vllm_llama_3_1_8b_instruct", out,
+                               "-o", "execution.evaluation_tasks.install_command=sleep 120"))  # fmt: skip
+    try:
+        invocation_id = _wait_for(_running_invocation, what="jobs submitted")
+        (job_id,) = [job.handle["lepton_id"] for job in _record(invocation_id).jobs]
+        _wait_for(lambda: lepton.live()["jobs"], what="a live job")
+        lepton.faults(token_revoked=True)
+        _, err_bytes = run.communicate(timeout=120)  # polled forever before the fix
+    finally:
+        lepton.faults(token_revoked=False)
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    err = err_bytes.decode()
+    assert run.returncode != 0 and "Traceback" not in err
+    (line,) = _errors(err)
+    endpoint = f"llama-3-1-8b-{invocation_id}"
+    assert "refused the token" in line and "5 times in a row (401)" in line, line
+    assert f"endpoint {endpoint}" in line and f"job {job_id}" in line, line
+    assert f"evalfleet kill {invocation_id}" in line, line
+    assert f"lep endpoint remove -n {endpoint}" in line and f"lep job remove -i {job_id}" in line
+    assert len([x for x in err.splitlines() if "warning" in x]) <= 1  # not one per poll
+    # Nothing could be deleted with the token refused: what is left is in the store.
+    live = lepton.live()
+    assert live["deployments"] == [endpoint] and job_id in live["jobs"]
+    record = _record(invocation_id)
+    assert record.handle["endpoint"] == endpoint and record.handle["endpoint_deleted"] is False
+    assert record.handle["runner_pid"] is None
+    assert [job.state for job in record.jobs] in (["RUNNING"], ["PENDING"])
+    killed = cli("kill", invocation_id)  # the token works again
+    assert killed.code == 0, killed.err
+    _assert_nothing_left(lepton)
+    assert {job.state for job in _record(invocation_id).jobs} == {"KILLED"}

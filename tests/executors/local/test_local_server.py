@@ -205,6 +205,65 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(
     )
 
 
+def test_a_sigkilled_run_leaves_nothing_running_and_resume_sends_only_the_rest(
+    write_yaml, dataset, answers, isolated
+):
+    """SIGKILL (the OOM killer, a closed ssh session) gives the runner no chance to clean
+    up: its server must die with it and no task may run on unseen, so that `status` is
+    right and a resume is the only process answering into the job's files."""
+    port = free_port()
+    path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.5)))
+    env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        cache = None
+        while time.monotonic() < deadline:
+            caches = list(Path("results").glob("*/adds/cache.sqlite"))
+            if caches and cache_rows(caches[0]) >= 16:
+                cache = caches[0]
+                break
+            time.sleep(0.1)
+        assert cache is not None
+    finally:
+        runner.kill()
+        runner.wait(timeout=60)
+    with InvocationStore() as store:
+        (record,) = store.list_invocations()
+    server, task = record.handle["server_pid"], record.jobs[0].handle["pid"]
+    # PR_SET_PDEATHSIG acts at once; the run had ~6 s of requests left to send.
+    deadline = time.monotonic() + 4
+    while (port_in_use(port) or _alive(server) or _alive(task)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(task), "a task outlived its killed runner"
+    assert not _alive(server) and not port_in_use(port), "the server outlived its killed runner"
+    kept = cache_rows(cache)
+    time.sleep(0.5)
+    assert cache_rows(cache) == kept, "nothing may answer into the job after its runner died"
+    status = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "status", record.invocation_id],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert "FAILED" in status.stdout and "RUNNING" not in status.stdout, status.stdout
+    resumed = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "resume", record.invocation_id],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    results = json.loads((cache.parent / "results.json").read_text())
+    assert results["requests"]["requests"] <= N_SAMPLES - kept, "only the rest is sent"
+    assert cache_rows(cache) == N_SAMPLES
+
+
+def _alive(pid: int) -> bool:
+    from evalfleet.executors._process import process_alive
+
+    return process_alive(pid)
+
+
 def test_logs_show_server_and_task_lines_and_follow_a_running_invocation(
     cli, write_yaml, dataset, answers, isolated
 ):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from evalfleet.config.notices import launcher_differences
 from evalfleet.contract import JSON, OPEN_STATES, Invocation, Job, JobState
 from evalfleet.exceptions import (
+    BackendRefused,
     BackendUnreachable,
     ConfigError,
     DeploymentError,
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
 
 POLL_START_S = 0.5
 POLL_MAX_S = 5.0
+# Refusals of the workspace token in a row (401/403) after which a run stops watching: a
+# revoked token does not come back by itself, and polling on would never end.
+MAX_AUTH_FAILURES = 5
 
 
 class LeptonExecutor(Executor):
@@ -73,6 +77,7 @@ class LeptonExecutor(Executor):
     def __init__(self, client: LeptonClient | None = None) -> None:
         self._given_client = client
         self._made_client: LeptonClient | None = None
+        self._token_refused = False
 
     def _client(self) -> LeptonClient:
         """A client from the user's credentials (UsageError saying what to do if none)."""
@@ -207,12 +212,21 @@ class LeptonExecutor(Executor):
         }, [{} for _ in inv.jobs]
 
     def check_resumable(self, record: InvocationRecord) -> None:
+        from evalfleet.config.env import ENDPOINT_URL_ENV
         from evalfleet.config.redact import REDACTED
 
-        if REDACTED in json.dumps(record.config):
+        target = (record.config.get("target") or {}).get("api_endpoint") or {}
+        rest = {**record.config, "target": {"api_endpoint": {**target, "url": None}}}
+        if REDACTED in json.dumps(rest):
             raise UsageError(
                 "cannot resume: the config held secret values that were not stored; reference "
                 "secrets by name (secret_name_ref) instead, or start a new run"
+            )
+        if REDACTED in str(target.get("url") or "") and ENDPOINT_URL_ENV not in os.environ:
+            raise UsageError(
+                f"cannot resume {record.invocation_id}: the credentials in "
+                "target.api_endpoint.url are never stored; export "
+                f"{ENDPOINT_URL_ENV}=<the URL with them> in this shell and resume again"
             )
         self._client().workspace()
 
@@ -300,7 +314,7 @@ class LeptonExecutor(Executor):
             if env.get("value") in filled:
                 env["value"] = urls[filled[env["value"]]]
         fill_wheel(body)
-        fill_host_values(body)
+        fill_host_values(body, run.invocation.config)
         created = client.create_job(body)
         lepton_id = str(created["metadata"]["id"])
         run.update(
@@ -312,6 +326,7 @@ class LeptonExecutor(Executor):
         """Poll until every job of the run has ended, recording each as it does."""
         jobs = {job.job_id: job for job in run.jobs}
         delay = POLL_START_S
+        refused = 0
         while True:
             open_jobs = [j for j in run.open_jobs() if j.handle.get("lepton_id")]
             if not open_jobs:
@@ -324,13 +339,26 @@ class LeptonExecutor(Executor):
                         run.ended(jobs[stored.job_id], seen.exit_code)
                     elif (seen.state.value, seen.detail) != (stored.state, stored.detail):
                         run.update(jobs[stored.job_id], seen.state, seen.detail)
+                refused = 0
+            except BackendRefused as exc:
+                if exc.status not in (401, 403):
+                    raise
+                refused += 1
+                if refused >= MAX_AUTH_FAILURES:
+                    self._token_refused = True
+                    raise LeptonTokenRefused(_left_running(run.record(), refused, exc)) from None
+                if refused == 1:
+                    remote.note(f"warning: {exc}; stopping after {MAX_AUTH_FAILURES} in a row")
             except DeploymentError as exc:  # Lepton unreachable for a while: keep waiting
                 remote.note(f"warning: {exc}")
             time.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX_S)
 
     def abandon(self, run: Run, error: BaseException) -> None:
-        """Delete the jobs (the endpoints go in `finish`)."""
+        """Delete the jobs (the endpoints go in `finish`); with a refused token nothing
+        can be, and the jobs stay open in the store (still running) for `kill`."""
+        if isinstance(error, LeptonTokenRefused):
+            return
         record = run.record()
         handle = {**record.handle, **dict.fromkeys(remote.DEPLOYMENT_KINDS)}
         remote.delete_all(self._client(), replace(record, handle=handle))
@@ -339,6 +367,8 @@ class LeptonExecutor(Executor):
         """Delete the endpoints the run recorded (the model's, the judge's), unless a run
         that completed keeps them (`--keep-endpoint`)."""
         record = run.record()
+        if self._token_refused:
+            return  # every DELETE would be refused too; the error named what is left
         for key, name in remote.deployments(record.handle):
             if record.handle.get(f"{key}_deleted"):
                 continue
@@ -515,6 +545,42 @@ class LeptonExecutor(Executor):
                 f"evalfleet kill {record.invocation_id} again"
             )
         return deleted
+
+
+class LeptonTokenRefused(DeploymentError):
+    """Lepton refused the workspace token again and again while a run watched its jobs.
+    They run on: the store keeps them open, so that `status` (once the token works) brings
+    their results home and `kill` finds them."""
+
+    jobs_still_running = True
+
+
+def _left_running(record: InvocationRecord, times: int, error: BackendRefused) -> str:
+    """One line: the refusal, what is still on Lepton (recorded in the store, so `kill`
+    finds it) and how to remove it."""
+    endpoints = [
+        f"{remote.DEPLOYMENT_KINDS[key]} {name}"
+        for key, name in remote.deployments(record.handle)
+        if not record.handle.get(f"{key}_deleted")
+    ]
+    job_ids = [
+        str(job.handle["lepton_id"])
+        for job in record.jobs
+        if job.handle.get("lepton_id") and job.state in OPEN_STATES
+    ]
+    left = endpoints + ([f"job{'s' if len(job_ids) > 1 else ''} {', '.join(job_ids)}"]
+                        if job_ids else [])  # fmt: skip
+    by_hand = [f"lep endpoint remove -n {name}" for _, name in remote.deployments(record.handle)
+               if not record.handle.get(f"{_}_deleted")]  # fmt: skip
+    by_hand += [f"lep job remove -i {job_id}" for job_id in job_ids]
+    refusal = str(error).split(":", 1)[0]
+    return (
+        f"{refusal} {times} times in a row ({error.status}) while watching invocation "
+        f"{record.invocation_id}; stopped. Still on Lepton: {'; '.join(left) or 'nothing'}. "
+        f"Once the token works, `evalfleet kill {record.invocation_id}` removes "
+        f"{'them' if left else 'anything left'}"
+        + (f" (or by hand: {'; '.join(by_hand)})" if by_hand else "")
+    )
 
 
 def _wheel_plan(invocation: Invocation) -> JSON | None:

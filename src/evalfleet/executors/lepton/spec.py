@@ -19,7 +19,14 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 import evalfleet
-from evalfleet.config.env import EnvRef, host_value, job_env, parse_env
+from evalfleet.config.env import (
+    ENDPOINT_URL_ENV,
+    EnvRef,
+    endpoint_url_env,
+    host_value,
+    job_env,
+    parse_env,
+)
 from evalfleet.contract import Invocation, Job
 from evalfleet.deployments.servers import lepton_server_argv, server_spec
 from evalfleet.exceptions import ConfigError
@@ -70,6 +77,9 @@ DEPLOYMENT_SPEC_FIELDS = (
 
 ENDPOINT_URL_PLACEHOLDER = "<filled at launch: status.endpoint.external_endpoint>"
 JUDGE_URL_PLACEHOLDER = "<filled at launch: the judge's status.endpoint.external_endpoint>"
+# target.api_endpoint.url with its credentials (config.env.ENDPOINT_URL_ENV): only in what
+# is sent, like a host value, never in the plan or the store.
+TARGET_URL_PLACEHOLDER = "<filled at launch: target.api_endpoint.url with its credentials>"
 # The `lep` CLI adds this scale-down when a spec has none; evalfleet POSTs directly, so it
 # adds it itself: an endpoint nobody calls must not keep its GPUs forever.
 DEFAULT_NO_TRAFFIC_TIMEOUT = 3600
@@ -219,12 +229,16 @@ def host_values_missing(body: dict[str, Any]) -> list[str]:
     return problems
 
 
-def fill_host_values(body: dict[str, Any]) -> None:
-    """Put the launching host's values in place of their placeholders (at submission)."""
+def fill_host_values(body: dict[str, Any], config: RunConfig | None = None) -> None:
+    """Put the launching host's values in place of their placeholders (at submission),
+    and `config`'s endpoint URL with its credentials in place of its own."""
     for env in body["spec"].get("envs") or []:
         match = _HOST_VALUE.match(str(env.get("value")))
         if match:
             env["value"] = host_value(EnvRef("host", match.group(1)), f"env {env['name']}")
+        elif env.get("value") == TARGET_URL_PLACEHOLDER and config is not None:
+            key, ref = endpoint_url_env(config)[ENDPOINT_URL_ENV]
+            env["value"] = host_value(ref, key)
 
 
 def _env_entry(name: str, value: Any) -> dict[str, Any]:
@@ -527,6 +541,8 @@ def _job_body(inv: Invocation, job: Job, problems: list[str]) -> dict[str, Any]:
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
     for env, (key, ref) in job_env(config, job.index).items():  # weakest first
         chosen[env] = (key, _ref_entry(env, ref, key, problems))
+        if env == ENDPOINT_URL_ENV and key == "target.api_endpoint.url":
+            chosen[env] = (key, {"name": env, "value": TARGET_URL_PLACEHOLDER})
     for env, value in tasks.env_vars.items():  # the Lepton-only layer wins
         key = f"execution.lepton_platform.tasks.env_vars.{env}"
         chosen[env] = (key, _ref_entry(env, parse_env(value, key, "literal"), key, problems))

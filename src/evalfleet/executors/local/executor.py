@@ -1,9 +1,17 @@
 """The local executor's hooks: an invocation on this machine.
 
 `run` stays in the foreground: it starts the model server (if any) as its own process
-group, waits for its health path, runs each task as `evalfleet eval --job job.json` in its
-own process, and stops the server when the last task ends, when launching fails, on
-Ctrl-C and on `evalfleet kill` (the flow in `executors/base.py` does the rest).
+group, waits for its health path, runs the tasks, and stops the server when the last task
+ends, when launching fails, on Ctrl-C and on `evalfleet kill` (the flow in
+`executors/base.py` does the rest).
+
+The tasks run in this process (`evalfleet.jobs.evaluate_jobs`: what `evalfleet eval --job
+job.json` runs, for every job at once), for three reasons: the tasks that target one
+endpoint share its in-flight budget, and in sequence the next task's requests fill the
+slots the last one's answers free; a second Python process per task cost ~0.3 s of start-up
+each; and a runner killed by SIGKILL (the OOM killer, a closed ssh session) leaves no eval
+process behind to run on unseen beside a resume. What this process starts (the server, a
+harness's process) is killed with it (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -140,7 +147,10 @@ class LocalExecutor(Executor):
                     f"{server['health_url']}"
                 )
                 step += 2
-        lines.append(f"\n{step}. run the tasks ({plan['mode']}):")
+        lines.append(
+            f"\n{step}. run the tasks ({plan['mode']}) in this process, as these commands "
+            "would, sharing the endpoint's parallelism:"
+        )
         for task in plan["tasks"]:
             lines.append(f"   [{task['job_id']}] {task['command']}")
             lines += [f"     env {name}={value}" for name, value in task.get("env", {}).items()]
@@ -196,45 +206,33 @@ class LocalExecutor(Executor):
             waited = server.wait_ready(plan[key]["readiness_timeout_s"])
             what = "judge server" if key == "judge_server" else "server"
             print(f"{plan[key]['type']} {what} ready after {waited:.1f} s", file=sys.stderr)
-        if settings(inv.config).mode == "parallel":
-            self._run_parallel(run)
-        else:
-            for job in run.jobs:
-                self._run_one(run, job)
+        self._run_jobs(run, parallel=settings(inv.config).mode == "parallel")
 
     def finish(self, run: Run, completed: bool) -> None:
         while self._servers:
             self._servers.pop().stop()
 
-    def _start(self, run: Run, job: Job) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self._job_envs.get(job.job_id, {})}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evalfleet", "eval", "--job", job.job_file],
-            start_new_session=True,  # Ctrl-C reaches us; we stop the task's whole group
-            env=env,
+    def _run_jobs(self, run: Run, parallel: bool) -> None:
+        from evalfleet.jobs import JobRun, evaluate_jobs
+        from evalfleet.progress import show_progress
+
+        by_file = {job.job_file: job for job in run.jobs}
+        jobs = [
+            JobRun(job.job_file, {**os.environ, **self._job_envs.get(job.job_id, {})})
+            for job in run.jobs
+        ]
+
+        def started(job: JobRun) -> None:
+            # This process runs the task: its pid is how `status` sees the task alive.
+            run.update(by_file[job.job_file], JobState.RUNNING, "", handle={"pid": os.getpid()})
+
+        def ended(job: JobRun) -> None:
+            assert job.code is not None
+            run.ended(by_file[job.job_file], job.code)
+
+        evaluate_jobs(
+            jobs, parallel=parallel, started=started, ended=ended, display=show_progress
         )
-        run.update(job, JobState.RUNNING, "", handle={"pid": process.pid})
-        return process
-
-    def _run_one(self, run: Run, job: Job) -> None:
-        process = self._start(run, job)
-        try:
-            code = process.wait()
-        except KeyboardInterrupt:
-            stop_group(process.pid, 10.0, process)
-            raise
-        run.ended(job, code)
-
-    def _run_parallel(self, run: Run) -> None:
-        running = [(job, self._start(run, job)) for job in run.jobs]
-        try:
-            for job, process in running:
-                run.ended(job, process.wait())
-        except KeyboardInterrupt:
-            for _, process in running:
-                if process.poll() is None:
-                    stop_group(process.pid, 10.0, process)
-            raise
 
     # ------------------------------------------------------------------ watching
 
@@ -257,7 +255,11 @@ class LocalExecutor(Executor):
         """What the runner could not stop (it was killed itself, say)."""
         stopped = []
         servers = [record.handle.get("server_pid"), record.handle.get("judge_server_pid")]
-        for pid in [*servers, *(j.handle.get("pid") for j in record.jobs)]:
+        # A task's pid is its runner's (tasks run in it), or, recorded by an older
+        # evalfleet, a process group of its own.
+        runner = record.handle.get("runner_pid")
+        tasks = [j.handle.get("pid") for j in record.jobs if j.handle.get("pid") != runner]
+        for pid in [*servers, *tasks]:
             if isinstance(pid, int) and group_alive(pid) and stop_group(pid, 10.0):
                 stopped.append(f"process group {pid}")
         return stopped

@@ -4,6 +4,7 @@ health path answers, stopped (the whole group) when the invocation ends, fails o
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evalfleet._children import die_with_parent
+from evalfleet.contract.files import make_private_dirs, open_private
 from evalfleet.exceptions import DeploymentError
 
 POLL_S = 0.5
@@ -41,14 +44,14 @@ class LocalServer:
                 f"port {port} is already in use on 127.0.0.1 (deployment.port): stop what "
                 "listens there or choose another port"
             )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.log_path.parent)
         package = self.plan.get("model_package")
         if package:  # the packaged GGUF is written (once, then cached) before the server reads it
             from importlib import import_module
 
             import_module(package).assemble()
         env = {**os.environ, **self.plan["env"]}
-        with self.log_path.open("ab") as log:
+        with open_private(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen(
                     self.plan["argv"],
@@ -57,6 +60,8 @@ class LocalServer:
                     stdin=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,  # its own group: stopping it stops its children
+                    # The run stops it, however the run ends; if the run is SIGKILLed, this.
+                    preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
                 )
             except OSError as exc:
                 raise DeploymentError(

@@ -43,7 +43,10 @@ async def _api_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     key = f"{request.method} {route.canonical if route is not None else request.path}"
     key = key.replace(f"/api/v2/workspaces/{workspace.workspace_id}", "")
     workspace.requests[key] = workspace.requests.get(key, 0) + 1
-    if request.headers.get("Authorization") != f"Bearer {request.app[TOKEN]}":
+    if (
+        request.headers.get("Authorization") != f"Bearer {request.app[TOKEN]}"
+        or workspace.faults.token_revoked
+    ):
         return _error(401, "Unauthorized", "invalid or missing workspace token")
     if workspace.faults.server_errors > 0:
         workspace.faults.server_errors -= 1

@@ -78,6 +78,7 @@ class Faults:
     queue_after: float = 0.2  # seconds a new job stays Queueing
     archive_after: float | None = None  # overrides every job's ttl_seconds_after_finished
     new_deployment_api: bool = False  # /workspace reports the new /endpoints route family
+    token_revoked: bool = False  # the workspace token is refused (401), as after revocation
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
         for key, value in changes.items():
