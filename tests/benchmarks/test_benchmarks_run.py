@@ -37,6 +37,24 @@ def test_engine_throughput_prints_both_ratios_and_cpu_per_request():
     assert len(re.findall(r"\+aiohttp +\d+ req in .* ratio busy", result.stdout)) == 2
 
 
+def test_endpoint_sharing_prints_the_whole_run_ratio_and_the_tasks_side_by_side():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "endpoint_sharing.py"), "--samples", "64"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (whole,) = re.findall(r"evalfleet run +\d+\.\d+ s +ratio (\d\.\d+)", result.stdout)
+    assert 0 < float(whole) <= 1.05
+    rows = re.findall(
+        r"^  (1 task|4 tasks|4 evals in turn) +\d+\.\d+ s +÷ 1 task (\d+\.\d+) +max in flight (\d+)",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert [label for label, *_ in rows] == ["1 task", "4 tasks", "4 evals in turn"], result.stdout
+    assert float(rows[0][1]) == 1.0
+    assert all(0 < int(peak) <= 64 for *_, peak in rows)
+
+
 def test_harness_proxy_prints_the_ratio_and_the_proxys_cpu_per_request():
     result = subprocess.run(
         [

@@ -6,6 +6,7 @@ process at a time."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -182,7 +183,9 @@ def test_tasks_in_sequence_follow_each_other_without_an_idle_gap(tmp_path):
 def test_tasks_in_parallel_share_the_endpoints_parallelism(tmp_path):
     with run_simulator(answers=oracle(), latency=0.1) as sim:
         jobs = [JobRun(_job(tmp_path, f"t{i}", sim.base_url, 24)) for i in range(3)]
+        thresholds = gc.get_threshold()
         events = _run(jobs, parallel=True)
+        assert gc.get_threshold() == thresholds  # each job made collections rarer, then not
         peak = sim.stats()["max_in_flight"]
     assert [e for e in events if e.startswith("start")] == ["start t0", "start t1", "start t2"]
     assert sorted(e for e in events if e.startswith("end")) == ["end t0=0", "end t1=0", "end t2=0"]

@@ -310,3 +310,38 @@ def test_the_proxy_runs_on_the_callers_event_loop(sim, tmp_path):
     reopened = ResponseCache(tmp_path / "c.sqlite")
     assert len(reopened.load()) == 1  # stored in the caller's cache
     reopened.close()
+
+
+def test_a_harness_and_a_built_in_task_share_the_endpoints_parallelism(tmp_path):
+    """The proxy's client draws from the same endpoint budget as the engine's: with both
+    sending at once, the endpoint never sees more than the one `parallelism`."""
+    from evalfleet.engine.budget import shared_budgets
+    from evalfleet.engine.client import EndpointClient
+
+    with run_simulator(latency=0.1) as simulator:
+        url = f"{simulator.base_url}/v1/chat/completions"
+        cache = ResponseCache(tmp_path / "c.sqlite")
+
+        async def both() -> None:
+            async with (
+                AdapterProxy(Upstream(url, parallelism=6), cache=cache) as proxy,
+                EndpointClient(url, api_key=None, parallelism=6, timeout_s=30) as engine,
+            ):
+                assert proxy._model.client.limit is engine.limit
+
+                def harness_request(i: int) -> int:
+                    body = {**CHAT, "messages": [{"role": "user", "content": f"harness {i}"}]}
+                    return call(proxy.url, body)[0]
+
+                harness = [asyncio.to_thread(harness_request, i) for i in range(18)]
+                built_in = [engine.send({**CHAT, "seed": i}) for i in range(18)]
+                results = await asyncio.wait_for(asyncio.gather(*harness, *built_in), 60)
+                assert results[:18] == [200] * 18
+
+        try:
+            with shared_budgets():
+                asyncio.run(both())
+        finally:
+            cache.close()
+        stats = simulator.stats()
+    assert stats["requests"] == 36 and stats["max_in_flight"] == 6
