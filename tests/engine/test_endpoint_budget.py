@@ -114,6 +114,26 @@ def test_an_endpoint_that_stopped_answering_fails_every_client_fast():
     assert kind == "silent" and sent_after == 0
 
 
+def test_a_hung_server_ends_the_requests_after_the_window_not_after_every_retry():
+    with run_simulator(answers=oracle(), hang_seconds=3600) as sim:
+        url = f"{sim.base_url}/v1/chat/completions"
+        sim.control(fault_rate=1.0, faults="timeout")
+        budgets = Budgets(health=lambda: EndpointHealth(silent_for_s=0.5, failed_attempts=4))
+
+        async def main() -> list[BaseException | object]:
+            retry = RetryPolicy(max_retries=1000, base_s=0.01, cap_s=0.02)
+            async with EndpointClient(url, api_key=None, parallelism=4, timeout_s=0.2,
+                                      retry=retry) as client:  # fmt: skip
+                return await asyncio.gather(
+                    *(client.send(BODY) for _ in range(8)), return_exceptions=True
+                )
+
+        with shared_budgets(budgets):
+            outcomes = _bounded(main(), 30)
+    assert all(isinstance(o, RequestFailed) and o.kind == "silent" for o in outcomes), outcomes
+    assert "timed out after 0.2 s" in outcomes[0].reason
+
+
 def test_the_health_window_needs_both_time_and_failed_attempts():
     now = [0.0]
     health = EndpointHealth(silent_for_s=60, failed_attempts=3, get_time=lambda: now[0])
