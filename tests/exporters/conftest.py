@@ -101,9 +101,10 @@ def mlflow_client(mlflow_server: MlflowServer):
 
 
 @pytest.fixture
-def run_invocation(cli, write_yaml, tmp_path: Path):
+def run_invocation(cli, write_yaml, tmp_path: Path, monkeypatch):
     """Run a local invocation of tasks `adds` (numeric: 3 in 4 right) and `adds_exact`
-    (exact_match, 10 samples); `failing=True` adds `broken`, whose dataset is missing.
+    (exact_match, 10 samples); `failing=True` adds `broken`, whose pre_cmd fails when the
+    task starts (its data share "is not mounted"): a task that fails while the run runs.
     Extra top-level YAML (e.g. an export section) is appended to the config."""
 
     def run(
@@ -116,10 +117,13 @@ def run_invocation(cli, write_yaml, tmp_path: Path):
         if not dataset.exists():
             write_dataset(tmp_path)
         broken = (
-            f"    - {{name: broken, dataset: {{path: {tmp_path / 'missing.jsonl'}}}, scorer: numeric}}\n"
+            f"    - {{name: broken, dataset: {{path: {dataset}}}, scorer: numeric,\n"
+            f"       pre_cmd: 'echo the data share is not mounted >&2; exit 3'}}\n"
             if failing
             else ""
         )
+        if failing:
+            monkeypatch.setenv("NEMO_EVALUATOR_TRUST_PRE_CMD", "1")
         with run_simulator(answers=oracle()) as sim:
             config = write_yaml(
                 f"""\

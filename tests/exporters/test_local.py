@@ -17,9 +17,9 @@ def test_summary_across_invocations_has_a_row_per_finished_task(cli, run_invocat
     # The reason the job failed, as its `evalfleet eval` said it, not just its exit code.
     line = result.err.strip()
     assert line.startswith(
-        f"local: not exported {second}.2 broken: FAILED: dataset.path: cannot read "
+        f"local: not exported {second}.2 broken: FAILED: pre_cmd exited with 3: "
     )
-    assert line.endswith("/missing.jsonl: No such file or directory")
+    assert line.endswith("the data share is not mounted")
     summary = json.loads(Path("out/summary.json").read_text())
     rows = summary["rows"]
     assert [(r["invocation_id"], r["task"]) for r in rows] == [
@@ -57,9 +57,11 @@ def test_export_form_and_option_mistakes_are_one_line(cli, run_invocation):
 
 
 def test_nothing_finished_is_an_error_naming_why(cli, run_invocation, write_yaml, tmp_path):
-    config = write_yaml(
+    (tmp_path / "one.jsonl").write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    config = write_yaml(  # nothing listens on port 9: the task fails at its first request
         f"target: {{api_endpoint: {{url: 'http://127.0.0.1:9/v1', model_id: m}}}}\n"
-        f"evaluation: {{tasks: [{{name: t, dataset: {{path: {tmp_path}/none.jsonl}}, scorer: numeric}}]}}\n"
+        f"evaluation: {{params: {{max_retries: 0}}, tasks: [{{name: t, dataset: "
+        f"{{path: {tmp_path}/one.jsonl}}, scorer: numeric}}]}}\n"
     )
     run = cli("run", "--config", str(config))
     inv = run.out.strip().splitlines()[-1]

@@ -172,6 +172,16 @@ def test_latency_and_jitter(sim: Simulator) -> None:
     assert elapsed[-1] - elapsed[0] > 0.03  # not all the same
 
 
+def test_log_normal_latency_has_its_median_and_a_long_tail(sim: Simulator) -> None:
+    sim.control(latency=0.1, latency_sigma=0.8, seed=3)
+    many = post_many(sim.base_url, [chat(f"q{i}") for i in range(40)], concurrency=40)
+    elapsed = sorted(r.elapsed for r in many.replies)
+    median = elapsed[len(elapsed) // 2]
+    assert 0.05 < median < 0.3
+    assert elapsed[-1] > 2 * median and elapsed[0] < median / 1.5  # a spread, both ways
+    sim.control(latency_sigma=0.0)
+
+
 def test_stats_by_key_counts_and_reset(sim: Simulator) -> None:
     call(sim.base_url, CHAT, chat("alpha"))
     call(sim.base_url, CHAT, chat("alpha"))

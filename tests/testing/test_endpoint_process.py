@@ -73,6 +73,7 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
     oracle.write_text(json.dumps({"prompt": "q", "response": "the answer"}) + "\n")
     options = [
         *("--model", "m1", "--latency", "0.01", "--latency-jitter", "0.005"),
+        *("--latency-sigma", "0.3"),
         *("--capacity", "3", "--fault-rate", "0.25", "--faults", "429,500"),
         *("--retry-after", "5", "--hang-seconds", "2", "--seed", "9"),
         *("--answers", str(oracle), "--require-api-key", "K", "--reasoning-field"),
@@ -87,6 +88,7 @@ def test_command_line_options_become_settings(tmp_path: Path) -> None:
             "model": "m1",
             "latency": 0.01,
             "latency_jitter": 0.005,
+            "latency_sigma": 0.3,
             "capacity": 3,
             "fault_rate": 0.25,
             "faults": ["429", "500"],

@@ -264,6 +264,8 @@ class Executor(ABC):
         self.prepare(invocation)
         self._write_job_files(invocation, shown_config)
         invocation_handle, job_handles = self.launch_handles(invocation)
+        if self.foreground:  # in the row from its first moment: `status` sees a live run
+            invocation_handle = {**invocation_handle, "runner_pid": os.getpid()}
         with InvocationStore() as store:
             store.create_invocation(
                 invocation_id=invocation.invocation_id,
@@ -276,9 +278,8 @@ class Executor(ABC):
                     NewJob(task=job.task, output_dir=self.local_job_dir(invocation, job), handle=h)
                     for job, h in zip(invocation.jobs, job_handles, strict=True)
                 ],
+                handle=invocation_handle,
             )
-            if invocation_handle:
-                store.update_invocation_handle(invocation.invocation_id, invocation_handle)
         return self._run(invocation, list(invocation.jobs), options or LaunchOptions(), False)
 
     def resume(self, record: InvocationRecord, options: LaunchOptions | None = None) -> int:

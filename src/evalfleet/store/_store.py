@@ -69,17 +69,20 @@ class InvocationStore:
         config: dict,
         jobs: Sequence[NewJob],
         invocation_id: str | None = None,
+        handle: dict | None = None,
     ) -> InvocationRecord:
         """Record a new invocation and its jobs (all PENDING) in one transaction.
 
         The record exists before anything is launched, so a crash mid-launch still
         leaves a trace that `status` and `kill` can find. Without `invocation_id` a
         fresh random id is drawn (and redrawn on collision); an explicit id must be
-        new, else ValueError.
+        new, else ValueError. `handle` is the invocation's handle from the first moment
+        (a foreground run's pid: `status` must never see the row without it).
         """
         if invocation_id is not None:
             check_invocation_id(invocation_id)
         config_json = _dump_dict(config, "config")
+        handle_json = _dump_dict(handle or {}, "invocation handle")
         job_rows = [
             (job.task, job.output_dir, _dump_dict(job.handle, "job handle")) for job in jobs
         ]
@@ -93,7 +96,7 @@ class InvocationStore:
                 inv_id = invocation_id
             conn.execute(
                 f"INSERT INTO invocations ({_INV_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (inv_id, now, executor, deployment_type, model, output_dir, config_json, "{}"),
+                (inv_id, now, executor, deployment_type, model, output_dir, config_json, handle_json),
             )
             conn.executemany(
                 f"INSERT INTO jobs ({_JOB_COLS}) VALUES (?, ?, ?, 'PENDING', '', ?, ?, ?, ?)",

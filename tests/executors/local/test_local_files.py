@@ -141,3 +141,26 @@ def test_resume_with_a_stored_config_this_evalfleet_refuses_is_one_line(
     (line,) = result.err.strip().splitlines()
     assert line.startswith(f"error: cannot resume {invocation_id}: its stored config is not valid")
     assert "evaluation.params.parallelism" in line
+
+
+def test_a_foreground_run_is_recorded_with_its_runner_from_the_first_moment(
+    write_yaml, dataset, monkeypatch
+):
+    """`status` called the moment a run is recorded (right after `--detach` returns) must
+    see its runner: a row without one reads as a run that died, and is recorded FAILED."""
+    from evalfleet import api
+    from evalfleet.executors.local.executor import LocalExecutor
+
+    seen = {}
+
+    def first_look(self, invocation, jobs, options, resuming):
+        with InvocationStore() as store:
+            seen["handle"] = store.get(invocation.invocation_id).handle
+        seen["status"] = api.status([invocation.invocation_id])
+        return 0
+
+    monkeypatch.setattr(LocalExecutor, "_run", first_look)
+    path = write_yaml(config_text(dataset, free_port(), "true"))
+    api.launch(api.plan_run(path))
+    assert seen["handle"]["runner_pid"] == os.getpid()
+    assert [row["state"] for row in seen["status"]] == ["PENDING"]

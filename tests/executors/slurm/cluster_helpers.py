@@ -58,6 +58,10 @@ def slurm_config(
     oracle = data_dir / "oracle.jsonl"
     oracle.write_text("".join(oracle_lines))
     config = tmp_path / "slurm.yaml"
+    # Several jobs share the test cluster's one node, unless a test gives its own flags.
+    shared_node = (
+        "" if "sbatch_extra_flags" in execution else "  sbatch_extra_flags: {exclusive: false}\n"
+    )
     config.write_text(
         f"""\
 execution:
@@ -67,8 +71,7 @@ execution:
   output_dir: {tmp_path / "results"}
   endpoint_readiness_timeout: 60
   gres: null                        # the test cluster has no GPUs (the default asks gpu:8)
-  sbatch_extra_flags: {{exclusive: false}}  # several jobs share its one node
-{execution}
+{shared_node}{execution}
 deployment:
   type: generic
   command: {command_prefix}{PY} -m evalfleet.testing.endpoint --port {{port}} --answers {oracle} {sim_args}
