@@ -14,22 +14,7 @@ from pathlib import Path
 import pytest
 
 from evalfleet.store import InvocationStore
-from tests.engine.conftest import oracle, write_dataset
 from tests.executors.local.test_local_server import config_text, free_port, simulator_command
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path)
-
-
-@pytest.fixture
-def answers(tmp_path: Path) -> Path:
-    path = tmp_path / "answers.jsonl"
-    path.write_text(
-        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in oracle().items())
-    )
-    return path
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from evalfleet.executors.local.server import port_in_use
 from evalfleet.store import InvocationStore
-from tests.engine.conftest import N_SAMPLES, oracle, write_dataset
+from tests.engine.conftest import N_SAMPLES
 from tests.helpers import cache_rows
 
 
@@ -23,20 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path)
-
-
-@pytest.fixture
-def answers(tmp_path: Path) -> Path:
-    path = tmp_path / "answers.jsonl"
-    path.write_text(
-        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in oracle().items())
-    )
-    return path
 
 
 def config_text(
@@ -165,20 +151,9 @@ def test_resume_after_kill_restarts_the_server_and_sends_only_the_rest(
     port = free_port()
     path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.2)))
     env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    runner = _background_run(path, env)
     try:
-        deadline = time.monotonic() + 60
-        cache = None
-        while time.monotonic() < deadline:
-            caches = list(Path("results").glob("*/adds/cache.sqlite"))
-            if caches and cache_rows(caches[0]) >= 16:
-                cache = caches[0]
-                break
-            time.sleep(0.1)
-        assert cache is not None
+        cache = _cache_with(16)
     finally:  # never leave the runner (and its server) behind for the next test
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=60)
@@ -214,20 +189,9 @@ def test_a_sigkilled_run_leaves_nothing_running_and_resume_sends_only_the_rest(
     port = free_port()
     path = write_yaml(config_text(dataset, port, simulator_command(answers, latency=0.5)))
     env = {**os.environ, "EVALFLEET_HOME": str(isolated)}
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "evalfleet", "run", "--config", str(path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    runner = _background_run(path, env)
     try:
-        deadline = time.monotonic() + 60
-        cache = None
-        while time.monotonic() < deadline:
-            caches = list(Path("results").glob("*/adds/cache.sqlite"))
-            if caches and cache_rows(caches[0]) >= 16:
-                cache = caches[0]
-                break
-            time.sleep(0.1)
-        assert cache is not None
+        cache = _cache_with(16)
     finally:
         runner.kill()
         runner.wait(timeout=60)
@@ -256,6 +220,24 @@ def test_a_sigkilled_run_leaves_nothing_running_and_resume_sends_only_the_rest(
     results = json.loads((cache.parent / "results.json").read_text())
     assert results["requests"]["requests"] <= N_SAMPLES - kept, "only the rest is sent"
     assert cache_rows(cache) == N_SAMPLES
+
+
+def _background_run(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "evalfleet", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+
+
+def _cache_with(rows: int, timeout_s: float = 60) -> Path:
+    """The running task's cache, once it holds `rows` answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        caches = list(Path("results").glob("*/adds/cache.sqlite"))
+        if caches and cache_rows(caches[0]) >= rows:
+            return caches[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no task cache reached {rows} answers in {timeout_s} s")
 
 
 def _alive(pid: int) -> bool:
