@@ -361,3 +361,13 @@ def test_tasks_option_selects_a_custom_task(cli, config, data):
         assert result.code == 0, result.err
         assert [t["task"] for t in json.loads(result.out)["plan"]["tasks"]] == planned
     _one_line(cli("run", "--config", str(path), "--dry-run", "-t", "nope"), "--tasks", "'nope'")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://user:sekrit-pw@host/v1", "user:sekrit-pw@host:8000/v1", "host/v1?api-key=sekrit-pw"],
+)
+def test_a_url_that_is_refused_is_shown_without_its_credentials(cli, config, url):
+    line = _one_line(cli("run", "--config", str(config(url=url))), "target.api_endpoint.url")
+    assert "sekrit-pw" not in line and "***" in line
+    _nothing_recorded(cli)

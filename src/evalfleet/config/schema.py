@@ -268,10 +268,23 @@ class ApiEndpoint(Strict):
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not re.match(r"^https?://[^\s/]+", url):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+            raise ValueError(f"expected an http:// or https:// URL, got {_shown_url(url)!r}")
         if url is not None:
             _check_port(url)
         return url
+
+
+def _shown_url(url: str) -> str:
+    """`url` fit for an error message: credentials hidden, even in what is no URL."""
+    from evalfleet.config.redact import REDACTED, redact_url
+
+    # Read as a URL even without its scheme, which is what may be wrong with it.
+    schemeless = "://" not in url
+    shown = redact_url(f"http://{url}")[len("http://") :] if schemeless else redact_url(url)
+    before_query = shown.partition("?")[0]
+    if "@" in before_query and f"{REDACTED}@" not in before_query:
+        shown = f"{REDACTED}@{shown.rpartition('@')[2]}"
+    return shown
 
 
 def _check_port(url: str) -> None:
