@@ -168,8 +168,7 @@ def check_before_launch(run_plan: RunPlan) -> None:
 
     executor = get_executor(run_plan.plan["executor"])
     _check_output_dir(Path(executor.local_root(run_plan.invocation)))
-    if executor.name == "local":
-        _check_local_env(run_plan.invocation)
+    executor.check_environment(run_plan.invocation)
 
 
 def _check_output_dir(root: Path) -> None:
@@ -184,27 +183,6 @@ def _check_output_dir(root: Path) -> None:
         raise ConfigError(
             f"execution.output_dir: {existing} is not writable (cannot create {root})"
         )
-
-
-def _check_local_env(invocation: Any) -> None:
-    """The variables each local job reads: host values the config names (as the local
-    executor resolves them when it starts the jobs) and the endpoint's API key."""
-    from evalfleet.config.env import host_value, job_env
-
-    config = invocation.config
-    for job in invocation.jobs:
-        provided = set(os.environ)
-        for name, (key, ref) in job_env(config, job.index).items():
-            if ref.kind == "secret":
-                raise ConfigError(f"{key}: a Lepton secret reference cannot run locally")
-            if ref.kind != "runtime" and host_value(ref, key) is not None:
-                provided.add(name)
-        name = job.spec["endpoint"].get("api_key_name")
-        if config.deployment.type == "none" and name and name not in provided:
-            raise ConfigError(
-                f"target.api_endpoint.api_key_name: the env var {name} is not set "
-                f"(export {name}=<the key> before the run)"
-            )
 
 
 def _check_trusted_commands(run_plan: RunPlan) -> None:

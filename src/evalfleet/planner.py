@@ -302,11 +302,7 @@ def effective_params(
             params["judge"] = spec.merge_judge(_builtin_judge(defaults, judge), asked)
         effective = spec.effective_params(defaults, params)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(
-            f"evaluation.tasks[{index}] params.{key}: {_validation_message(first)}"
-        ) from None
+        raise ConfigError(f"evaluation.tasks[{index}] params.{_first_error(exc)}") from None
     missing = spec.missing_judge(defaults, effective)
     if missing:
         raise ConfigError(f"evaluation.tasks[{index}] ({name}) {missing}")
@@ -395,20 +391,20 @@ def _harness(
     try:
         params_spec = contract_spec.ParamsSpec.model_validate(ours)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(
-            f"evaluation.tasks[{index}] ({info.name}): config.params.{key}: "
-            f"{_validation_message(first)}"
+            f"evaluation.tasks[{index}] ({info.name}): config.params.{_first_error(exc)}"
         ) from None
     return params_spec.model_dump(exclude_unset=True), spec
 
 
-def _validation_message(error: Any) -> str:
-    """One pydantic error as the rest of the config's messages read."""
+def _first_error(exc: Any) -> str:
+    """A pydantic ValidationError's first error as `key: message`, as the rest of the
+    config's messages read."""
+    error = exc.errors(include_url=False)[0]
+    key = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     shown = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
-    return f"{message[:1].lower()}{message[1:]}{shown}"
+    return f"{key}: {message[:1].lower()}{message[1:]}{shown}"
 
 
 def _with_deployed_judge(

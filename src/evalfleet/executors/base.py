@@ -171,6 +171,11 @@ class Executor(ABC):
     def prepare(self, invocation: Invocation) -> None:  # noqa: B027 (optional hook)
         """Check what can be checked before anything is recorded (credentials...)."""
 
+    def check_environment(self, invocation: Invocation) -> None:  # noqa: B027 (optional hook)
+        """Where the jobs run on this machine: raise ConfigError for a variable they will
+        read that is not there (a host value, the endpoint's API key). Called before the
+        invocation is recorded, and before a `--detach`ed run is started."""
+
     def local_root(self, invocation: Invocation) -> str:
         """Where the invocation's files are (or are brought) on this machine: its
         `config.yaml`, and one directory per task with its `job.json` and results."""

@@ -165,6 +165,18 @@ class LocalExecutor(Executor):
     def local_job_dir(self, invocation: Invocation, job: Job) -> str:
         return job.output_dir
 
+    def check_environment(self, inv: Invocation) -> None:
+        """Each job's variables, read as `start` will read them, and the endpoint's API
+        key among them or in this process's environment."""
+        for job in inv.jobs:
+            provided = {**os.environ, **_resolved(job_env(inv.config, job.index))}
+            name = job.spec["endpoint"].get("api_key_name")
+            if inv.config.deployment.type == "none" and name and name not in provided:
+                raise ConfigError(
+                    f"target.api_endpoint.api_key_name: the env var {name} is not set "
+                    f"(export {name}=<the key> before the run)"
+                )
+
     def check_resumable(self, record: InvocationRecord) -> None:
         from evalfleet.config.redact import REDACTED
 
