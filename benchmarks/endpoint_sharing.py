@@ -132,6 +132,22 @@ def tasks(samples: int, repeat: int, tmp: Path, env: dict[str, str]) -> None:
             )
 
 
+def with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """The runs' environment with evalfleet's bytecode compiled beforehand, as an installed
+    wheel has it. A checkout run with PYTHONDONTWRITEBYTECODE=1 (some shells and CI images
+    set it) would otherwise compile every module from source at each start, ~0.1 s that no
+    installed evalfleet pays."""
+    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    import evalfleet
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(evalfleet.__file__).parent)],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=2048)
@@ -140,7 +156,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "EVALFLEET_HOME": str(Path(tmp) / "home")}
+        env = with_bytecode(
+            {**os.environ, "EVALFLEET_HOME": str(Path(tmp) / "home")}, Path(tmp) / "pycache"
+        )
         if "whole" in args.sections:
             whole(args.samples, args.repeat, Path(tmp), env)
         if "tasks" in args.sections:

@@ -212,16 +212,47 @@ def backend_names() -> list[str]:
     return names()
 
 
-def logs(id_or_prefix: str, follow: bool = False) -> Iterator[str]:
-    """An invocation's (or one job's, `ID.N`) log lines; `follow` waits for new ones."""
+def logs(
+    id_or_prefix: str,
+    follow: bool = False,
+    *,
+    task: str | None = None,
+    server: bool = False,
+    tail: int | None = None,
+) -> Iterator[str]:
+    """An invocation's (or one job's, `ID.N`) log lines; `follow` waits for new ones.
+    `task`: only that task's log (its configured name, or the part after its last dot when
+    that is unique); `server`: only the deployment servers' logs (both: the two);
+    `tail`: the last N lines of each log first."""
+    from evalfleet.executors.base import LogFilter
     from evalfleet.store import InvocationStore
 
     with InvocationStore() as store:
         record = store.get(id_or_prefix)
         job_id = store.get_job(id_or_prefix).job_id if "." in id_or_prefix else None
+    if task is not None:
+        if job_id is not None:
+            raise UsageError(
+                f"--task: {id_or_prefix} names one job already; give the invocation id"
+            )
+        task = _task_of(record, task)
     from evalfleet.executors import get_executor
 
-    return get_executor(record.executor).logs(record, job_id, follow)
+    only = LogFilter(task=task, server=server, tail=tail)
+    return get_executor(record.executor).logs(record, job_id, follow, only)
+
+
+def _task_of(record: Any, name: str) -> str:
+    tasks = list(dict.fromkeys(record.tasks))
+    if name in tasks:
+        return name
+    short = [t for t in tasks if t.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]]
+    if len(short) == 1:
+        return short[0]
+    raise UsageError(
+        f"--task: {name!r} is not a task of invocation {record.invocation_id} "
+        f"(its tasks: {', '.join(tasks)})"
+    )
 
 
 def resume(id_or_prefix: str) -> tuple[str, int]:
@@ -297,9 +328,65 @@ def list_runs(
         store.close()
     # A damaged row is listed with what is wrong with it (commands on it refuse it).
     return [
-        {**invocation_summary(record), **({"damaged": record.damaged} if record.damaged else {})}
+        {
+            **invocation_summary(record),
+            **({"damaged": record.damaged} if record.damaged else _recorded_outcome(record)),
+        }
         for record in records
     ]
+
+
+def _recorded_outcome(record: Any) -> dict[str, Any]:
+    """`ls runs`' state and scores from what this machine has (the store, each task's
+    results.json): no backend is asked, so a list of many runs stays instant. A job still
+    open where only its backend knows how it is going (Slurm, Lepton) leaves the state
+    unchecked (`state_checked: false`): `status` asks."""
+    from evalfleet.contract import OPEN_STATES, JobState
+    from evalfleet.executors._process import process_alive
+
+    states = [job.state for job in record.jobs]
+    checked = True
+    if any(state in OPEN_STATES for state in states):
+        if record.executor == "local":
+            # The local runner is a process here: gone, its open jobs did not finish
+            # (what `status` then records as FAILED).
+            if not process_alive(record.handle.get("runner_pid")):
+                states = [JobState.FAILED.value if s in OPEN_STATES else s for s in states]
+        else:
+            checked = False
+    scores = []
+    for job in record.jobs:
+        if job.state == JobState.SUCCESS.value:
+            score = _headline_score(job.output_dir)
+            if score is not None:
+                scores.append({"task": job.task, **score})
+    return {"state": _overall_state(states), "state_checked": checked, "scores": scores}
+
+
+def _overall_state(states: list[str]) -> str:
+    """One word for an invocation: the first of these that any of its jobs is in (ended
+    only when all have), SUCCESS when all succeeded."""
+    from evalfleet.contract import JobState
+
+    if not states:
+        return JobState.UNKNOWN.value
+    for state in ("RUNNING", "PENDING", "UNKNOWN", "KILLED", "FAILED"):
+        if state in states:
+            # A PENDING job beside ended ones waits for its turn in a running invocation.
+            if state == "PENDING" and any(s != "PENDING" for s in states):
+                return JobState.RUNNING.value
+            return state
+    return JobState.SUCCESS.value
+
+
+def _headline_score(job_dir: str) -> dict[str, Any] | None:
+    try:
+        results = json.loads((Path(job_dir) / "results.json").read_text(encoding="utf-8"))
+        name = results["headline_metric"]
+        metric = results["metrics"][name]
+        return {"metric": name, "value": float(metric["value"]), "n": metric.get("n")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def invocation_summary(record: Any) -> dict[str, Any]:

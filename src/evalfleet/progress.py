@@ -57,21 +57,29 @@ async def show_progress(progress: Any, stream: Any = None) -> None:
         auto_refresh=False,
     ) as bar:
         handle = bar.add_task(progress.task or "eval", total=None, rate=0.0, errors=0, retries=0)
+
+        def draw(final: bool) -> None:
+            elapsed = max(time.monotonic() - progress.started, 1e-9)
+            # A framework package's run does not say its total; once it ends, what was
+            # answered or failed is.
+            total = progress.total or ((progress.done + progress.errors) if final else 0)
+            bar.update(
+                handle,
+                description=progress.task,
+                total=total or None,
+                completed=progress.done,
+                rate=progress.sent / elapsed,
+                errors=progress.errors,
+                retries=progress.retries,
+            )
+            bar.refresh()
+
         try:
             while True:
                 await asyncio.sleep(0.25)
-                elapsed = max(time.monotonic() - progress.started, 1e-9)
-                bar.update(
-                    handle,
-                    description=progress.task,
-                    total=progress.total or None,
-                    completed=progress.done,
-                    rate=progress.sent / elapsed,
-                    errors=progress.errors,
-                    retries=progress.retries,
-                )
-                bar.refresh()
+                draw(final=False)
         except asyncio.CancelledError:
-            bar.update(handle, completed=progress.done)
-            bar.refresh()
+            # Every counter, not only `done`: a run shorter than a redraw would otherwise
+            # end on the first frame's (`20/? 0.0 req/s`).
+            draw(final=True)
             raise

@@ -64,7 +64,12 @@ def test_quick_start_json_holds_the_exact_lepton_bodies(cli):
     result = cli(*QUICK_START_HERE, "--dry-run", "--json", "--plan-out", "plan.json")
     assert result.code == 0, result.err
     document = json.loads(result.out)
-    assert set(document) == {"config", "plan"}
+    # Lepton's job scripts carry each job.json base64: --json also shows them decoded.
+    assert set(document) == {"config", "plan", "job_json"}
+    job_ids = [job["job_id"] for job in document["plan"]["jobs"]]
+    assert list(document["job_json"]) == job_ids
+    assert all(document["job_json"][i]["job_id"] == i for i in job_ids)
+    del document["job_json"]
     assert json.loads(Path("plan.json").read_text()) == document
     body = document["plan"]["deployment"]["body"]
     assert document["plan"]["deployment"]["path"] == "/deployments"

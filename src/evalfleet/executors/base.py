@@ -71,10 +71,31 @@ class LaunchOptions:
 @dataclass(frozen=True)
 class LogSource:
     """One log a backend can read: `name` prefixes its lines, `where` is the backend's own
-    locator (a path, a job id...)."""
+    locator (a path, a job id...). `task` (the task it belongs to, None for the whole
+    invocation's) and `server` (a deployment server's log) are what `logs --task` and
+    `logs --server` select by."""
 
     name: str
     where: str
+    task: str | None = None
+    server: bool = False
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What `evalfleet logs` shows: only `task`'s own log, only the servers' logs, or
+    both; the last `tail` lines of each log before following."""
+
+    task: str | None = None
+    server: bool = False
+    tail: int | None = None
+
+    def wants(self, source: LogSource) -> bool:
+        if self.task is None and not self.server:
+            return True
+        if source.server:
+            return self.server and source.task in (None, self.task or source.task)
+        return self.task is not None and source.task == self.task
 
 
 class Run:
@@ -230,11 +251,15 @@ class Executor(ABC):
         the invocation itself (its server...)."""
         sources = []
         if whole:
-            sources.append(LogSource("server", f"{record.output_dir}/logs/server.log"))
+            if record.deployment_type != "none":
+                path = f"{record.output_dir}/logs/server.log"
+                sources.append(LogSource("server", path, server=True))
             if record.config.get("judge_deployment"):
                 path = f"{record.output_dir}/logs/judge_server.log"
-                sources.append(LogSource("judge server", path))
-        sources += [LogSource(job.task, f"{job.output_dir}/logs/eval.log") for job in jobs]
+                sources.append(LogSource("judge server", path, server=True))
+        sources += [
+            LogSource(job.task, f"{job.output_dir}/logs/eval.log", task=job.task) for job in jobs
+        ]
         return sources
 
     def read_logs(
@@ -338,21 +363,51 @@ class Executor(ABC):
             self.auto_export_once(record.invocation_id)
         return rows
 
-    def logs(self, record: InvocationRecord, job_id: str | None, follow: bool) -> Iterator[str]:
+    def logs(
+        self,
+        record: InvocationRecord,
+        job_id: str | None,
+        follow: bool,
+        only: LogFilter | None = None,
+    ) -> Iterator[str]:
         """Lines of the invocation's logs (or one job's), prefixed with their source; then
-        why each failed job failed. With `follow`, new lines until nothing runs."""
-        jobs = [job for job in record.jobs if job_id is None or job.job_id == job_id]
+        why each failed job failed. With `follow`, new lines until nothing runs. `only`
+        selects logs (a task's, the servers') and how many lines of each come first;
+        a selection that no log of this invocation matches is a UsageError."""
+        only = only or LogFilter()
+        jobs = [
+            job
+            for job in record.jobs
+            if (job_id is None or job.job_id == job_id) and only.task in (None, job.task)
+        ]
+        whole = job_id is None or only.server
         offsets: dict[str, int] = {}
+        first = True
         while True:
-            sources = self.log_sources(record, jobs, whole=job_id is None)
+            sources = [s for s in self.log_sources(record, jobs, whole=whole) if only.wants(s)]
+            if first and not sources and only.server:
+                why = (
+                    "deployment.type none: it evaluated an endpoint that already ran"
+                    if record.deployment_type == "none"
+                    else f"the {self.name} backend keeps none for it"
+                )
+                raise UsageError(
+                    f"--server: invocation {record.invocation_id} has no server log ({why})"
+                )
             fresh = False
-            for source, line in self.read_logs(record, sources, offsets):
+            lines = self.read_logs(record, sources, offsets)
+            if first and only.tail is not None:
+                lines = _tail_each(lines, only.tail)
+            first = False
+            for source, line in lines:
                 fresh = True
                 yield f"[{source.name}] {line}"
             if not follow or (not fresh and not self.active(self._reload(record))):
                 break
             if not fresh:
                 time.sleep(FOLLOW_POLL_S)
+        if only.server and only.task is None:
+            return  # the servers' logs only: a task's failure is not theirs
         wanted = {job.job_id for job in jobs}
         for job in self._reload(record).jobs:
             if job.job_id in wanted and job.state in FAILED_STATES and job.detail:
@@ -578,6 +633,19 @@ def complete_lines(data: bytes, key: str, offsets: dict[str, int]) -> list[str]:
     return complete.decode("utf-8", "replace").splitlines()
 
 
+def _tail_each(
+    lines: Iterator[tuple[LogSource, str]], count: int
+) -> Iterator[tuple[LogSource, str]]:
+    """The last `count` lines of each source, sources in their order."""
+    import collections
+
+    kept: dict[str, collections.deque[tuple[LogSource, str]]] = {}
+    for source, line in lines:
+        kept.setdefault(source.where, collections.deque(maxlen=count)).append((source, line))
+    for last in kept.values():
+        yield from last
+
+
 def _read_from(path: str, offset: int) -> bytes:
     try:
         with open(path, "rb") as handle:
@@ -590,6 +658,7 @@ def _read_from(path: str, offset: int) -> bytes:
 __all__ = [
     "Executor",
     "LaunchOptions",
+    "LogFilter",
     "LogSource",
     "Observation",
     "Run",

@@ -495,11 +495,11 @@ class LeptonExecutor(Executor):
         sources = []
         if whole:
             sources += [
-                LogSource(remote.DEPLOYMENT_KINDS[key], f"deployment:{name}")
+                LogSource(remote.DEPLOYMENT_KINDS[key], f"deployment:{name}", server=True)
                 for key, name in remote.deployments(record.handle)
             ]
         sources += [
-            LogSource(job.task, f"job:{job.handle['lepton_id']}")
+            LogSource(job.task, f"job:{job.handle['lepton_id']}", task=job.task)
             for job in jobs
             if job.handle.get("lepton_id")
         ]

@@ -322,7 +322,7 @@ class SlurmExecutor(Executor):
         except HostUnreachable as exc:
             raise DeploymentError(f"cannot read the logs: {exc}") from None
         chains = {job.handle.get("chain", "") for job in jobs}
-        return [LogSource(name, path) for name, path in _log_sources(record, jobs, chains, probe)]
+        return _log_sources(record, jobs, chains, probe)
 
     def read_logs(
         self, record: InvocationRecord, sources: list[LogSource], offsets: dict[str, int]
@@ -524,12 +524,16 @@ def _copy_back(host: SlurmHost, record: InvocationRecord, job: JobRecord) -> Pat
 
 def _log_sources(
     record: InvocationRecord, jobs: list[JobRecord], chains: set[str], probe: Probe
-) -> list[tuple[str, str]]:
+) -> list[LogSource]:
     sources = []
     for chain in sorted(chains):
         view = probe.chains.get(chain)
+        # A chain of one task (job_per_task) is that task's batch output.
+        tasks = {job.task for job in record.jobs if job.handle.get("chain", "") == chain}
+        task = next(iter(tasks)) if len(tasks) == 1 else None
         for slurm_id in view.job_ids if view else []:
-            sources.append((f"slurm {slurm_id}", f"{record.output_dir}/slurm-{slurm_id}.out"))
+            path = f"{record.output_dir}/slurm-{slurm_id}.out"
+            sources.append(LogSource(f"slurm {slurm_id}", path, task=task))
     per_task = record.config.get("execution", {}).get("job_per_task", False)
     servers = [("server", "server")] if record.deployment_type != "none" else []
     if record.config.get("judge_deployment"):
@@ -537,11 +541,20 @@ def _log_sources(
     for what, name in servers:
         if per_task:
             sources += [
-                (f"{j.task} {what}", f"{_job_dir(record, j)}/logs/{name}.log") for j in jobs
+                LogSource(
+                    f"{j.task} {what}",
+                    f"{_job_dir(record, j)}/logs/{name}.log",
+                    task=j.task,
+                    server=True,
+                )
+                for j in jobs
             ]
         else:
-            sources.append((what, f"{record.output_dir}/logs/{name}.log"))
-    sources += [(job.task, f"{_job_dir(record, job)}/logs/eval.log") for job in jobs]
+            path = f"{record.output_dir}/logs/{name}.log"
+            sources.append(LogSource(what, path, server=True))
+    sources += [
+        LogSource(job.task, f"{_job_dir(record, job)}/logs/eval.log", task=job.task) for job in jobs
+    ]
     return sources
 
 
