@@ -409,7 +409,6 @@ def export(ids: list[str], destination: str, overrides: dict[str, Any] | None = 
     leaves the recorded states.
     """
     from evalfleet import exporters
-    from evalfleet.executors import get_executor
 
     records: dict[str, Any] = {}
     for id_or_prefix in ids:
@@ -417,12 +416,52 @@ def export(ids: list[str], destination: str, overrides: dict[str, Any] | None = 
         records.setdefault(record.invocation_id, record)
     states: dict[str, dict[str, tuple[str, str]]] = {}
     for record in records.values():
-        try:
-            rows = get_executor(record.executor).status(record, export=False)
-        except NotAvailableError:
-            continue
-        states[record.invocation_id] = {row.job_id: (row.state.value, row.detail) for row in rows}
+        asked = _asked_states(record)
+        if asked is not None:
+            states[record.invocation_id] = asked
     return exporters.export(list(records.values()), destination, overrides, states)
+
+
+def _asked_states(record: Any) -> dict[str, tuple[str, str]] | None:
+    """job id -> (state, detail) as the invocation's executor reports them now; None when
+    its backend cannot be asked yet (the recorded states stand)."""
+    from evalfleet.executors import get_executor
+
+    try:
+        rows = get_executor(record.executor).status(record, export=False)
+    except NotAvailableError:
+        return None
+    return {row.job_id: (row.state.value, row.detail) for row in rows}
+
+
+def finished_results(ids: list[str] | tuple[str, ...]) -> list[Any]:
+    """What `export` would export of each invocation `ids` names (exporters.InvocationExport:
+    finished tasks' results, the others with the reason), in order, with job states asked
+    of each executor first. An invocation named twice is a UsageError."""
+    from evalfleet import exporters
+
+    gathered: list[Any] = []
+    for id_or_prefix in ids:
+        record = get_invocation(id_or_prefix)
+        if any(done.invocation_id == record.invocation_id for done in gathered):
+            raise UsageError(f"invocation {record.invocation_id} is named twice ({id_or_prefix})")
+        gathered.append(exporters.gather(record, _asked_states(record)))
+    return gathered
+
+
+def compare(ids: list[str], force: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """(the comparison dict, the task settings that differ) of the invocations `ids`, the
+    first the baseline; raises UsageError when settings differ and not `force`."""
+    from evalfleet.compare import compare_runs
+
+    return compare_runs(finished_results(ids), force=force)
+
+
+def sweep(ids: list[str]) -> dict[str, Any]:
+    """The models x tasks table (a dict) of the invocations `ids`."""
+    from evalfleet.compare import sweep_runs
+
+    return sweep_runs(finished_results(ids))
 
 
 def get_invocation(id_or_prefix: str) -> Any:

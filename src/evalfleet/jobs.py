@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalfleet.contract import headline_text
 from evalfleet.contract.files import make_private_dirs, open_private
 from evalfleet.exceptions import EngineError, EvalFleetError, UsageError
 
@@ -117,17 +118,7 @@ def evaluate_jobs(
 
 def summary_line(results: dict[str, Any]) -> str:
     """A finished job in one line: its headline metric, samples and errors, its files."""
-    headline = results["metrics"].get(results["headline_metric"])
-    counts = results["counts"]
-    value = f"{headline['value']:.4f}" if headline else "n/a"
-    if headline and headline.get("stderr") is not None:
-        value += f" ± {headline['stderr']:.4f}"
-    # A framework package's run counts responses; it does not tell evalfleet its samples.
-    n = counts.get("scored_samples", counts.get("responses"))
-    return (
-        f"{results['task']}: {results['headline_metric']} {value} "
-        f"(n={n}, errors {counts['errors']}) -> {results['output_dir']}"
-    )
+    return f"{results['task']}: {headline_text(results)} -> {results['output_dir']}"
 
 
 async def _run_job(

@@ -204,7 +204,7 @@ def test_summary_without_truncation_has_no_warning_and_the_id_stays_last(cli, wr
 
 
 def test_the_fallback_label_names_the_standard_error():
-    from evalfleet.cli.render import headline_text
+    from evalfleet.contract import headline_text
 
     results = {
         "headline_metric": "acc",

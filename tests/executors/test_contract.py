@@ -167,7 +167,7 @@ def test_a_run_goes_to_success_and_every_command_reports_it(cli, backend, tmp_pa
         invocation_id = _run(cli, _config(backend, tmp_path, sim.base_url + "/v1", data))
         requests = sim.stats()["requests"]
     (row,) = _states(invocation_id)
-    assert (row["state"], row["detail"]) == ("SUCCESS", f"accuracy 1.0000 ± 0.0000 (n={SAMPLES})")
+    assert (row["state"], row["detail"]) == ("SUCCESS", f"accuracy 1.0000 (95% CI 1.000\u20131.000, n={SAMPLES})")
     assert requests == SAMPLES
 
     info = json.loads(cli("info", invocation_id, "--json").out)
@@ -209,7 +209,7 @@ def test_kill_twice_then_resume(cli, backend, tmp_path):
         resumed = cli("resume", invocation_id)
         assert resumed.code == 0, resumed.err
         (row,) = _wait(invocation_id, _ended, timeout_s=180)
-        assert (row["state"], row["detail"]) == ("SUCCESS", "accuracy 1.0000 ± 0.0000 (n=8)")
+        assert (row["state"], row["detail"]) == ("SUCCESS", "accuracy 1.0000 (95% CI 1.000\u20131.000, n=8)")
     again = cli("resume", invocation_id)
     assert again.code == 2 and "nothing to resume" in again.err
     assert backend.leftovers(invocation_id) == []

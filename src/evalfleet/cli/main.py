@@ -496,7 +496,7 @@ def compare(
     """
     from pathlib import Path
 
-    from evalfleet import compare as comparing
+    from evalfleet import api
     from evalfleet.cli.render import print_table
 
     if markdown_file and not sweep:
@@ -504,7 +504,7 @@ def compare(
     if sweep:
         from evalfleet.compare.sweep import sweep_markdown, sweep_rows
 
-        data = comparing.sweep_invocations(list(ids))
+        data = api.sweep(list(ids))
         if as_json:
             click.echo(json.dumps(data, indent=2))
         else:
@@ -525,7 +525,7 @@ def compare(
         raise click.UsageError("compare needs a baseline and at least one candidate id")
     from evalfleet.compare import text
 
-    comparison, differences = comparing.compare_invocations(list(ids), force=force)
+    comparison, differences = api.compare(list(ids), force=force)
     for line in differences:
         click.echo(f"warning: settings differ (--force): {line}", err=True)
     if as_json:

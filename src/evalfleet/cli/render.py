@@ -198,7 +198,6 @@ def short_scores(scores: list[dict[str, Any]]) -> str:
     return ", ".join(f"{s['task'].rsplit('.', 1)[-1]} {s['value']:.2f}" for s in scores)
 
 
-_EN_DASH = "\u2013"  # between the bounds of an interval (escaped: ruff flags the literal)
 
 
 def print_run_summary(record: Any, elapsed_s: float) -> None:
@@ -206,6 +205,8 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
     headline metric with its labelled uncertainty and counts from its results.json, a
     warning when most answers were cut at max_new_tokens, the elapsed time, what next."""
     import json
+
+    from evalfleet.contract import headline_text as _headline_text
 
     invocation_id = record.invocation_id
     click.echo("", err=True)
@@ -220,7 +221,7 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
         except (OSError, ValueError):
             click.echo(f"  {job.task:{width}}  {job.state}: no results.json here", err=True)
             continue
-        click.echo(f"  {job.task:{width}}  {headline_text(results)}", err=True)
+        click.echo(f"  {job.task:{width}}  {_headline_text(results)}", err=True)
         warning = _truncation_warning(job.task, results)
         if warning:
             warnings.append(warning)
@@ -231,30 +232,6 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
         f"evalfleet export {invocation_id} --dest local",
         err=True,
     )
-
-
-def headline_text(results: dict[str, Any]) -> str:
-    """`pass@1 0.4000 (95% CI 0.12\u20130.68, n=10, errors 0, truncated 3)` from a
-    results.json: what the interval is, said, not a bare `±`."""
-    name = results.get("headline_metric", "")
-    metric = (results.get("metrics") or {}).get(name)
-    counts = results.get("counts") or {}
-    if not isinstance(metric, dict) or metric.get("value") is None:
-        return f"{name} n/a (errors {counts.get('errors', '?')})"
-    parts = []
-    ci95, stderr = metric.get("ci95"), metric.get("stderr")
-    if isinstance(ci95, list) and len(ci95) == 2 and None not in ci95:
-        digits = 2 if ci95[1] - ci95[0] >= 0.1 else 3
-        parts.append(f"95% CI {ci95[0]:.{digits}f}{_EN_DASH}{ci95[1]:.{digits}f}")
-    elif stderr is not None:
-        parts.append(f"± {stderr:.4f} std. error")
-    # A framework package's run counts responses; it does not say how many samples.
-    n = counts.get("scored_samples", counts.get("responses", metric.get("n")))
-    parts.append(f"n={n}")
-    parts.append(f"errors {counts.get('errors', 0)}")
-    if counts.get("truncated") is not None:
-        parts.append(f"truncated {counts['truncated']}")
-    return f"{name} {metric['value']:.4f} ({', '.join(parts)})"
 
 
 def _truncation_warning(task: str, results: dict[str, Any]) -> str | None:

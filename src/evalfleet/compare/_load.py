@@ -1,5 +1,5 @@
 """Finished invocations as `compare` reads them: per task its results.json, job.json and
-(on demand) samples.jsonl, through the same gathering `export` uses."""
+(on demand) samples.jsonl, from what the caller gathered as `export` gathers it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalfleet.exceptions import NotAvailableError, UsageError
+from evalfleet.exceptions import UsageError
 
 
 @dataclass
@@ -43,36 +43,23 @@ class Run:
     skipped: dict[str, str]
 
 
-def load_runs(ids: list[str] | tuple[str, ...]) -> list[Run]:
-    """The invocations `ids` name (any unique prefix), in order; job states are asked of
-    each one's executor first, as `export` does (the store's when it cannot be asked)."""
-    from evalfleet import api, exporters
-    from evalfleet.executors import get_executor
-
+def load_runs(exports: list[Any]) -> list[Run]:
+    """Runs from gathered invocations (exporters.InvocationExport), in order."""
     runs: list[Run] = []
-    for id_or_prefix in ids:
-        record = api.get_invocation(id_or_prefix)
-        if any(run.invocation_id == record.invocation_id for run in runs):
-            raise UsageError(f"invocation {record.invocation_id} is named twice ({id_or_prefix})")
-        try:
-            rows = get_executor(record.executor).status(record, export=False)
-            states = {row.job_id: (row.state.value, row.detail) for row in rows}
-        except NotAvailableError:
-            states = None
-        gathered = exporters.gather(record, states)
+    for gathered in exports:
         tasks = {
             task.task: TaskRun(task.task, task.output_dir, task.results, task.job_spec)
             for task in gathered.tasks
         }
         model = next(
             (str(t.results["model_id"]) for t in tasks.values() if t.results.get("model_id")),
-            str(record.model or ""),
+            str(gathered.model or ""),
         )
         runs.append(
             Run(
-                invocation_id=record.invocation_id,
+                invocation_id=gathered.invocation_id,
                 model=model,
-                created_at=float(record.created_at),
+                created_at=float(gathered.created_at),
                 tasks=tasks,
                 skipped={item.task: item.reason for item in gathered.skipped},
             )

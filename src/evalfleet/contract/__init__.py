@@ -154,20 +154,47 @@ def read_failure(job_dir: str | Path) -> str | None:
 
 
 def headline(job_dir: str | Path) -> str:
-    """`<metric> <value> ± <stderr> (n=N)` from a finished job's results.json; "" if none."""
+    """A finished job's headline metric from its results.json, as `headline_text` shows it
+    without the counts; "" if there is none."""
     try:
         results = json.loads((Path(job_dir) / "results.json").read_text())
-        name = results["headline_metric"]
-        metric = results["metrics"][name]
-        shown = f"{name} {metric['value']:.4f}"
-        # A framework package's metric may come without a stderr or a count.
-        if metric.get("stderr") is not None:
-            shown += f" ± {metric['stderr']:.4f}"
-        if metric.get("n") is not None:
-            shown += f" (n={metric['n']})"
-        return shown
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return ""
+    return headline_text(results, counts=False) if isinstance(results, dict) else ""
+
+
+_EN_DASH = "\u2013"  # between an interval's bounds (escaped: ruff flags the literal)
+
+
+def headline_text(results: dict[str, Any], *, counts: bool = True) -> str:
+    """`pass@1 0.4000 (95% CI 0.12\u20130.68, n=10, errors 0, truncated 3)` from a
+    results.json: what the interval is, said, never a bare `±`. Without `counts`, only n."""
+    name = str(results.get("headline_metric") or "")
+    metric = (results.get("metrics") or {}).get(name)
+    tallies = results.get("counts") or {}
+    if not isinstance(metric, dict) or not isinstance(metric.get("value"), (int, float)):
+        return f"{name} n/a (errors {tallies.get('errors', '?')})" if counts else ""
+    parts = []
+    ci95, stderr = metric.get("ci95"), metric.get("stderr")
+    if (
+        isinstance(ci95, list)
+        and len(ci95) == 2
+        and all(isinstance(bound, (int, float)) for bound in ci95)
+    ):
+        digits = 2 if ci95[1] - ci95[0] >= 0.1 else 3
+        parts.append(f"95% CI {ci95[0]:.{digits}f}{_EN_DASH}{ci95[1]:.{digits}f}")
+    elif isinstance(stderr, (int, float)):
+        parts.append(f"\u00b1 {stderr:.4f} std. error")
+    # A framework package's run counts responses; it does not say how many samples.
+    n = tallies.get("scored_samples", tallies.get("responses", metric.get("n")))
+    if n is not None:
+        parts.append(f"n={n}")
+    if counts:
+        parts.append(f"errors {tallies.get('errors', 0)}")
+        if tallies.get("truncated") is not None:
+            parts.append(f"truncated {tallies['truncated']}")
+    shown = f" ({', '.join(parts)})" if parts else ""
+    return f"{name} {metric['value']:.4f}{shown}"
 
 
 __all__ = [
@@ -188,6 +215,7 @@ __all__ = [
     "clear_failure",
     "exit_detail",
     "headline",
+    "headline_text",
     "read_failure",
     "write_failure",
 ]

@@ -59,7 +59,7 @@ def test_two_tasks_with_a_generic_server_run_to_success(cli, tmp_path, free_port
     assert [(r["invocation_id"], r["task"]) for r in exported] == [
         (invocation_id, "adds"), (invocation_id, "more"),
     ]  # fmt: skip
-    assert [row["detail"] for row in rows] == ["accuracy 1.0000 ± 0.0000 (n=4)"] * 2
+    assert [row["detail"] for row in rows] == ["accuracy 1.0000 (95% CI 1.000\u20131.000, n=4)"] * 2
     root = tmp_path / "results" / invocation_id
     for task in ("adds", "more"):
         results = json.loads((root / task / "results.json").read_text())
@@ -270,7 +270,7 @@ def test_a_job_that_hits_its_time_limit_is_continued_and_finishes(cli, tmp_path,
     invocation_id = _run(cli, config)
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=300, poll_s=3)
     assert states(rows) == ["SUCCESS"], rows
-    assert rows[0]["detail"] == "accuracy 1.0000 ± 0.0000 (n=11)"
+    assert rows[0]["detail"] == "accuracy 1.0000 (95% CI 1.000\u20131.000, n=11)"
     assert not wait_no_jobs(invocation_id)  # the next job's own successor is cancelled
     first, second, *_ = chain_jobs(invocation_id)[f"evalfleet-{invocation_id}.sbatch"]
     root = tmp_path / "results" / invocation_id

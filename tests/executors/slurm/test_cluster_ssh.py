@@ -48,7 +48,7 @@ def test_two_tasks_over_ssh_run_to_success_and_results_are_copied_back(
 
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
     assert states(rows) == ["SUCCESS", "SUCCESS"], rows
-    assert [row["detail"] for row in rows] == ["accuracy 1.0000 ± 0.0000 (n=4)"] * 2
+    assert [row["detail"] for row in rows] == ["accuracy 1.0000 (95% CI 1.000\u20131.000, n=4)"] * 2
     remote = tmp_path / "results" / invocation_id  # the cluster's file system
     for task in ("adds", "more"):
         assert (remote / task / "results.json").is_file()
@@ -171,7 +171,7 @@ def test_over_ssh_a_failed_task_says_why_and_its_resume_brings_the_new_results_h
     assert resumed.code == 0, resumed.err
     rows = wait_for(invocation_id, all_in("SUCCESS", "FAILED"), timeout_s=120)
     assert states(rows) == ["SUCCESS", "SUCCESS"], rows
-    assert rows[1]["detail"] == "accuracy 1.0000 ± 0.0000 (n=4)"
+    assert rows[1]["detail"] == "accuracy 1.0000 (95% CI 1.000\u20131.000, n=4)"
     assert json.loads((local / "results.json").read_text())["metrics"]["accuracy"]["value"] == 1.0
     assert (local / "logs" / "exit_code").read_text().strip() == "0"
     assert not wait_no_jobs(invocation_id)
