@@ -132,20 +132,20 @@ def tasks(samples: int, repeat: int, tmp: Path, env: dict[str, str]) -> None:
             )
 
 
-def with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
-    """The runs' environment with evalfleet's bytecode compiled beforehand, as an installed
-    wheel has it. A checkout run with PYTHONDONTWRITEBYTECODE=1 (some shells and CI images
-    set it) would otherwise compile every module from source at each start, ~0.1 s that no
-    installed evalfleet pays."""
-    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(cache)
+def with_bytecode(env: dict[str, str]) -> dict[str, str]:
+    """The runs' environment, with evalfleet's bytecode compiled beforehand (beside its
+    sources, where an installed wheel has it). A checkout used with
+    PYTHONDONTWRITEBYTECODE=1 (some shells and CI images set it) would otherwise compile
+    every evalfleet module from source at each start, ~0.1 s that no installed evalfleet
+    pays. (Not PYTHONPYCACHEPREFIX: there Python looks for every package's bytecode, and
+    the first run would compile pydantic, click and yaml too.)"""
     import evalfleet
 
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(Path(evalfleet.__file__).parent)],
-        env=env, check=True, stdout=subprocess.DEVNULL,
+        check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    return env
+    return {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
 
 
 def main() -> None:
@@ -156,9 +156,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = with_bytecode(
-            {**os.environ, "EVALFLEET_HOME": str(Path(tmp) / "home")}, Path(tmp) / "pycache"
-        )
+        env = with_bytecode({**os.environ, "EVALFLEET_HOME": str(Path(tmp) / "home")})
         if "whole" in args.sections:
             whole(args.samples, args.repeat, Path(tmp), env)
         if "tasks" in args.sections:
