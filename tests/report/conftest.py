@@ -125,11 +125,24 @@ def answers() -> dict[str, str]:
     return found
 
 
+def category(number: int) -> str:
+    return "small" if number < 40 else "large"
+
+
+def with_categories(dataset: Path) -> Path:
+    """The dataset with a `category` column (the report filters by it)."""
+    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
+    dataset.write_text(
+        "".join(json.dumps({**row, "category": category(int(row["id"][1:]))}) + "\n" for row in rows)
+    )
+    return dataset
+
+
 @pytest.fixture
 def finished_run(write_yaml, tmp_path: Path) -> FinishedRun:
     """A real local run against the simulator: `adds` (120 samples: right, wrong,
     truncated, one hostile answer) and `adds_exact` (10 samples, exact_match)."""
-    dataset = write_dataset(tmp_path)
+    dataset = with_categories(write_dataset(tmp_path))
     with run_simulator(answers=answers()) as sim:
         config = write_yaml(
             f"""\

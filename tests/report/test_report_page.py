@@ -97,6 +97,29 @@ def test_filters_show_exactly_the_wrong_and_the_truncated_samples(cli, finished_
     assert opened.errors == []
 
 
+def test_a_datasets_category_column_becomes_a_filter(cli, finished_run, open_page):
+    samples = finished_run.samples("adds")
+    small = [s["id"] for s in samples if s["metadata"]["category"] == "small"]
+    assert len(small) == 40
+    # Each answer's own time and tokens travel with it: the charts are drawn from them.
+    assert all(s["latency_s"] > 0 and s["usage"]["completion_tokens"] > 0 for s in samples)
+    opened = open_page(_report(cli, finished_run))
+    section = _section(opened.page, "adds")
+    groups = section.locator("select.group-filter")
+    groups.select_option("small")
+    assert _shown(section) == len(small)
+    rows = section.locator(".vlist .vrow")
+    assert [rows.nth(i).locator(".c-id").inner_text() for i in range(5)] == small[:5]
+    section.locator("select.verdict-filter").select_option("wrong")
+    assert _shown(section) == sum(
+        1 for s in samples if s["id"] in small and s["error"] is None and s["score"] < 1
+    )
+    groups.select_option("")
+    section.locator("select.verdict-filter").select_option("all")
+    assert _shown(section) == 120
+    assert opened.errors == []
+
+
 def test_search_finds_samples_by_prompt_and_response(cli, finished_run, open_page):
     opened = open_page(_report(cli, finished_run))
     section = _section(opened.page, "adds")

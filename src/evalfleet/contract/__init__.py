@@ -153,6 +153,12 @@ def read_failure(job_dir: str | Path) -> str | None:
 # ----------------------------------------------------------------------------- results
 
 
+# A sample's metadata that samples.jsonl carries (under "metadata"), for browsing by group:
+# the MMLU subject, the MGSM language, the MATH level... Bulky metadata (tests, choices)
+# stays out.
+SAMPLE_GROUP_FIELDS = ("subset", "language", "category", "subject", "group")
+
+
 def headline(job_dir: str | Path) -> str:
     """A finished job's headline metric from its results.json, as `headline_text` shows it
     without the counts; "" if there is none."""
@@ -208,6 +214,7 @@ __all__ = [
     "JOB_STATES",
     "JSON",
     "OPEN_STATES",
+    "SAMPLE_GROUP_FIELDS",
     "Invocation",
     "Job",
     "JobState",

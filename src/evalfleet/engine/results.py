@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalfleet.contract import SAMPLE_GROUP_FIELDS
 from evalfleet.contract.files import write_private, write_problem
 from evalfleet.contract.spec import JobSpec, ParamsSpec
 from evalfleet.engine.interceptors import Interceptors
@@ -102,6 +103,18 @@ def _scored(
         "target": sample.target,
         "finish_reason": answer.get("finish_reason"),
     }
+    # What the report charts and filters by: this answer's time and tokens, its group.
+    if answer.get("latency_s") is not None:
+        record["latency_s"] = answer["latency_s"]
+    if answer.get("usage"):
+        record["usage"] = answer["usage"]
+    groups = {
+        name: sample.metadata[name]
+        for name in SAMPLE_GROUP_FIELDS
+        if isinstance(sample.metadata.get(name), (str, int))
+    }
+    if groups:
+        record["metadata"] = groups
     if reasoning:
         record["reasoning"] = reasoning
     if "judge" in answer:

@@ -13,8 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, TypeGuard
 
-# Per-sample fields a task may carry that split a benchmark into parts worth filtering by.
-GROUP_FIELDS = ("subset", "language", "category", "subject", "group")
+from evalfleet.contract import SAMPLE_GROUP_FIELDS as GROUP_FIELDS
+
 _HISTOGRAM_BINS = 24
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from evalfleet.contract import SAMPLE_GROUP_FIELDS
 from evalfleet.exceptions import ConfigError
 from evalfleet.scoring.match import last_number, normalize_text, numbers_equal, parse_number
 from evalfleet.scoring.stats import Metric, summarize
@@ -104,18 +105,27 @@ class CustomTask:
                 f"{self.path}:{number}: expected an object with 'answer' and 'prompt' or 'messages'"
             )
         sample_id = str(row.get("id", number))
+        # A row's category/subset/... column: the report filters by it.
+        groups = {
+            name: row[name]
+            for name in SAMPLE_GROUP_FIELDS
+            if isinstance(row.get(name), (str, int)) and not isinstance(row[name], bool)
+        }
         if isinstance(row.get("messages"), list):
             if self.endpoint_type != "chat":
                 raise ConfigError(
                     f"{self.path}:{number}: 'messages' needs a chat endpoint (endpoint_type: chat)"
                 )
-            return Sample(sample_id, row["answer"], messages=tuple(row["messages"]))
+            return Sample(
+                sample_id, row["answer"], messages=tuple(row["messages"]), metadata=groups
+            )
         if isinstance(row.get("prompt"), str):
             if self.endpoint_type == "chat":
                 return Sample(
-                    sample_id, row["answer"], messages=({"role": "user", "content": row["prompt"]},)
-                )
-            return Sample(sample_id, row["answer"], prompt=row["prompt"])
+                    sample_id, row["answer"],
+                    messages=({"role": "user", "content": row["prompt"]},), metadata=groups,
+                )  # fmt: skip
+            return Sample(sample_id, row["answer"], prompt=row["prompt"], metadata=groups)
         raise ConfigError(
             f"{self.path}:{number}: expected 'prompt' (a string) or 'messages' (a list)"
         )
