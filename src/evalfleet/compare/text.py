@@ -20,9 +20,10 @@ def header_lines(comparison: dict[str, Any]) -> list[str]:
 
 
 def table(comparison: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
-    """(columns, rows) of the comparison table; a candidate column only with several."""
+    """(columns, rows) of the comparison table; a `vs` column (the candidate's id) only
+    with several candidates."""
     several = len(comparison["runs"]) > 2
-    columns = ["task", "metric", *(["candidate"] if several else []), "baseline", "candidate_value",
+    columns = ["task", "metric", *(["vs"] if several else []), "baseline", "candidate",
                "diff", "95% CI", "p", "test", "sig", "flips", "n"]  # fmt: skip
     rows = []
     for row in comparison["rows"]:
@@ -31,9 +32,9 @@ def table(comparison: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
             {
                 "task": row["task"],
                 "metric": row["metric"],
-                "candidate": row["candidate"],
+                "vs": row["candidate"],
                 "baseline": f"{row['baseline_value']:.4f}",
-                "candidate_value": f"{row['candidate_value']:.4f}",
+                "candidate": f"{row['candidate_value']:.4f}",
                 "diff": f"{row['difference']:+.4f}",
                 "95% CI": f"[{low:+.4f}, {high:+.4f}]",
                 "p": _p(row["p_value"]),
