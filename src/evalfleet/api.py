@@ -27,6 +27,8 @@ class RunPlan:
     plan: dict[str, Any]
     # One line per launcher key the run accepts and ignores (the CLI prints them once).
     warnings: tuple[str, ...] = ()
+    # Values the config holds under secret-looking keys: hidden wherever the plan is shown.
+    hidden: frozenset[str] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "plan": self.plan}
@@ -40,8 +42,10 @@ def plan_run(
     overrides: list[str] | None = None,
     tasks: list[str] | None = None,
     invocation_id: str | None = None,
+    limit: int | None = None,
 ) -> RunPlan:
-    """Load and validate a config and plan it; contacts nothing and records nothing."""
+    """Load and validate a config and plan it; contacts nothing and records nothing.
+    `limit` (`run --limit N`) caps every task's samples, over the config's own limits."""
     from evalfleet.config import load_config
     from evalfleet.config.redact import redact, scrub, secret_values
     from evalfleet.executors import get_executor
@@ -51,6 +55,8 @@ def plan_run(
         config, config_dir=config_dir, config_name=config_name, overrides=overrides
     )
     model = with_derived_defaults(loaded.model)
+    if limit is not None:
+        model = _with_limit(model, limit)
     if tasks:
         model = _select_tasks(model, tasks)
     invocation = plan_invocation(model, invocation_id)
@@ -64,7 +70,27 @@ def plan_run(
         invocation=invocation,
         plan=scrub(plan, hidden),
         warnings=tuple(plan_warnings(model)),
+        hidden=frozenset(hidden),
     )
+
+
+def _with_limit(model: Any, limit: int) -> Any:
+    """Every task's `limit_samples` set to `limit`: evaluation.params's and each task's own
+    (which would win over evaluation.params)."""
+
+    def limited(params: Any) -> Any:
+        return params.model_copy(update={"limit_samples": limit})
+
+    evaluation = model.evaluation.model_copy(
+        update={
+            "params": limited(model.evaluation.params),
+            "tasks": [
+                task.model_copy(update={"params": limited(task.params)})
+                for task in model.evaluation.tasks
+            ],
+        }
+    )
+    return model.model_copy(update={"evaluation": evaluation})
 
 
 def _select_tasks(model: Any, wanted: list[str]) -> Any:
@@ -380,12 +406,16 @@ def _overall_state(states: list[str]) -> str:
 
 
 def _headline_score(job_dir: str) -> dict[str, Any] | None:
+    from evalfleet.contract import read_results
+
+    results = read_results(job_dir)
+    if results is None:
+        return None
     try:
-        results = json.loads((Path(job_dir) / "results.json").read_text(encoding="utf-8"))
         name = results["headline_metric"]
         metric = results["metrics"][name]
         return {"metric": name, "value": float(metric["value"]), "n": metric.get("n")}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -240,8 +240,8 @@ def _plan_run(
     endpoint: tuple[str, str, str | None] | None,
     invocation_id: str | None = None,
 ) -> Any:
-    """api.plan_run, with `--limit` as overrides applied last and `--url/--model` as a
-    config of their own (the target, the named tasks, execution local)."""
+    """api.plan_run, with `--url/--model` as a config of their own (the target, the named
+    tasks, execution local)."""
     import contextlib
     import tempfile
     from pathlib import Path
@@ -267,33 +267,10 @@ def _plan_run(
             }
             Path(config_file).write_text(yaml.safe_dump(generated, sort_keys=False))
             tasks = []  # they are the config's tasks, not a selection of them
-        if limit is not None:
-            overrides += _limit_overrides(config_file, config_dir, config_name, overrides, limit)
         return api.plan_run(
             config_file, config_dir=config_dir, config_name=config_name,
-            overrides=overrides, tasks=tasks, invocation_id=invocation_id,
+            overrides=overrides, tasks=tasks, invocation_id=invocation_id, limit=limit,
         )  # fmt: skip
-
-
-def _limit_overrides(
-    config_file: str | None,
-    config_dir: str | None,
-    config_name: str | None,
-    overrides: list[str],
-    limit: int,
-) -> list[str]:
-    """`--limit N` as overrides: evaluation.params.limit_samples, and every task's own
-    (a task's params win over evaluation.params, and --limit must win over both)."""
-    from evalfleet.config import load_config
-
-    loaded = load_config(
-        config_file, config_dir=config_dir, config_name=config_name, overrides=overrides
-    )
-    count = len(loaded.model.evaluation.tasks)
-    return [
-        f"++evaluation.params.limit_samples={limit}",
-        *(f"evaluation.tasks.{i}.params.limit_samples={limit}" for i in range(count)),
-    ]
 
 
 def _save_config(run_plan: object, directory: str | None) -> None:

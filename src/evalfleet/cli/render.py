@@ -69,24 +69,21 @@ def decoded_job_specs(run_plan: Any) -> dict[str, Any]:
 
 def _shown_spec(run_plan: Any, job: Any) -> Any:
     """A job's job.json as the plan may show it: as `plan_run` hides secrets in the plan."""
-    from evalfleet.config.redact import redact, scrub, secret_values
+    from evalfleet.config.redact import redact, scrub
 
-    config = run_plan.invocation.config
-    dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return scrub(redact(job.spec), secret_values(dumped))
+    return scrub(redact(job.spec), set(run_plan.hidden))
 
 
 def _job_payloads(run_plan: Any) -> dict[str, str]:
     """job id -> the base64 of its job.json, for those the plan's text contains."""
-    import base64
     import json
+
+    from evalfleet.contract import job_json_base64
 
     text = json.dumps(run_plan.plan)
     found = {}
     for job in run_plan.invocation.jobs:
-        # As the Lepton job script encodes it (executors/lepton/spec.py, job_script).
-        encoded = json.dumps(job.spec, sort_keys=True).encode()
-        payload = base64.b64encode(encoded).decode("ascii")
+        payload = job_json_base64(job.spec)
         if payload in text:
             found[job.job_id] = payload
     return found
@@ -198,15 +195,12 @@ def short_scores(scores: list[dict[str, Any]]) -> str:
     return ", ".join(f"{s['task'].rsplit('.', 1)[-1]} {s['value']:.2f}" for s in scores)
 
 
-
-
 def print_run_summary(record: Any, elapsed_s: float) -> None:
     """After a foreground run (stderr, so that stdout ends with the id): each task's
     headline metric with its labelled uncertainty and counts from its results.json, a
     warning when most answers were cut at max_new_tokens, the elapsed time, what next."""
-    import json
-
     from evalfleet.contract import headline_text as _headline_text
+    from evalfleet.contract import read_results
 
     invocation_id = record.invocation_id
     click.echo("", err=True)
@@ -216,9 +210,8 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
     width = max((len(job.task) for job in record.jobs), default=0)
     warnings = []
     for job in record.jobs:
-        try:
-            results = json.loads((Path(job.output_dir) / "results.json").read_text("utf-8"))
-        except (OSError, ValueError):
+        results = read_results(job.output_dir)
+        if results is None:
             click.echo(f"  {job.task:{width}}  {job.state}: no results.json here", err=True)
             continue
         click.echo(f"  {job.task:{width}}  {_headline_text(results)}", err=True)

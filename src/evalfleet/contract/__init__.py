@@ -16,6 +16,7 @@ those that read or write it). This module uses only the standard library: the st
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import enum
 import json
@@ -159,14 +160,26 @@ def read_failure(job_dir: str | Path) -> str | None:
 SAMPLE_GROUP_FIELDS = ("subset", "language", "category", "subject", "group")
 
 
+def job_json_base64(spec: JSON) -> str:
+    """A job.json as one base64 line, as a job script carries it (`base64 -d` writes it
+    back); the dry run recognises it by this same encoding to show it decoded."""
+    return base64.b64encode(json.dumps(spec, sort_keys=True).encode()).decode("ascii")
+
+
+def read_results(job_dir: str | Path) -> dict[str, Any] | None:
+    """A finished job's results.json; None when it is missing or not a JSON object."""
+    try:
+        results = json.loads((Path(job_dir) / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) else None
+
+
 def headline(job_dir: str | Path) -> str:
     """A finished job's headline metric from its results.json, as `headline_text` shows it
     without the counts; "" if there is none."""
-    try:
-        results = json.loads((Path(job_dir) / "results.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    return headline_text(results, counts=False) if isinstance(results, dict) else ""
+    results = read_results(job_dir)
+    return "" if results is None else headline_text(results, counts=False)
 
 
 _EN_DASH = "\u2013"  # between an interval's bounds (escaped: ruff flags the literal)
@@ -223,6 +236,8 @@ __all__ = [
     "exit_detail",
     "headline",
     "headline_text",
+    "job_json_base64",
     "read_failure",
+    "read_results",
     "write_failure",
 ]

@@ -94,7 +94,7 @@ class LogFilter:
         if self.task is None and not self.server:
             return True
         if source.server:
-            return self.server and source.task in (None, self.task or source.task)
+            return self.server and (self.task is None or source.task in (None, self.task))
         return self.task is not None and source.task == self.task
 
 

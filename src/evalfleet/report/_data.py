@@ -102,10 +102,9 @@ def _read_samples(
                 continue
             if "request" in record and "kind" in record:
                 row = _harness_row(record, len(rows))
-                _answer_figures(record, per_answer)
             else:
                 row = _sample_row(record)
-                _answer_figures(record, per_answer)
+            _answer_figures(record, per_answer)
             group = _group(record)
             if group is not None:
                 group_field = group_field or group[0]

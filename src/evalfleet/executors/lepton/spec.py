@@ -10,9 +10,7 @@ What the Lepton server would refuse (§5 "Validation to mirror") is refused here
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import posixpath
 import re
 import shlex
@@ -27,7 +25,7 @@ from evalfleet.config.env import (
     job_env,
     parse_env,
 )
-from evalfleet.contract import Invocation, Job
+from evalfleet.contract import Invocation, Job, job_json_base64
 from evalfleet.deployments.servers import lepton_server_argv, server_spec
 from evalfleet.exceptions import ConfigError
 from evalfleet.executors import wheel as wheels
@@ -484,7 +482,7 @@ def job_script(inv: Invocation, job: Job) -> str:
     shipped in the job's envs, checked), run under timeout, then print the results into the
     job's log for the launcher (see `results.py`)."""
     tasks = settings(inv.config).evaluation_tasks
-    payload = base64.b64encode(json.dumps(job.spec, sort_keys=True).encode()).decode("ascii")
+    payload = job_json_base64(job.spec)
     try:
         install = tasks.install_command.format(
             version=evalfleet.__version__, wheel='"$evalfleet_wheel"'
