@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +276,19 @@ def test_a_missing_ca_bundle_is_one_line_naming_the_key(write_yaml, tmp_path: Pa
     assert len(caught.value.problems) == 1
     assert caught.value.problems[0].startswith("target.api_endpoint.ca_bundle")
     assert "nope.pem" in caught.value.problems[0] and "no such file" in caught.value.problems[0]
+
+
+def test_without_proxy_variables_urllib_is_not_loaded_to_say_so():
+    """urllib.request (with http.client) would cost every run's start-up ~5 ms to find no
+    proxy: with no *_proxy variable there is none to find on Linux."""
+    script = (
+        "import sys\n"
+        "from evalfleet.engine._http import proxy_applies\n"
+        "assert not proxy_applies('http://10.0.0.1:8000/v1')\n"
+        "print('urllib.request' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("True" if sys.platform in ("darwin", "win32") else "False")

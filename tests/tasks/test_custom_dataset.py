@@ -68,3 +68,33 @@ def test_the_prompt_shown_in_samples_jsonl_names_each_role():
     assert one.shown_prompt() == "user: 2+2?"
     assert two.shown_prompt() == "system: Be brief.\nuser: hi"
     assert Sample("3", "x", prompt="Q: 1+1\nA:").shown_prompt() == "Q: 1+1\nA:"
+
+
+def test_a_read_is_taken_once_by_the_next_read_of_the_unchanged_file(tmp_path):
+    """`evalfleet run` checks a dataset while planning, and its job reads it again in the
+    same process: the second read takes the first's samples, a third reads the file."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"prompt": "q{i}", "answer": "{i}"}}\n' for i in range(3)))
+    planning = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
+    job = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
+    checked = planning.samples(None)
+    assert job.samples(None) is checked
+    again = job.samples(None)
+    assert again is not checked and again == checked
+    # Another limit or endpoint type reads the file as asked.
+    assert len(job.samples(2)) == 2
+    completions = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="completions")
+    assert completions.samples(None)[0].prompt == "q0"
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "q", "answer": "a"}\n')
+    task = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
+    assert len(task.samples(None)) == 1
+    with data.open("a") as rows:
+        rows.write('{"prompt": "r", "answer": "b"}\n')
+    assert [s.target for s in task.samples(None)] == ["a", "b"]
+    data.write_text("")  # emptied since the kept read: the error, not the kept samples
+    with pytest.raises(ConfigError, match="holds no samples"):
+        task.samples(None)

@@ -8,6 +8,7 @@ here mirror the YAML config groups in `groups/`; a test keeps the two in agreeme
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -29,11 +30,22 @@ from pydantic import (
 from evalfleet.contract.spec import DatasetSpec, ParamsSpec, ScorerSpec
 from evalfleet.tasks.catalog import TASK_CATALOG, check_task_options, resolvable_task
 
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic_core import CoreSchema, SchemaValidator
+
 
 class Strict(BaseModel):
     """Base for config sections: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class _Deferred(Strict):
+    """Base for sections only some runs have (a deployment's and what only it holds):
+    pydantic builds such a model when a config first uses it, not at import."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -46,13 +58,13 @@ WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 # --------------------------------------------------------------------------- secrets
 
 
-class SecretNameRef(Strict):
+class SecretNameRef(_Deferred):
     """`secret_name_ref`: the name of a Lepton workspace secret (never its value)."""
 
     secret_name_ref: str = Field(min_length=1)
 
 
-class SecretEnvValue(Strict):
+class SecretEnvValue(_Deferred):
     """An env var whose value comes from a secret, as Lepton writes it."""
 
     value_from: SecretNameRef
@@ -78,11 +90,11 @@ EnvValue = Annotated[
 ]
 
 
-class TokenNameRef(Strict):
+class TokenNameRef(_Deferred):
     token_name_ref: str = Field(min_length=1, description="Lepton secret holding the token")
 
 
-class ApiTokenRef(Strict):
+class ApiTokenRef(_Deferred):
     """An endpoint API token, referenced by the name of the Lepton secret holding it."""
 
     value_from: TokenNameRef
@@ -311,7 +323,7 @@ class TargetConfig(Strict):
 # --------------------------------------------------------------------------- lepton spec
 
 
-class ScaleDown(Strict):
+class ScaleDown(_Deferred):
     no_traffic_timeout: NonNegativeInt | None = Field(
         None, description="seconds without traffic before Lepton scales the endpoint down"
     )
@@ -323,19 +335,19 @@ class ScaleDown(Strict):
     )
 
 
-class TargetThroughput(Strict):
+class TargetThroughput(_Deferred):
     qpm: Annotated[float, Field(gt=0)] | None = None
     paths: list[str] | None = None
     methods: list[str] | None = None
 
 
-class AutoScaler(Strict):
+class AutoScaler(_Deferred):
     scale_down: ScaleDown | None = None
     target_gpu_utilization_percentage: Annotated[int, Field(ge=0, le=100)] | None = None
     target_throughput: TargetThroughput | None = None
 
 
-class LeptonCacheMount(Strict):
+class LeptonCacheMount(_Deferred):
     """The guide's `mounts` block: one shared-storage path mounted into the endpoint."""
 
     enabled: bool = False
@@ -343,7 +355,7 @@ class LeptonCacheMount(Strict):
     mount_path: str | None = Field(None, description="path inside the container")
     from_: str = Field("node-nfs:lepton-shared-fs", alias="from")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _paths_when_enabled(self) -> LeptonCacheMount:
@@ -352,7 +364,7 @@ class LeptonCacheMount(Strict):
         return self
 
 
-class LeptonDeploymentConfig(Strict):
+class LeptonDeploymentConfig(_Deferred):
     """`deployment.lepton_config`: how the endpoint is shaped on Lepton."""
 
     endpoint_name: str | None = Field(
@@ -399,7 +411,7 @@ class LeptonDeploymentConfig(Strict):
 # --------------------------------------------------------------------------- deployments
 
 
-class Endpoints(Strict):
+class Endpoints(_Deferred):
     chat: str = "/v1/chat/completions"
     completions: str = "/v1/completions"
     health: str = "/health"
@@ -409,7 +421,7 @@ class Endpoints(Strict):
     ranking: str | None = None
 
 
-class DeploymentBase(Strict):
+class DeploymentBase(_Deferred):
     image: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     served_model_name: str | None = Field(None, description="default: derived from the model")
@@ -535,6 +547,56 @@ DEPLOYMENT_TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "llamacpp", "gene
 
 # A judge model evalfleet deploys beside the model under test.
 JudgeDeploymentConfig = Annotated[_ServerDeployment, Field(discriminator="type")]
+
+# `type` → model, in the union's order (its "expected tags" list them so). RunConfig's wrap
+# validator validates a section with its type's model alone: a pydantic union would build
+# every model at import, and a run uses at most two.
+_DEPLOYMENT_MODELS: dict[str, type[BaseModel]] = {
+    "none": NoDeployment,
+    "vllm": VllmDeployment,
+    "sglang": SglangDeployment,
+    "trtllm": TrtllmDeployment,
+    "nim": NimDeployment,
+    "llamacpp": LlamacppDeployment,
+    "generic": GenericDeployment,
+}
+
+
+class _ValidatedByType:
+    """RunConfig's field holds the model the wrap validator already chose and ran; dumps
+    follow that model's own fields, as `SerializeAsAny` makes them. `union` (built only
+    for a JSON schema) is what the field's JSON schema shows."""
+
+    def __init__(self, union: Any) -> None:
+        self.union = union
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        # The union in `source` is left unbuilt: that is the point.
+        return core_schema.is_instance_schema(
+            BaseModel,
+            serialization=core_schema.simple_ser_schema("any"),
+            metadata={"pydantic_js_functions": [self._json_schema]},
+        )
+
+    def _json_schema(self, _: Any, handler: GetJsonSchemaHandler) -> Any:
+        from pydantic import TypeAdapter
+
+        return handler(TypeAdapter(self.union).core_schema)
+
+
+# mypy sees the precise unions; pydantic the field above (`_errors` reads the union too).
+if TYPE_CHECKING:
+    _DeploymentField = DeploymentConfig
+    _JudgeDeploymentField = JudgeDeploymentConfig
+else:
+    _DeploymentField = Annotated[
+        NoDeployment | _ServerDeployment, _ValidatedByType(DeploymentConfig)
+    ]
+    _JudgeDeploymentField = Annotated[_ServerDeployment, _ValidatedByType(JudgeDeploymentConfig)]
 
 
 # --------------------------------------------------------------------------- executions
@@ -742,8 +804,8 @@ class RunConfig(Strict):
 
     name: str | None = None
     execution: SerializeAsAny[ExecutionBase]
-    deployment: DeploymentConfig
-    judge_deployment: JudgeDeploymentConfig | None = Field(
+    deployment: _DeploymentField
+    judge_deployment: _JudgeDeploymentField | None = Field(
         None,
         description="an LLM judge evalfleet deploys beside the model (same keys as "
         "deployment) for the tasks that ask one and name no judge URL; torn down with it",
@@ -765,8 +827,11 @@ class RunConfig(Strict):
         cls, data: Any, handler: ModelWrapValidatorHandler[RunConfig]
     ) -> RunConfig:
         """`execution` is validated by its backend's own model (`executors.registry`), so
-        a registered backend needs no change here; its errors keep their full key path."""
+        a registered backend needs no change here; its errors keep their full key path.
+        `deployment` and `judge_deployment` are validated by their type's model alone,
+        with the errors the discriminated union of all of them gave."""
         errors: list[Any] = []
+        deployment_errors: dict[str, list[Any]] = {}
         if isinstance(data, dict):
             data = auxiliary_as_judge(data)
         execution = data.get("execution") if isinstance(data, dict) else None
@@ -784,10 +849,24 @@ class RunConfig(Strict):
                         for error in exc.errors(include_url=False)
                     ]
                     data = {**data, "execution": model.model_construct(type=execution["type"])}
+        given = data
+        if isinstance(data, dict):
+            for key in ("deployment", "judge_deployment"):
+                if key in data and not (key == "judge_deployment" and data[key] is None):
+                    value, problems = _validated_deployment(key, data[key])
+                    data = {**data, key: value}
+                    if problems:
+                        deployment_errors[key] = problems
         try:
             validated = handler(data)
         except ValidationError as exc:
-            errors += exc.errors(include_url=False)
+            # An error about the whole config shows the sections as they were given.
+            errors += [
+                {**error, "input": given} if error.get("input") is data else error
+                for error in _with_deployment_errors(
+                    exc.errors(include_url=False), deployment_errors
+                )
+            ]
         if errors:
             raise ValidationError.from_exception_data(
                 cls.__name__, [_init_error(e) for e in errors]
@@ -881,6 +960,57 @@ def _execution_model(kind: Any) -> tuple[type[ExecutionBase], Any]:
             "ctx": {"discriminator": "'type'", "tag": str(kind),
                     "expected_tags": ", ".join(f"'{name}'" for name in registry.names())},
         }  # fmt: skip
+
+
+# A deployment section that failed: the field rejects it, so the handler reports the other
+# fields (in their order) and skips the cross-checks, as a failing union field did.
+_INVALID_DEPLOYMENT = object()
+
+
+@cache
+def _deployment_tags(judge: bool) -> SchemaValidator:
+    """Finds a section's type, failing as the discriminated union did (a judge is never
+    `none`); each type's branch returns the type's name."""
+    from pydantic_core import SchemaValidator, core_schema
+
+    def branch(kind: str) -> Any:
+        return core_schema.no_info_plain_validator_function(lambda _: kind)
+
+    choices: dict[Any, Any] = {
+        kind: branch(kind) for kind in _DEPLOYMENT_MODELS if not (judge and kind == "none")
+    }
+    return SchemaValidator(
+        core_schema.tagged_union_schema(choices, discriminator="type", from_attributes=True)
+    )
+
+
+def _validated_deployment(key: str, section: Any) -> tuple[Any, list[Any]]:
+    """`section` validated by the model its type names, else the errors (full key paths)."""
+    try:
+        kind = _deployment_tags(key == "judge_deployment").validate_python(section)
+    except ValidationError as exc:
+        return _INVALID_DEPLOYMENT, [
+            {**error, "loc": (key, *error["loc"])} for error in exc.errors(include_url=False)
+        ]
+    try:
+        return _DEPLOYMENT_MODELS[kind].model_validate(section), []
+    except ValidationError as exc:
+        return _INVALID_DEPLOYMENT, [
+            {**error, "loc": (key, kind, *error["loc"])} for error in exc.errors(include_url=False)
+        ]
+
+
+def _with_deployment_errors(
+    errors: list[Any], deployment_errors: dict[str, list[Any]]
+) -> list[Any]:
+    """`errors` with each rejected deployment field's error replaced by its section's own."""
+    merged: list[Any] = []
+    for error in errors:
+        if error.get("input") is _INVALID_DEPLOYMENT and error["loc"][0] in deployment_errors:
+            merged += deployment_errors.pop(error["loc"][0])
+        else:
+            merged.append(error)
+    return merged + [error for rest in deployment_errors.values() for error in rest]
 
 
 def _init_error(error: dict[str, Any]) -> Any:

@@ -12,7 +12,6 @@ foreign exceptions (aiohttp, asyncio, json) stop here.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import random
@@ -451,6 +450,8 @@ def _snippet(raw: bytes, limit: int = 120) -> str:
         cut = exc.start >= len(window) - 3 and len(window) < len(raw)
         text = window[: exc.start].decode() if cut else window.decode("cp1252", "replace")
     if _HTML.match(text):
+        import html  # an HTML error page is rare: not at every start-up
+
         text = html.unescape(_TAG.sub(" ", _HIDDEN_HTML.sub(" ", text)))
     words = " ".join(text.split())
     return words[:limit] + ("…" if len(words) > limit or len(raw) > len(window) else "")

@@ -10,8 +10,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,16 @@ from evalfleet.exceptions import DeploymentError
 
 POLL_S = 0.5
 STOP_GRACE_S = 30.0
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@functools.cache
+def _no_proxy() -> Any:
+    """An opener that ignores *_proxy: the server is on this machine. Made on first use:
+    urllib.request (http.client, email) is ~10 ms of every run's start-up, and only a run
+    that starts a server polls its health."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class LocalServer:
@@ -81,10 +88,10 @@ class LocalServer:
                     f"last lines of {self.log_path}:\n{self.log_tail()}"
                 )
             try:
-                with _NO_PROXY.open(url, timeout=5) as response:
+                with _no_proxy().open(url, timeout=5) as response:
                     if response.status == 200:
                         return time.monotonic() - started
-            except (urllib.error.URLError, OSError):
+            except OSError:  # urllib.error.URLError is one
                 pass
             if time.monotonic() - started > timeout_s:
                 raise DeploymentError(
