@@ -43,8 +43,15 @@ def test_endpoint_sharing_prints_the_whole_run_ratio_and_the_tasks_side_by_side(
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    (whole,) = re.findall(r"evalfleet run +\d+\.\d+ s +ratio (\d\.\d+)", result.stdout)
+    ((wall, whole, start, serving, end),) = re.findall(
+        r"evalfleet run +(\d+\.\d+) s +ratio (\d\.\d+) +\(start to first request (\d+\.\d+) s, "
+        r"first request to last answer (\d+\.\d+) s, last answer to exit (\d+\.\d+) s\)",
+        result.stdout,
+    )
     assert 0 < float(whole) <= 1.05
+    # The three parts are the run's wall time (each printed to the millisecond).
+    assert abs(float(start) + float(serving) + float(end) - float(wall)) <= 0.01
+    assert float(serving) >= 64 / 256 * 0.5  # one round of answers at least
     rows = re.findall(
         r"^  (1 task|4 tasks|4 evals in turn) +\d+\.\d+ s +÷ 1 task (\d+\.\d+) +max in flight (\d+)",
         result.stdout,

@@ -256,3 +256,19 @@ def test_control_rejects_bad_settings(sim: Simulator, changes: dict, needle: str
         sim.control(**changes)
     assert needle in str(info.value)
     assert call(sim.base_url, "/control").json() == before
+
+
+def test_stats_say_when_the_first_request_came_and_the_last_answer_left(sim: Simulator) -> None:
+    sim.reset_stats()
+    assert sim.stats()["first_request_at"] is None and sim.stats()["last_answer_at"] is None
+    sim.control(latency=0.1)
+    before = time.time()
+    many = post_many(sim.base_url, [chat(f"q{i}") for i in range(4)], concurrency=2)
+    after = time.time()
+    assert {r.status for r in many.replies} == {200}
+    stats = sim.stats()
+    # Two rounds of 0.1 s between the first request and the last answer, within the call.
+    assert before <= stats["first_request_at"] < stats["last_answer_at"] <= after
+    assert stats["last_answer_at"] - stats["first_request_at"] >= 0.19
+    sim.reset_stats()
+    assert sim.stats()["first_request_at"] is None

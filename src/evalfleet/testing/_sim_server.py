@@ -148,7 +148,9 @@ class Stats:
         "cancelled",
         "completed",
         "faults",
+        "first_request_at",
         "in_flight",
+        "last_answer_at",
         "max_in_flight",
         "requests",
     )
@@ -166,6 +168,10 @@ class Stats:
         self.faults: dict[str, int] = {}
         self.max_in_flight = self.in_flight
         self.by_key: dict[str, int] = {}
+        # Wall-clock times (time.time()): when the first request came, when the last 200
+        # went out, so that a benchmark can tell a client's start-up from its serving.
+        self.first_request_at: float | None = None
+        self.last_answer_at: float | None = None
 
     def as_dict(self, queued: int) -> dict[str, Any]:
         return {
@@ -178,6 +184,8 @@ class Stats:
             "queued": queued,
             "cancelled": self.cancelled,
             "by_key": dict(self.by_key),
+            "first_request_at": self.first_request_at,
+            "last_answer_at": self.last_answer_at,
         }
 
 
@@ -266,6 +274,7 @@ class Endpoint:
         by_status[status] = by_status.get(status, 0) + 1
         if status == 200:
             self.stats.completed += 1
+            self.stats.last_answer_at = time.time()
         return _response(status, body, headers)
 
     def _count_key(self, key: str) -> None:
@@ -288,6 +297,8 @@ class Endpoint:
     ) -> Reply:
         stats = self.stats
         stats.requests += 1
+        if stats.first_request_at is None:
+            stats.first_request_at = time.time()
         if self.auth is not None and request.headers.get("Authorization") != self.auth:
             return self._send(401, _UNAUTHORIZED)
         try:
