@@ -209,6 +209,8 @@ def test_stats_by_key_counts_and_reset(sim: Simulator) -> None:
         "queued": 0,
         "cancelled": 0,
         "by_key": None,
+        "first_request_at": None,
+        "last_answer_at": None,
     }
     assert sim.stats()["by_key"] == {}
 
