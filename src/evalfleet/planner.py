@@ -131,6 +131,7 @@ def check_dataset(spec: dict[str, Any], index: int) -> None:
     """Read a custom task's data now, as its job will read it (the same reader, up to
     the same `limit_samples`), so that a missing, empty or malformed file stops the run
     before anything is recorded, with the line the job would have failed on."""
+    from evalfleet.tasks.custom import CustomTask
     from evalfleet.tasks.registry import create_task
 
     key = f"evaluation.tasks[{index}].dataset.path"
@@ -148,8 +149,9 @@ def check_dataset(spec: dict[str, Any], index: int) -> None:
         ignore_case=scorer.get("ignore_case", True),
         endpoint_type=spec["endpoint"]["type"],
     )
+    assert isinstance(task, CustomTask)  # a dataset.path task
     try:
-        task.samples(spec["params"].get("limit_samples"))
+        task.check(spec["params"].get("limit_samples"))  # kept for the job, if it runs here
     except ConfigError as exc:
         raise ConfigError(f"{key}: {str(exc).removeprefix('dataset.path: ')}") from None
 

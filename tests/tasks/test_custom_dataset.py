@@ -70,17 +70,18 @@ def test_the_prompt_shown_in_samples_jsonl_names_each_role():
     assert Sample("3", "x", prompt="Q: 1+1\nA:").shown_prompt() == "Q: 1+1\nA:"
 
 
-def test_a_read_is_taken_once_by_the_next_read_of_the_unchanged_file(tmp_path):
+def test_a_checked_read_is_taken_once_by_the_next_read_of_the_unchanged_file(tmp_path):
     """`evalfleet run` checks a dataset while planning, and its job reads it again in the
-    same process: the second read takes the first's samples, a third reads the file."""
+    same process: the job's read takes the check's samples, a later read reads the file."""
     data = tmp_path / "data.jsonl"
     data.write_text("".join(f'{{"prompt": "q{i}", "answer": "{i}"}}\n' for i in range(3)))
     planning = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
     job = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
-    checked = planning.samples(None)
+    checked = planning.check(None)
     assert job.samples(None) is checked
     again = job.samples(None)
     assert again is not checked and again == checked
+    assert job.samples(None) is not again  # a job's own read is not kept
     # Another limit or endpoint type reads the file as asked.
     assert len(job.samples(2)) == 2
     completions = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="completions")
@@ -91,10 +92,10 @@ def test_a_changed_file_is_read_again(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text('{"prompt": "q", "answer": "a"}\n')
     task = CustomTask("mine", path=data, scorer="exact_match", endpoint_type="chat")
-    assert len(task.samples(None)) == 1
+    assert len(task.check(None)) == 1
     with data.open("a") as rows:
         rows.write('{"prompt": "r", "answer": "b"}\n')
-    assert [s.target for s in task.samples(None)] == ["a", "b"]
+    assert [s.target for s in task.check(None)] == ["a", "b"]
     data.write_text("")  # emptied since the kept read: the error, not the kept samples
     with pytest.raises(ConfigError, match="holds no samples"):
         task.samples(None)

@@ -199,8 +199,7 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
     """After a foreground run (stderr, so that stdout ends with the id): each task's
     headline metric with its labelled uncertainty and counts from its results.json, a
     warning when most answers were cut at max_new_tokens, the elapsed time, what next."""
-    from evalfleet.contract import headline_text as _headline_text
-    from evalfleet.contract import read_results
+    from evalfleet.contract import headline_text, read_results
 
     invocation_id = record.invocation_id
     click.echo("", err=True)
@@ -214,7 +213,7 @@ def print_run_summary(record: Any, elapsed_s: float) -> None:
         if results is None:
             click.echo(f"  {job.task:{width}}  {job.state}: no results.json here", err=True)
             continue
-        click.echo(f"  {job.task:{width}}  {_headline_text(results)}", err=True)
+        click.echo(f"  {job.task:{width}}  {headline_text(results)}", err=True)
         warning = _truncation_warning(job.task, results)
         if warning:
             warnings.append(warning)

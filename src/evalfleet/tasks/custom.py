@@ -36,8 +36,8 @@ def _load_line(line: str) -> Any:
 
 SCORERS = ("exact_match", "contains", "regex", "numeric")
 
-# Reads not taken yet, by the file's identity (path, inode, size, mtime) and how it was
-# read: one per task of the run being planned, each taken by its job.
+# Reads `check` kept and no `samples` took yet, by `CustomTask._identity`: one per task of
+# the run being planned, each taken by its job.
 _KEPT_READS: dict[tuple[Any, ...], list[Sample]] = {}
 _KEEP_AT_MOST = 16
 _GROUP_FIELDS = frozenset(SAMPLE_GROUP_FIELDS)
@@ -75,32 +75,42 @@ class CustomTask:
         self.endpoint_type = endpoint_type
 
     def samples(self, limit: int | None) -> Iterable[Sample]:
-        """The file's samples (up to `limit`). A read is kept for the next read of the same,
-        unchanged file in this process, which takes it: `evalfleet run` checks each dataset
-        while planning, then each job reads its own again in the same process (2,048 rows:
-        ~15 ms of the run's start-up)."""
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            raise ConfigError(f"dataset.path: cannot read {self.path}: {exc.strerror}") from None
-        key = (
-            str(self.path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns,
-            limit, self.endpoint_type,
-        )  # fmt: skip
-        kept = _KEPT_READS.pop(key, None)
-        if kept is not None:
-            return kept
+        """The file's samples (up to `limit`): those `check` kept, if the file has not
+        changed since, else read now."""
+        kept = _KEPT_READS.pop(self._identity(limit), None)
+        return kept if kept is not None else self._read(limit)
+
+    def check(self, limit: int | None) -> list[Sample]:
+        """Read the file as `samples` does (raising what it would) and keep the samples for
+        the next `samples` of the same, unchanged file in this process: `evalfleet run`
+        checks each dataset while planning, then its job reads it in the same process
+        (2,048 rows: ~15 ms of the run's start-up)."""
+        key = self._identity(limit)  # before reading: a change while it reads is a miss
         samples = self._read(limit)
         while len(_KEPT_READS) >= _KEEP_AT_MOST:  # a long-lived caller planning many runs
             del _KEPT_READS[next(iter(_KEPT_READS))]
         _KEPT_READS[key] = samples
         return samples
 
+    def _identity(self, limit: int | None) -> tuple[Any, ...]:
+        """The file (path, inode, size, mtime) and how it is read."""
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+        return (
+            str(self.path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns,
+            limit, self.endpoint_type,
+        )  # fmt: skip
+
+    def _unreadable(self, exc: OSError) -> ConfigError:
+        return ConfigError(f"dataset.path: cannot read {self.path}: {exc.strerror}")
+
     def _read(self, limit: int | None) -> list[Sample]:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"dataset.path: cannot read {self.path}: {exc.strerror}") from None
+            raise self._unreadable(exc) from None
         try:
             lines = data.decode("utf-8").splitlines()
         except UnicodeDecodeError as exc:
